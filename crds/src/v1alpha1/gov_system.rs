@@ -1,0 +1,281 @@
+//! GovSystem: one legacy government system to move onto the cloud. It lives in its tenant's
+//! Namespace (which bears the Tenant's name); that is how a system names its tenant.
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::Resources;
+
+/// Desired state of a GovSystem.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "suyun.io",
+    version = "v1alpha1",
+    kind = "GovSystem",
+    namespaced,
+    shortname = "gsys",
+    category = "suyun",
+    status = "GovSystemStatus",
+    doc = "A non-classified (非涉密) government system to migrate onto the cloud, in its tenant's Namespace.",
+    printcolumn(name = "SystemID", type_ = "string", json_path = ".spec.systemId"),
+    printcolumn(name = "Display", type_ = "string", json_path = ".spec.displayName", priority = 1),
+    printcolumn(name = "Level", type_ = "integer", json_path = ".spec.securityLevel", priority = 1),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Node", type_ = "string", json_path = ".status.node"),
+    printcolumn(name = "Wave", type_ = "string", json_path = ".status.wave"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+)]
+#[x_kube(validation = kube::core::Rule::new("!has(self.dependsOn) || !(self.systemId in self.dependsOn)").message("A system may not depend on itself").field_path(".dependsOn"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.sameNodeAs) || !(self.systemId in self.sameNodeAs)").message("List other systems, not the system itself").field_path(".sameNodeAs"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.antiAffinityWith) || !(self.systemId in self.antiAffinityWith)").message("A system cannot be kept apart from itself").field_path(".antiAffinityWith"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.sameNodeAs) || !has(self.antiAffinityWith) || self.sameNodeAs.all(s, !(s in self.antiAffinityWith))").message("A system cannot be both in sameNodeAs and in antiAffinityWith").field_path(".antiAffinityWith"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.placement) || !has(self.placement.preferredNode) || !has(self.placement.allowedNodes) || self.placement.preferredNode in self.placement.allowedNodes").message("spec.placement.preferredNode must be one of spec.placement.allowedNodes").field_path(".placement.preferredNode"))]
+#[serde(rename_all = "camelCase")]
+pub struct GovSystemSpec {
+    /// Province-wide unique identifier: two-letter province prefix, region code, sequence, e.g.
+    /// JS-320500-0042. Immutable.
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^[A-Z]{2}-[0-9]{6}-[0-9]{4,6}$')").message("systemId must look like JS-320500-0042: a two-letter province prefix, the 6-digit region code and a 4- to 6-digit sequence"))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("systemId is immutable"))]
+    pub system_id: String,
+    /// Human-readable name, kept in Chinese, e.g. 苏州市公积金管理系统.
+    #[schemars(length(min = 1, max = 128))]
+    pub display_name: String,
+    /// Data classification: Public, Internal or Sensitive. Classified (涉密) systems may not be
+    /// placed on the government cloud and are refused at admission.
+    #[x_kube(validation = kube::core::Rule::new("self != 'Classified'").message("classification: Classified (涉密) systems may not be placed on the government cloud; allowed: Public, Internal, Sensitive"))]
+    pub classification: Classification,
+    /// 等保 (MLPS 2.0) level of the system, 1 to 3. Level 4 systems are not hosted on this
+    /// cloud.
+    #[schemars(range(min = 1))]
+    #[x_kube(validation = kube::core::Rule::new("self <= 3").message("securityLevel: 等保 level 4 and above may not be hosted on the government cloud; allowed: 1, 2, 3"))]
+    pub security_level: u8,
+    /// CPU architecture the system runs on: Any, x86_64, or aarch64 (信创 only).
+    #[serde(default)]
+    pub architecture: SystemArchitecture,
+    /// Resources the system needs once migrated.
+    pub resources: Resources,
+    /// Bytes of data to replicate during the migration, as a quantity (e.g. 500Gi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::quantity")]
+    pub data_volume: Option<Quantity>,
+    /// systemIds that must be Completed before this system starts migrating.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128), inner(length(max = 32)))]
+    pub depends_on: Vec<String>,
+    /// systemIds that must be placed on the same node as this system (placed together or not at
+    /// all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 32)))]
+    pub same_node_as: Vec<String>,
+    /// systemIds that must not be placed on the same node as this system.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 32)))]
+    pub anti_affinity_with: Vec<String>,
+    /// Where the system may go. By default a city tenant's systems go to its home node and a
+    /// provincial tenant's to the provincial node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    /// Higher priority systems are placed and moved first, 0 to 1000 (default 500).
+    #[serde(default = "default_priority")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub priority: u32,
+    /// Migration strategy (the 6R model): Rehost, Replatform, Refactor, Retire or Retain.
+    /// Retire and Retain systems are never moved.
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+fn default_priority() -> u32 {
+    500
+}
+
+/// Data classification of a system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Classification {
+    /// Public information.
+    Public,
+    /// Internal working information.
+    Internal,
+    /// Sensitive (but not classified) information.
+    Sensitive,
+    /// Classified (涉密): never allowed on the government cloud; refused at admission.
+    Classified,
+}
+
+/// CPU architecture a system requires.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum SystemArchitecture {
+    /// Runs on any architecture.
+    #[default]
+    Any,
+    /// Needs x86_64.
+    #[serde(rename = "x86_64")]
+    X86_64,
+    /// Needs aarch64 (信创).
+    #[serde(rename = "aarch64")]
+    Aarch64,
+}
+
+/// Placement preferences and limits of a system.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// CloudNode tried first, if allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub preferred_node: Option<String>,
+    /// CloudNodes the system may go to; empty means the tenant's home node (and the provincial
+    /// node when spillover is allowed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 63)))]
+    pub allowed_nodes: Vec<String>,
+    /// Allow placement on the provincial node when the home city node is full.
+    #[serde(default)]
+    pub allow_spillover: bool,
+}
+
+/// Migration strategy (the 6R model).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Strategy {
+    /// Lift and shift onto cloud VMs/containers.
+    #[default]
+    Rehost,
+    /// Move with light changes (managed database, containers).
+    Replatform,
+    /// Rebuild for the cloud.
+    Refactor,
+    /// Switch off; never moved.
+    Retire,
+    /// Keep where it is; never moved.
+    Retain,
+}
+
+impl Strategy {
+    /// Whether a system with this strategy is migrated at all.
+    pub fn moves(self) -> bool {
+        !matches!(self, Strategy::Retire | Strategy::Retain)
+    }
+}
+
+/// Phase of a system's migration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Not yet planned.
+    #[default]
+    Pending,
+    /// Placed on a node and given a time slot.
+    Scheduled,
+    /// Target resources being created.
+    Provisioning,
+    /// Data being replicated.
+    Replicating,
+    /// Waiting for a cutover approval.
+    AwaitingCutover,
+    /// Traffic being switched over.
+    CuttingOver,
+    /// Checking the migrated system.
+    Verifying,
+    /// Migrated.
+    Completed,
+    /// A phase failed beyond its retries.
+    Failed,
+    /// The migration was undone.
+    RolledBack,
+    /// A constraint cannot be met; the reason says which.
+    Blocked,
+    /// Retire or Retain: never moved.
+    NotMigrated,
+}
+
+impl Phase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 12] = [
+        Phase::Pending,
+        Phase::Scheduled,
+        Phase::Provisioning,
+        Phase::Replicating,
+        Phase::AwaitingCutover,
+        Phase::CuttingOver,
+        Phase::Verifying,
+        Phase::Completed,
+        Phase::Failed,
+        Phase::RolledBack,
+        Phase::Blocked,
+        Phase::NotMigrated,
+    ];
+
+    /// The phase's name as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Scheduled => "Scheduled",
+            Phase::Provisioning => "Provisioning",
+            Phase::Replicating => "Replicating",
+            Phase::AwaitingCutover => "AwaitingCutover",
+            Phase::CuttingOver => "CuttingOver",
+            Phase::Verifying => "Verifying",
+            Phase::Completed => "Completed",
+            Phase::Failed => "Failed",
+            Phase::RolledBack => "RolledBack",
+            Phase::Blocked => "Blocked",
+            Phase::NotMigrated => "NotMigrated",
+        }
+    }
+
+    /// Whether a migration is in progress (resources held and a runner at work).
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            Phase::Provisioning | Phase::Replicating | Phase::AwaitingCutover | Phase::CuttingOver | Phase::Verifying
+        )
+    }
+
+    /// Whether a system in this phase holds capacity on its node.
+    pub fn holds_capacity(self) -> bool {
+        self.is_active() || matches!(self, Phase::Scheduled | Phase::Completed | Phase::Failed)
+    }
+}
+
+/// Observed state of a GovSystem.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GovSystemStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Current phase of the migration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// CloudNode the system is placed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// MigrationWave the system belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    /// When the planner expects the migration to start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_start: Option<Time>,
+    /// When the migration started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the migration completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// Attempts of the current phase so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Short machine-readable reason of the current state (e.g. InsufficientCapacity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable explanation of the current state, with numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Conditions: Scheduled, Blocked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
