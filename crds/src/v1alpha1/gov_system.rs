@@ -29,10 +29,10 @@ use super::common::Resources;
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
 )]
-#[x_kube(validation = kube::core::Rule::new("!has(self.dependsOn) || !(self.systemId in self.dependsOn)").message("A system may not depend on itself").field_path(".dependsOn"))]
-#[x_kube(validation = kube::core::Rule::new("!has(self.sameNodeAs) || !(self.systemId in self.sameNodeAs)").message("List other systems, not the system itself").field_path(".sameNodeAs"))]
-#[x_kube(validation = kube::core::Rule::new("!has(self.antiAffinityWith) || !(self.systemId in self.antiAffinityWith)").message("A system cannot be kept apart from itself").field_path(".antiAffinityWith"))]
-#[x_kube(validation = kube::core::Rule::new("!has(self.sameNodeAs) || !has(self.antiAffinityWith) || self.sameNodeAs.all(s, !(s in self.antiAffinityWith))").message("A system cannot be both in sameNodeAs and in antiAffinityWith").field_path(".antiAffinityWith"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.dependsOn) || !(self.systemId in self.dependsOn)").message("a system may not depend on itself").field_path(".dependsOn"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.sameNodeAs) || !(self.systemId in self.sameNodeAs)").message("list other systems, not the system itself").field_path(".sameNodeAs"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.antiAffinityWith) || !(self.systemId in self.antiAffinityWith)").message("a system cannot be kept apart from itself").field_path(".antiAffinityWith"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.sameNodeAs) || !has(self.antiAffinityWith) || self.sameNodeAs.all(s, !(s in self.antiAffinityWith))").message("a system cannot be both in sameNodeAs and in antiAffinityWith").field_path(".antiAffinityWith"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.placement) || !has(self.placement.preferredNode) || !has(self.placement.allowedNodes) || self.placement.preferredNode in self.placement.allowedNodes").message("spec.placement.preferredNode must be one of spec.placement.allowedNodes").field_path(".placement.preferredNode"))]
 #[serde(rename_all = "camelCase")]
 pub struct GovSystemSpec {
