@@ -117,9 +117,6 @@ pub enum Architecture {
 pub mod reasons {
     /// The object was reconciled and is usable.
     pub const RECONCILED: &str = "Reconciled";
-    /// The spec is invalid in a way admission cannot check (e.g. a reference to a missing
-    /// object); the object waits for a change.
-    pub const INVALID_SPEC: &str = "InvalidSpec";
 }
 
 /// Condition types used across kinds.
@@ -128,6 +125,4 @@ pub mod condition_types {
     pub const READY: &str = "Ready";
     /// The node's utilisation is above the configured threshold.
     pub const CAPACITY_PRESSURE: &str = "CapacityPressure";
-    /// The spec cannot be acted on; the reason and message say why.
-    pub const INVALID_SPEC: &str = "InvalidSpec";
 }

@@ -1,0 +1,264 @@
+//! The pure half of the CloudNode controller: validate a node against its siblings and build
+//! its status. No client; tested from plain values.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use suyun_crds::conditions::{DesiredCondition, merge_conditions};
+use suyun_crds::v1alpha1::{CapacitySource, CloudNode, CloudNodeStatus, Tier, condition_types, reasons};
+
+use crate::capacity::{self, Amounts};
+
+/// What the CloudNode controller knows beyond the node itself.
+#[derive(Debug)]
+pub struct Observed<'a> {
+    /// Every CloudNode in the cluster (including this one).
+    pub cloud_nodes: &'a [Arc<CloudNode>],
+    /// Kubernetes Nodes labelled for this CloudNode (Ready or not).
+    pub nodes: Vec<&'a Node>,
+    /// Resources allocated to systems placed on this node.
+    pub allocated: Amounts,
+    /// Utilisation (percent) above which CapacityPressure is True.
+    pub pressure_threshold: f64,
+}
+
+/// A spec problem admission cannot see, with the reason it is reported under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecProblem {
+    /// PascalCase reason.
+    pub reason: &'static str,
+    /// Sentence that says what is wrong and what to do.
+    pub message: String,
+}
+
+/// Checks what needs other objects: the parent exists and is the Provincial node, and no other
+/// Provincial node was there first (the oldest one, then the first by name, is the province's).
+pub fn validate(node: &CloudNode, cloud_nodes: &[Arc<CloudNode>]) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
+    if let Some(parent) = node.spec.parent.as_deref() {
+        match cloud_nodes.iter().find(|n| n.name_any() == parent) {
+            None => problems.push(SpecProblem {
+                reason: "ParentNotFound",
+                message: format!("spec.parent names CloudNode {parent:?}, which does not exist; create it or correct spec.parent"),
+            }),
+            Some(p) if p.spec.tier != Tier::Provincial => problems.push(SpecProblem {
+                reason: "ParentNotProvincial",
+                message: format!("spec.parent names CloudNode {parent:?}, a {:?} node; the parent must be the Provincial node", p.spec.tier),
+            }),
+            Some(_) => {}
+        }
+    }
+    if node.spec.tier == Tier::Provincial {
+        let key = |n: &CloudNode| (n.metadata.creation_timestamp.clone(), n.name_any());
+        let first = cloud_nodes.iter().filter(|n| n.spec.tier == Tier::Provincial).min_by_key(|n| key(n));
+        if let Some(first) = first.filter(|f| f.name_any() != node.name_any()) {
+            problems.push(SpecProblem {
+                reason: "DuplicateProvincialNode",
+                message: format!(
+                    "CloudNode {:?} ({}) is already the Provincial node; a province has one primary node, so make this node a City node or remove it",
+                    first.name_any(),
+                    first.spec.region_code
+                ),
+            });
+        }
+    }
+    problems
+}
+
+/// Builds the status the node should have now. `previous` keeps condition transition times.
+pub fn build(node: &CloudNode, observed: &Observed<'_>, now: &Time) -> CloudNodeStatus {
+    let previous = node.status.clone().unwrap_or_default();
+    let mut problems = validate(node, observed.cloud_nodes);
+
+    let (raw_capacity, ready_nodes) = match node.spec.capacity_from {
+        CapacitySource::Declared => match node.spec.capacity.as_ref().map(Amounts::from_resources) {
+            Some(Ok(c)) => (c, None),
+            Some(Err(e)) => {
+                problems.push(SpecProblem { reason: "InvalidQuantity", message: format!("spec.capacity: {e}") });
+                (Amounts::default(), None)
+            }
+            None => {
+                problems.push(SpecProblem { reason: "MissingCapacity", message: "spec.capacity is required unless spec.capacityFrom is Nodes".into() });
+                (Amounts::default(), None)
+            }
+        },
+        CapacitySource::Nodes => match capacity::sum_ready_nodes(observed.nodes.iter().copied()) {
+            Ok((sum, ready)) => (sum, Some(ready)),
+            Err(e) => {
+                problems.push(SpecProblem { reason: "InvalidNodeCapacity", message: e.to_string() });
+                (Amounts::default(), Some(0))
+            }
+        },
+    };
+    let reserved = match node.spec.reserved.as_ref().map(Amounts::from_amounts).transpose() {
+        Ok(r) => r.unwrap_or_default(),
+        Err(e) => {
+            problems.push(SpecProblem { reason: "InvalidQuantity", message: format!("spec.reserved: {e}") });
+            Amounts::default()
+        }
+    };
+    let allocatable = capacity::allocatable(raw_capacity, reserved, &node.spec.overcommit);
+    let allocated = observed.allocated;
+    let utilization = [
+        ("cpu", allocated.cpu, allocatable.cpu),
+        ("memory", allocated.memory, allocatable.memory),
+        ("storage", allocated.storage, allocatable.storage),
+        ("gpu", allocated.gpu, allocatable.gpu),
+    ]
+    .into_iter()
+    .filter(|(name, used, total)| *name != "gpu" || *used > 0 || *total > 0)
+    .map(|(name, used, total)| (name.to_owned(), capacity::utilization_percent(used, total)))
+    .collect::<std::collections::BTreeMap<_, _>>();
+
+    let ready = if let Some(p) = problems.first() {
+        let message = problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ");
+        DesiredCondition::new(condition_types::READY, false, p.reason, message)
+    } else if allocatable.cpu <= 0 || allocatable.memory <= 0 {
+        let why = match ready_nodes {
+            Some(0) => "no Ready Kubernetes Node is labelled suyun.io/cloud-node=".to_owned() + &node.name_any(),
+            Some(n) => format!("{n} Ready Nodes leave no allocatable cpu or memory after the reservation"),
+            None => "the reservation leaves no allocatable cpu or memory".to_owned(),
+        };
+        DesiredCondition::new(condition_types::READY, false, "NoAllocatableCapacity", why)
+    } else {
+        let source = match ready_nodes {
+            Some(n) => format!("capacity from {n} Ready Nodes"),
+            None => "declared capacity".to_owned(),
+        };
+        DesiredCondition::new(condition_types::READY, true, reasons::RECONCILED, format!("{source}; allocatable {} cpu", suyun_crds::quantity::format_cpu(allocatable.cpu).0))
+    };
+    let hottest = utilization.iter().filter(|(_, v)| **v > observed.pressure_threshold).max_by(|a, b| a.1.total_cmp(b.1));
+    let pressure = match hottest {
+        Some((resource, percent)) => DesiredCondition::new(
+            condition_types::CAPACITY_PRESSURE,
+            true,
+            "AboveThreshold",
+            format!("{resource} is {percent}% allocated, above the {}% threshold", observed.pressure_threshold),
+        ),
+        None => DesiredCondition::new(
+            condition_types::CAPACITY_PRESSURE,
+            false,
+            "BelowThreshold",
+            format!("every resource is at or below the {}% threshold", observed.pressure_threshold),
+        ),
+    };
+
+    CloudNodeStatus {
+        observed_generation: node.metadata.generation,
+        capacity_source: Some(node.spec.capacity_from),
+        ready_nodes,
+        capacity: Some(raw_capacity.to_resource_amounts()),
+        allocatable: Some(allocatable.to_resource_amounts()),
+        allocated: Some(allocated.to_resource_amounts()),
+        utilization,
+        conditions: merge_conditions(&previous.conditions, vec![ready, pressure], node.metadata.generation, now),
+        ..previous
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+    use suyun_crds::v1alpha1::{CloudNodeSpec, Overcommit, Resources};
+
+    fn now() -> Time {
+        Time(Timestamp::from_second(1_800_000_000).unwrap())
+    }
+
+    fn cloud_node(name: &str, tier: Tier, parent: Option<&str>, created: i64) -> Arc<CloudNode> {
+        let mut n = CloudNode::new(
+            name,
+            CloudNodeSpec {
+                tier,
+                region_code: if tier == Tier::Provincial { "320000" } else { "320100" }.into(),
+                display_name: name.into(),
+                parent: parent.map(Into::into),
+                capacity: Some(Resources {
+                    cpu: k8s_openapi::apimachinery::pkg::api::resource::Quantity("100".into()),
+                    memory: k8s_openapi::apimachinery::pkg::api::resource::Quantity("400Gi".into()),
+                    storage: k8s_openapi::apimachinery::pkg::api::resource::Quantity("10Ti".into()),
+                    gpu: None,
+                }),
+                capacity_from: CapacitySource::Declared,
+                reserved: None,
+                overcommit: Overcommit::default(),
+                security_level: 2,
+                architectures: vec![],
+                max_concurrent_migrations: 4,
+                migration_bandwidth_mbps: 1000,
+                maintenance_windows: vec![],
+                cordoned: false,
+            },
+        );
+        n.metadata.generation = Some(1);
+        n.metadata.creation_timestamp = Some(Time(Timestamp::from_second(created).unwrap()));
+        Arc::new(n)
+    }
+
+    fn observed(nodes: &[Arc<CloudNode>]) -> Observed<'_> {
+        Observed { cloud_nodes: nodes, nodes: vec![], allocated: Amounts::default(), pressure_threshold: 85.0 }
+    }
+
+    fn ready(status: &CloudNodeStatus) -> (&str, &str) {
+        let c = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn a_valid_city_node_is_ready_with_its_allocatable() {
+        let all = [cloud_node("jiangsu", Tier::Provincial, None, 1), cloud_node("nanjing", Tier::City, Some("jiangsu"), 2)];
+        let status = build(&all[1], &observed(&all), &now());
+        assert_eq!(ready(&status), ("True", "Reconciled"));
+        assert_eq!(status.allocatable.unwrap().cpu.unwrap().0, "100");
+        assert_eq!(status.observed_generation, Some(1));
+    }
+
+    #[test]
+    fn a_missing_parent_is_a_condition_not_an_error() {
+        let all = [cloud_node("nanjing", Tier::City, Some("jiangsu"), 2)];
+        let status = build(&all[0], &observed(&all), &now());
+        assert_eq!(ready(&status), ("False", "ParentNotFound"));
+        let message = &status.conditions[0].message;
+        assert!(message.contains("\"jiangsu\"") && message.contains("does not exist"), "{message}");
+    }
+
+    #[test]
+    fn a_city_parent_is_refused() {
+        let all = [cloud_node("suzhou", Tier::City, Some("jiangsu-x"), 1), cloud_node("nanjing", Tier::City, Some("suzhou"), 2)];
+        assert_eq!(ready(&build(&all[1], &observed(&all), &now())), ("False", "ParentNotProvincial"));
+    }
+
+    #[test]
+    fn the_second_provincial_node_is_invalid_and_the_first_keeps_its_place() {
+        let all = [cloud_node("jiangsu", Tier::Provincial, None, 1), cloud_node("jiangsu-2", Tier::Provincial, None, 5)];
+        assert_eq!(ready(&build(&all[0], &observed(&all), &now())), ("True", "Reconciled"));
+        assert_eq!(ready(&build(&all[1], &observed(&all), &now())), ("False", "DuplicateProvincialNode"));
+    }
+
+    #[test]
+    fn capacity_pressure_follows_the_threshold() {
+        let all = [cloud_node("jiangsu", Tier::Provincial, None, 1)];
+        let mut obs = observed(&all);
+        obs.allocated = Amounts { cpu: 90_000, ..Default::default() };
+        let status = build(&all[0], &obs, &now());
+        let pressure = status.conditions.iter().find(|c| c.type_ == "CapacityPressure").unwrap();
+        assert_eq!(pressure.status, "True");
+        assert!(pressure.message.contains("cpu is 90% allocated"), "{}", pressure.message);
+        obs.allocated = Amounts { cpu: 85_000, ..Default::default() };
+        let status = build(&all[0], &obs, &now());
+        assert_eq!(status.conditions.iter().find(|c| c.type_ == "CapacityPressure").unwrap().status, "False");
+    }
+
+    #[test]
+    fn nodes_source_without_ready_nodes_is_not_ready() {
+        let mut n = (*cloud_node("jiangsu", Tier::Provincial, None, 1)).clone();
+        n.spec.capacity_from = CapacitySource::Nodes;
+        let all = [Arc::new(n)];
+        let status = build(&all[0], &observed(&all), &now());
+        assert_eq!(ready(&status), ("False", "NoAllocatableCapacity"));
+        assert_eq!(status.ready_nodes, Some(0));
+    }
+}
