@@ -81,13 +81,24 @@ mod tests {
 
     #[test]
     fn keeps_transition_time_while_status_holds_and_moves_it_on_change() {
-        let first = merge_conditions(&[], vec![DesiredCondition::new("Ready", true, "Reconciled", "ok")], Some(1), &at(100));
+        let first =
+            merge_conditions(&[], vec![DesiredCondition::new("Ready", true, "Reconciled", "ok")], Some(1), &at(100));
         assert_eq!(first[0].last_transition_time, at(100));
-        let same = merge_conditions(&first, vec![DesiredCondition::new("Ready", true, "Reconciled", "still ok")], Some(2), &at(200));
+        let same = merge_conditions(
+            &first,
+            vec![DesiredCondition::new("Ready", true, "Reconciled", "still ok")],
+            Some(2),
+            &at(200),
+        );
         assert_eq!(same[0].last_transition_time, at(100), "status unchanged: time kept");
         assert_eq!(same[0].message, "still ok");
         assert_eq!(same[0].observed_generation, Some(2));
-        let flipped = merge_conditions(&same, vec![DesiredCondition::new("Ready", false, "InvalidSpec", "bad")], Some(3), &at(300));
+        let flipped = merge_conditions(
+            &same,
+            vec![DesiredCondition::new("Ready", false, "InvalidSpec", "bad")],
+            Some(3),
+            &at(300),
+        );
         assert_eq!(flipped[0].last_transition_time, at(300), "status changed: time moves");
         assert_eq!(flipped[0].status, "False");
     }

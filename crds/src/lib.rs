@@ -11,13 +11,16 @@
 //! The types carry their admission rules (OpenAPI constraints and CEL) and `///` docs, which
 //! become `kubectl explain` text. The `crdgen` binary writes them to `crds/manifests/`.
 
+// kube's derive takes repeated `printcolumn(...)` and `x_kube(validation = ...)` attributes by design.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod conditions;
 pub mod quantity;
 mod schema;
 pub mod v1alpha1;
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// The API group of every Suyun kind.
 pub const GROUP: &str = "suyun.io";
@@ -47,7 +50,11 @@ fn reflow_descriptions(crd: CustomResourceDefinition) -> CustomResourceDefinitio
                 for (key, v) in map.iter_mut() {
                     match v {
                         serde_json::Value::String(text) if key == "description" => {
-                            *text = text.split("\n\n").map(|p| p.split('\n').collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n\n");
+                            *text = text
+                                .split("\n\n")
+                                .map(|p| p.split('\n').collect::<Vec<_>>().join(" "))
+                                .collect::<Vec<_>>()
+                                .join("\n\n");
                         }
                         _ => walk(v),
                     }

@@ -79,10 +79,7 @@ pub fn parse_milli(text: &str) -> Result<i128, QuantityError> {
     let shift = exp10 + 3 - scale;
     let base = mantissa.checked_mul(multiplier).ok_or_else(|| err("too large"))?;
     let milli = if shift >= 0 {
-        10i128
-            .checked_pow(shift as u32)
-            .and_then(|p| base.checked_mul(p))
-            .ok_or_else(|| err("too large"))?
+        10i128.checked_pow(shift as u32).and_then(|p| base.checked_mul(p)).ok_or_else(|| err("too large"))?
     } else {
         let p = 10i128.checked_pow((-shift) as u32).ok_or_else(|| err("too small"))?;
         (base + p - 1) / p
@@ -106,11 +103,7 @@ pub fn milli_or_zero(q: Option<&Quantity>) -> Result<i128, QuantityError> {
 /// Formats thousandths of a core as a cpu quantity: whole cores when exact (`64`), else
 /// millicores (`1500m`).
 pub fn format_cpu(milli: i128) -> Quantity {
-    if milli % 1000 == 0 {
-        Quantity((milli / 1000).to_string())
-    } else {
-        Quantity(format!("{milli}m"))
-    }
+    if milli % 1000 == 0 { Quantity((milli / 1000).to_string()) } else { Quantity(format!("{milli}m")) }
 }
 
 /// Formats thousandths of a byte as a byte quantity with the largest binary suffix that is

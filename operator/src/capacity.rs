@@ -52,7 +52,12 @@ impl Amounts {
 
     /// Per-resource sum.
     pub fn plus(self, o: Self) -> Self {
-        Self { cpu: self.cpu + o.cpu, memory: self.memory + o.memory, storage: self.storage + o.storage, gpu: self.gpu + o.gpu }
+        Self {
+            cpu: self.cpu + o.cpu,
+            memory: self.memory + o.memory,
+            storage: self.storage + o.storage,
+            gpu: self.gpu + o.gpu,
+        }
     }
 }
 
@@ -109,7 +114,12 @@ pub fn sum_ready_nodes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Result<
                 source,
             })
         };
-        total = total.plus(Amounts { cpu: get("cpu")?, memory: get("memory")?, storage: get(NODE_STORAGE)?, gpu: get(NODE_GPU)? });
+        total = total.plus(Amounts {
+            cpu: get("cpu")?,
+            memory: get("memory")?,
+            storage: get(NODE_STORAGE)?,
+            gpu: get(NODE_GPU)?,
+        });
     }
     Ok((total, ready))
 }
@@ -144,7 +154,12 @@ mod tests {
     #[test]
     fn reserved_is_subtracted_before_overcommit() {
         let cap = Amounts::from_resources(&resources("100", "512Gi", "10Ti")).unwrap();
-        let reserved = Amounts::from_amounts(&ResourceAmounts { cpu: Some(q("10")), memory: Some(q("64Gi")), ..Default::default() }).unwrap();
+        let reserved = Amounts::from_amounts(&ResourceAmounts {
+            cpu: Some(q("10")),
+            memory: Some(q("64Gi")),
+            ..Default::default()
+        })
+        .unwrap();
         let alloc = allocatable(cap, reserved, &Overcommit { cpu: 2.0, memory: 1.0, storage: 1.5 });
         let out = alloc.to_resource_amounts();
         assert_eq!(out.cpu, Some(q("180")), "(100 - 10) x 2");
@@ -186,7 +201,11 @@ mod tests {
                     ("memory".to_owned(), q(memory)),
                     ("ephemeral-storage".to_owned(), q("100Gi")),
                 ])),
-                conditions: Some(vec![NodeCondition { type_: "Ready".into(), status: ready.into(), ..Default::default() }]),
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
             ..Default::default()

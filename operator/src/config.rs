@@ -4,7 +4,11 @@ use clap::{Parser, ValueEnum};
 
 /// Settings of the operator; each flag can also be set by its environment variable.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "suyun-operator", version, about = "Suyun operator: reconciles the provincial cloud's nodes, tenants, systems and migration waves")]
+#[command(
+    name = "suyun-operator",
+    version,
+    about = "Suyun operator: reconciles the provincial cloud's nodes, tenants, systems and migration waves"
+)]
 pub struct Config {
     /// Utilisation (percent of allocatable) above which a CloudNode reports CapacityPressure.
     #[arg(long, env = "SUYUN_CAPACITY_PRESSURE_THRESHOLD", default_value_t = 85.0, value_parser = threshold)]

@@ -27,7 +27,7 @@ use super::common::Resources;
     printcolumn(name = "Node", type_ = "string", json_path = ".status.node"),
     printcolumn(name = "Wave", type_ = "string", json_path = ".status.wave"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = kube::core::Rule::new("!has(self.dependsOn) || !(self.systemId in self.dependsOn)").message("a system may not depend on itself").field_path(".dependsOn"))]
 #[x_kube(validation = kube::core::Rule::new("!has(self.sameNodeAs) || !(self.systemId in self.sameNodeAs)").message("list other systems, not the system itself").field_path(".sameNodeAs"))]

@@ -129,7 +129,12 @@ async fn apply_status(ctx: &Context, name: &str, status: &CloudNodeStatus) -> Re
 
 /// Publishes an Event when the Ready condition changes status or reason.
 async fn publish_transition(ctx: &Context, node: &CloudNode, previous: &CloudNodeStatus, desired: &CloudNodeStatus) {
-    let find = |s: &CloudNodeStatus| s.conditions.iter().find(|c| c.type_ == condition_types::READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    let find = |s: &CloudNodeStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == condition_types::READY)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
     let (Some(now), before) = (find(desired), find(previous)) else { return };
     if before.as_ref().map(|b| (&b.0, &b.1)) == Some((&now.0, &now.1)) {
         return;

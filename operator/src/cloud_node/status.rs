@@ -41,11 +41,16 @@ pub fn validate(node: &CloudNode, cloud_nodes: &[Arc<CloudNode>]) -> Vec<SpecPro
         match cloud_nodes.iter().find(|n| n.name_any() == parent) {
             None => problems.push(SpecProblem {
                 reason: "ParentNotFound",
-                message: format!("spec.parent names CloudNode {parent:?}, which does not exist; create it or correct spec.parent"),
+                message: format!(
+                    "spec.parent names CloudNode {parent:?}, which does not exist; create it or correct spec.parent"
+                ),
             }),
             Some(p) if p.spec.tier != Tier::Provincial => problems.push(SpecProblem {
                 reason: "ParentNotProvincial",
-                message: format!("spec.parent names CloudNode {parent:?}, a {:?} node; the parent must be the Provincial node", p.spec.tier),
+                message: format!(
+                    "spec.parent names CloudNode {parent:?}, a {:?} node; the parent must be the Provincial node",
+                    p.spec.tier
+                ),
             }),
             Some(_) => {}
         }
@@ -80,7 +85,10 @@ pub fn build(node: &CloudNode, observed: &Observed<'_>, now: &Time) -> CloudNode
                 (Amounts::default(), None)
             }
             None => {
-                problems.push(SpecProblem { reason: "MissingCapacity", message: "spec.capacity is required unless spec.capacityFrom is Nodes".into() });
+                problems.push(SpecProblem {
+                    reason: "MissingCapacity",
+                    message: "spec.capacity is required unless spec.capacityFrom is Nodes".into(),
+                });
                 (Amounts::default(), None)
             }
         },
@@ -127,9 +135,15 @@ pub fn build(node: &CloudNode, observed: &Observed<'_>, now: &Time) -> CloudNode
             Some(n) => format!("capacity from {n} Ready Nodes"),
             None => "declared capacity".to_owned(),
         };
-        DesiredCondition::new(condition_types::READY, true, reasons::RECONCILED, format!("{source}; allocatable {} cpu", suyun_crds::quantity::format_cpu(allocatable.cpu).0))
+        DesiredCondition::new(
+            condition_types::READY,
+            true,
+            reasons::RECONCILED,
+            format!("{source}; allocatable {} cpu", suyun_crds::quantity::format_cpu(allocatable.cpu).0),
+        )
     };
-    let hottest = utilization.iter().filter(|(_, v)| **v > observed.pressure_threshold).max_by(|a, b| a.1.total_cmp(b.1));
+    let hottest =
+        utilization.iter().filter(|(_, v)| **v > observed.pressure_threshold).max_by(|a, b| a.1.total_cmp(b.1));
     let pressure = match hottest {
         Some((resource, percent)) => DesiredCondition::new(
             condition_types::CAPACITY_PRESSURE,
@@ -209,7 +223,8 @@ mod tests {
 
     #[test]
     fn a_valid_city_node_is_ready_with_its_allocatable() {
-        let all = [cloud_node("jiangsu", Tier::Provincial, None, 1), cloud_node("nanjing", Tier::City, Some("jiangsu"), 2)];
+        let all =
+            [cloud_node("jiangsu", Tier::Provincial, None, 1), cloud_node("nanjing", Tier::City, Some("jiangsu"), 2)];
         let status = build(&all[1], &observed(&all), &now());
         assert_eq!(ready(&status), ("True", "Reconciled"));
         assert_eq!(status.allocatable.unwrap().cpu.unwrap().0, "100");
@@ -227,13 +242,17 @@ mod tests {
 
     #[test]
     fn a_city_parent_is_refused() {
-        let all = [cloud_node("suzhou", Tier::City, Some("jiangsu-x"), 1), cloud_node("nanjing", Tier::City, Some("suzhou"), 2)];
+        let all = [
+            cloud_node("suzhou", Tier::City, Some("jiangsu-x"), 1),
+            cloud_node("nanjing", Tier::City, Some("suzhou"), 2),
+        ];
         assert_eq!(ready(&build(&all[1], &observed(&all), &now())), ("False", "ParentNotProvincial"));
     }
 
     #[test]
     fn the_second_provincial_node_is_invalid_and_the_first_keeps_its_place() {
-        let all = [cloud_node("jiangsu", Tier::Provincial, None, 1), cloud_node("jiangsu-2", Tier::Provincial, None, 5)];
+        let all =
+            [cloud_node("jiangsu", Tier::Provincial, None, 1), cloud_node("jiangsu-2", Tier::Provincial, None, 5)];
         assert_eq!(ready(&build(&all[0], &observed(&all), &now())), ("True", "Reconciled"));
         assert_eq!(ready(&build(&all[1], &observed(&all), &now())), ("False", "DuplicateProvincialNode"));
     }

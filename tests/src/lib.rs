@@ -1,0 +1,142 @@
+//! Test support: the real control plane started by `tests/cluster/up`, clients for it, the
+//! operator as a child process, manifests from `deploy/examples/`, and polling helpers.
+//!
+//! Every test that needs the cluster calls [`cluster()`]; the first call starts it (building
+//! the binaries on a fresh machine) if `tests/cluster/up` has not been run. Nothing is skipped
+//! when the cluster cannot start: the test fails and says why.
+
+pub mod manifests;
+pub mod operator;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Paths and endpoints of the running test control plane.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// Admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// Status-store etcd endpoints.
+    pub etcd_endpoints: String,
+    /// Directory with the cluster's logs and state.
+    pub dir: PathBuf,
+    /// `PATH` with the matching kubectl first.
+    pub path: String,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// The running test control plane, started on first use.
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| start_cluster().unwrap_or_else(|e| panic!("test control plane unavailable: {e:#}")))
+}
+
+fn start_cluster() -> anyhow::Result<Cluster> {
+    let up = repo_root().join("tests/cluster/up");
+    let output =
+        std::process::Command::new("bash").arg(&up).output().with_context(|| format!("running {}", up.display()))?;
+    if !output.status.success() {
+        bail!("{} failed:\n{}", up.display(), String::from_utf8_lossy(&output.stderr));
+    }
+    let env_file = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim().lines().last().unwrap_or_default());
+    let text = std::fs::read_to_string(&env_file).with_context(|| format!("reading {}", env_file.display()))?;
+    let value = |key: &str| -> anyhow::Result<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {key}=")))
+            .map(|v| v.trim_matches('\'').to_owned())
+            .with_context(|| format!("{key} missing from {}", env_file.display()))
+    };
+    let bin_path = value("PATH")?.replace(":\"$PATH\"", "");
+    Ok(Cluster {
+        kubeconfig: value("KUBECONFIG")?.into(),
+        etcd_endpoints: value("ETCD_ENDPOINTS")?,
+        dir: value("SUYUN_TEST_CLUSTER_DIR")?.into(),
+        path: format!("{}:{}", bin_path.trim_matches('\''), std::env::var("PATH").unwrap_or_default()),
+    })
+}
+
+impl Cluster {
+    /// A client with admin rights.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        Ok(Client::try_from(config)?)
+    }
+
+    /// Runs the matching kubectl with the admin kubeconfig and returns (success, stdout+stderr).
+    pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let out = std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("PATH", &self.path)
+            .output()
+            .expect("kubectl runs");
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+}
+
+/// Installs (server-side applies) the generated CRDs and waits until they are Established.
+pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    for (_, crd) in suyun_crds::crds() {
+        let name = crd.metadata.name.clone().expect("generated CRDs are named");
+        api.patch(&name, &PatchParams::apply("suyun-tests").force(), &Patch::Apply(&crd)).await?;
+    }
+    for (_, crd) in suyun_crds::crds() {
+        let name = crd.metadata.name.clone().expect("generated CRDs are named");
+        eventually(Duration::from_secs(30), || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                if established { Ok(()) } else { bail!("CRD {name} not Established yet") }
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Polls `check` every 200 ms until it succeeds or `timeout` passes; the error says what was
+/// last seen.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(e.context(format!("still failing after {timeout:?}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Serialises tests that touch cluster-scoped Suyun objects (a province has one Provincial
+/// node, so two tests creating CloudNodes at once would see each other's).
+pub static CLUSTER_SCOPED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

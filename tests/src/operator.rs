@@ -1,0 +1,81 @@
+//! The real `suyun-operator` binary as a child process of a test, stopped (SIGTERM, then kill)
+//! when the handle drops. Its log goes to `target/test-cluster/logs/<name>.log`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::Context as _;
+
+use crate::Cluster;
+
+/// A running operator process.
+#[derive(Debug)]
+pub struct OperatorProcess {
+    child: Child,
+    /// Where its log goes.
+    pub log: PathBuf,
+}
+
+/// Path of the `suyun-operator` binary built next to the test executable.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/suyun-operator
+    let dir = exe.parent().and_then(|d| d.parent()).expect("test executable lives in target/<profile>/deps");
+    dir.join("suyun-operator")
+}
+
+impl OperatorProcess {
+    /// Starts the operator against the test cluster with extra arguments.
+    pub fn start(cluster: &Cluster, name: &str, args: &[&str]) -> anyhow::Result<Self> {
+        let bin = binary();
+        anyhow::ensure!(bin.exists(), "{} not built; run the tests with `cargo test --workspace`", bin.display());
+        let logs = cluster.dir.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(&bin)
+            .args(args)
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("POD_NAME", name)
+            .env("RUST_LOG", "info,suyun_operator=debug")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Self { child, log })
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for a clean exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..100 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        if self.running() {
+            self.terminate();
+        }
+    }
+}
