@@ -17,6 +17,9 @@ pub mod cloud_node;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod manifests;
+pub mod plan_input;
+pub mod selector;
 pub mod telemetry;
 
 use std::sync::Arc;

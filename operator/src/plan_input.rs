@@ -1,0 +1,418 @@
+//! Turns the Kubernetes objects (CloudNodes, Tenants, GovSystems, MigrationWaves) into the
+//! planner's input: integer units, tenants named by Namespace, waves chosen by label selector.
+//! Pure; used by the operator and by `suyunctl plan -f`.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+use suyun_crds::quantity::{self, QuantityError};
+use suyun_crds::v1alpha1::{
+    self as api, CapacitySource, CloudNode, GovSystem, MigrationWave, SystemArchitecture, Tenant, TenantLevel,
+};
+use suyun_planner::model;
+
+use crate::capacity::{self, Amounts};
+use crate::selector;
+
+/// The objects a plan is made from.
+#[derive(Clone, Debug, Default)]
+pub struct Objects {
+    /// Cloud nodes.
+    pub cloud_nodes: Vec<CloudNode>,
+    /// Tenants.
+    pub tenants: Vec<Tenant>,
+    /// Systems (each in its tenant's Namespace).
+    pub systems: Vec<GovSystem>,
+    /// Waves.
+    pub waves: Vec<MigrationWave>,
+}
+
+/// A field of an object that cannot be turned into planner input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {name:?}: {field}: {problem}")]
+pub struct InputError {
+    /// Kind of the object.
+    pub kind: &'static str,
+    /// Name (`namespace/name` for GovSystems).
+    pub name: String,
+    /// Field path, e.g. `spec.capacity.cpu`.
+    pub field: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn err(kind: &'static str, name: impl Into<String>, field: impl Into<String>, problem: impl ToString) -> InputError {
+    InputError { kind, name: name.into(), field: field.into(), problem: problem.to_string() }
+}
+
+/// Requirement amounts round up to whole units, capacities round down: a plan never promises
+/// a fraction of a byte it does not have.
+fn bytes_up(milli: i128) -> u64 {
+    u64::try_from((milli.max(0) + 999) / 1000).unwrap_or(u64::MAX)
+}
+fn bytes_down(milli: i128) -> u64 {
+    u64::try_from(milli.max(0) / 1000).unwrap_or(u64::MAX)
+}
+fn millis(milli: i128) -> u64 {
+    u64::try_from(milli.max(0)).unwrap_or(u64::MAX)
+}
+
+fn window(w: &api::Window) -> model::Window {
+    model::Window {
+        days: w.days.iter().map(|d| d.index()).collect(),
+        start_minute: w.start_minute().unwrap_or(0),
+        duration_minutes: w.duration_minutes,
+    }
+}
+
+fn unix(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
+    t.0.as_second()
+}
+
+/// Effective allocatable of a CloudNode: computed from the declared capacity, or read from its
+/// status when the capacity comes from Kubernetes Nodes (the CloudNode controller sums them).
+pub fn node_allocatable(node: &CloudNode) -> Result<Amounts, InputError> {
+    let name = node.name_any();
+    match node.spec.capacity_from {
+        CapacitySource::Declared => {
+            let cap = node.spec.capacity.as_ref().ok_or_else(|| {
+                err("CloudNode", &name, "spec.capacity", "required unless spec.capacityFrom is Nodes")
+            })?;
+            let cap = Amounts::from_resources(cap).map_err(|e| err("CloudNode", &name, "spec.capacity", e))?;
+            let reserved = node
+                .spec
+                .reserved
+                .as_ref()
+                .map(Amounts::from_amounts)
+                .transpose()
+                .map_err(|e| err("CloudNode", &name, "spec.reserved", e))?
+                .unwrap_or_default();
+            Ok(capacity::allocatable(cap, reserved, &node.spec.overcommit))
+        }
+        CapacitySource::Nodes => node
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .map(Amounts::from_amounts)
+            .transpose()
+            .map_err(|e| err("CloudNode", &name, "status.allocatable", e))
+            .map(Option::unwrap_or_default),
+    }
+}
+
+fn node(n: &CloudNode) -> Result<model::Node, InputError> {
+    let a = node_allocatable(n)?;
+    Ok(model::Node {
+        name: n.name_any(),
+        tier: match n.spec.tier {
+            api::Tier::Provincial => model::Tier::Provincial,
+            api::Tier::City => model::Tier::City,
+        },
+        region_code: n.spec.region_code.clone(),
+        display_name: n.spec.display_name.clone(),
+        parent: n.spec.parent.clone(),
+        allocatable: model::Resources {
+            cpu: millis(a.cpu),
+            memory: bytes_down(a.memory),
+            storage: bytes_down(a.storage),
+            gpu: u64::try_from(a.gpu.max(0) / 1000).unwrap_or(u64::MAX),
+        },
+        security_level: n.spec.security_level,
+        architectures: n
+            .spec
+            .architectures
+            .iter()
+            .map(|a| match a {
+                api::Architecture::X86_64 => model::Architecture::X86_64,
+                api::Architecture::Aarch64 => model::Architecture::Aarch64,
+            })
+            .collect(),
+        max_concurrent_migrations: n.spec.max_concurrent_migrations,
+        migration_bandwidth_mbps: u64::from(n.spec.migration_bandwidth_mbps),
+        maintenance_windows: n.spec.maintenance_windows.iter().map(window).collect(),
+        cordoned: n.spec.cordoned,
+    })
+}
+
+fn tenant(t: &Tenant) -> Result<model::Tenant, InputError> {
+    let name = t.name_any();
+    let q = |field: &str, v: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
+        quantity::milli(v).map_err(|e| err("Tenant", &name, format!("spec.quota.{field}"), e))
+    };
+    Ok(model::Tenant {
+        name: name.clone(),
+        display_name: t.spec.display_name.clone(),
+        level: match t.spec.level {
+            TenantLevel::Provincial => model::TenantLevel::Provincial,
+            TenantLevel::City => model::TenantLevel::City,
+            TenantLevel::County => model::TenantLevel::County,
+        },
+        region_code: t.spec.region_code.clone(),
+        home_node: t.spec.home_node.clone(),
+        quota: model::Quota {
+            cpu: millis(q("cpu", &t.spec.quota.cpu)?),
+            memory: bytes_down(q("memory", &t.spec.quota.memory)?),
+            storage: bytes_down(q("storage", &t.spec.quota.storage)?),
+            max_systems: u64::from(t.spec.quota.max_systems),
+        },
+        security_level: t.spec.security_level,
+    })
+}
+
+/// The wave a system belongs to: among the waves whose selector matches its labels, the one
+/// with the lowest order, then the first by name.
+pub fn wave_of<'a>(system: &GovSystem, waves: &'a [MigrationWave]) -> Option<&'a MigrationWave> {
+    waves
+        .iter()
+        .filter(|w| selector::matches(&w.spec.selector, system.labels()))
+        .min_by(|a, b| (a.spec.order, a.name_any()).cmp(&(b.spec.order, b.name_any())))
+}
+
+fn phase(p: api::Phase) -> model::Phase {
+    match p {
+        api::Phase::Pending | api::Phase::NotMigrated => model::Phase::Pending,
+        api::Phase::Scheduled => model::Phase::Scheduled,
+        api::Phase::Provisioning => model::Phase::Provisioning,
+        api::Phase::Replicating => model::Phase::Replicating,
+        api::Phase::AwaitingCutover => model::Phase::AwaitingCutover,
+        api::Phase::CuttingOver => model::Phase::CuttingOver,
+        api::Phase::Verifying => model::Phase::Verifying,
+        api::Phase::Completed => model::Phase::Completed,
+        api::Phase::Failed => model::Phase::Failed,
+        api::Phase::RolledBack => model::Phase::RolledBack,
+        api::Phase::Blocked => model::Phase::Blocked,
+    }
+}
+
+fn system(s: &GovSystem, waves: &[MigrationWave]) -> Result<model::System, InputError> {
+    let namespace = s.namespace().unwrap_or_default();
+    let id = format!("{namespace}/{}", s.name_any());
+    let r = &s.spec.resources;
+    let q = |field: &str, v: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
+        quantity::milli(v).map_err(|e: QuantityError| err("GovSystem", &id, format!("spec.{field}"), e))
+    };
+    let status = s.status.clone().unwrap_or_default();
+    Ok(model::System {
+        system_id: s.spec.system_id.clone(),
+        name: s.name_any(),
+        tenant: namespace,
+        display_name: s.spec.display_name.clone(),
+        security_level: s.spec.security_level,
+        architecture: match s.spec.architecture {
+            SystemArchitecture::Any => model::ArchitectureRequirement::Any,
+            SystemArchitecture::X86_64 => model::ArchitectureRequirement::X86_64,
+            SystemArchitecture::Aarch64 => model::ArchitectureRequirement::Aarch64,
+        },
+        resources: model::Resources {
+            cpu: millis(q("resources.cpu", &r.cpu)?),
+            memory: bytes_up(q("resources.memory", &r.memory)?),
+            storage: bytes_up(q("resources.storage", &r.storage)?),
+            gpu: match &r.gpu {
+                Some(g) => u64::try_from((q("resources.gpu", g)?.max(0) + 999) / 1000).unwrap_or(u64::MAX),
+                None => 0,
+            },
+        },
+        data_volume: match &s.spec.data_volume {
+            Some(v) => bytes_up(q("dataVolume", v)?),
+            None => 0,
+        },
+        depends_on: s.spec.depends_on.clone(),
+        same_node_as: s.spec.same_node_as.clone(),
+        anti_affinity_with: s.spec.anti_affinity_with.clone(),
+        placement: s
+            .spec
+            .placement
+            .as_ref()
+            .map(|p| model::Placement {
+                preferred_node: p.preferred_node.clone(),
+                allowed_nodes: p.allowed_nodes.clone(),
+                allow_spillover: p.allow_spillover,
+            })
+            .unwrap_or_default(),
+        priority: s.spec.priority,
+        strategy: match s.spec.strategy {
+            api::Strategy::Rehost => model::Strategy::Rehost,
+            api::Strategy::Replatform => model::Strategy::Replatform,
+            api::Strategy::Refactor => model::Strategy::Refactor,
+            api::Strategy::Retire => model::Strategy::Retire,
+            api::Strategy::Retain => model::Strategy::Retain,
+        },
+        wave: wave_of(s, waves).map(|w| w.name_any()),
+        phase: status.phase.map(phase).unwrap_or_default(),
+        node: status.node,
+    })
+}
+
+fn wave(w: &MigrationWave) -> model::Wave {
+    model::Wave {
+        name: w.name_any(),
+        order: i32::try_from(w.spec.order).unwrap_or(i32::MAX),
+        not_before: w.spec.not_before.as_ref().map(unix),
+        windows: w.spec.windows.iter().map(window).collect(),
+        // A paused wave starts nothing new.
+        max_concurrent: Some(if w.spec.paused { 0 } else { w.spec.max_concurrent }),
+    }
+}
+
+fn collect_ok<T>(results: impl Iterator<Item = Result<T, InputError>>, errors: &mut Vec<InputError>) -> Vec<T> {
+    results.filter_map(|r| r.map_err(|e| errors.push(e)).ok()).collect()
+}
+
+/// Builds the planner input at `now` (Unix seconds). Every field that cannot be converted is
+/// reported; references between objects are left to the planner, which explains them.
+pub fn plan_input(objects: &Objects, now: i64) -> Result<model::PlanInput, Vec<InputError>> {
+    let mut errors = Vec::new();
+    let nodes = collect_ok(objects.cloud_nodes.iter().map(node), &mut errors);
+    let tenants = collect_ok(objects.tenants.iter().map(tenant), &mut errors);
+    let systems = collect_ok(objects.systems.iter().map(|s| system(s, &objects.waves)), &mut errors);
+    let waves = objects.waves.iter().map(wave).collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(model::PlanInput {
+        settings: model::Settings { now, ..Default::default() },
+        nodes,
+        tenants,
+        systems,
+        waves,
+    })
+}
+
+/// References a platform engineer must fix before a plan means anything: a Tenant's home node
+/// and a City node's parent must exist, and every GovSystem must live in a Tenant's Namespace.
+/// (Unknown `dependsOn` ids are not here: the planner blocks those systems and says why.)
+pub fn check_references(objects: &Objects) -> Vec<InputError> {
+    let nodes: BTreeMap<String, &CloudNode> = objects.cloud_nodes.iter().map(|n| (n.name_any(), n)).collect();
+    let tenants: BTreeMap<String, &Tenant> = objects.tenants.iter().map(|t| (t.name_any(), t)).collect();
+    let mut errors = Vec::new();
+    for n in &objects.cloud_nodes {
+        if let Some(parent) = &n.spec.parent
+            && !nodes.contains_key(parent)
+        {
+            errors.push(err("CloudNode", n.name_any(), "spec.parent", format!("no CloudNode named {parent:?}")));
+        }
+    }
+    for t in &objects.tenants {
+        if !nodes.contains_key(&t.spec.home_node) {
+            errors.push(err(
+                "Tenant",
+                t.name_any(),
+                "spec.homeNode",
+                format!("no CloudNode named {:?}", t.spec.home_node),
+            ));
+        }
+    }
+    for s in &objects.systems {
+        let ns = s.namespace().unwrap_or_default();
+        let name = format!("{ns}/{}", s.name_any());
+        if ns.is_empty() {
+            errors.push(err(
+                "GovSystem",
+                name,
+                "metadata.namespace",
+                "required: a GovSystem lives in its Tenant's Namespace",
+            ));
+        } else if !tenants.contains_key(&ns) {
+            errors.push(err(
+                "GovSystem",
+                name,
+                "metadata.namespace",
+                format!("no Tenant named {ns:?} (a system's Namespace names its Tenant)"),
+            ));
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn objects(yaml: &str) -> Objects {
+        let mut o = Objects::default();
+        crate::manifests::load_text(Path::new("t.yaml"), yaml, &mut o).unwrap();
+        o
+    }
+
+    const BASE: &str = r#"
+apiVersion: suyun.io/v1alpha1
+kind: CloudNode
+metadata: {name: jiangsu}
+spec:
+  tier: Provincial
+  regionCode: "320000"
+  displayName: 江苏省
+  capacity: {cpu: "100", memory: 400Gi, storage: 10Ti}
+  reserved: {cpu: "10", memory: 16Gi}
+  overcommit: {cpu: 1.5}
+  securityLevel: 3
+---
+apiVersion: suyun.io/v1alpha1
+kind: Tenant
+metadata: {name: js-edu}
+spec:
+  displayName: 江苏省教育厅
+  level: Provincial
+  regionCode: "320000"
+  homeNode: jiangsu
+  quota: {cpu: "50", memory: 100Gi, storage: 1Ti, maxSystems: 5}
+  securityLevel: 2
+---
+apiVersion: suyun.io/v1alpha1
+kind: GovSystem
+metadata: {name: a, namespace: js-edu, labels: {suyun.io/wave: w1}}
+spec:
+  systemId: JS-320000-0001
+  displayName: 系统
+  classification: Internal
+  securityLevel: 2
+  resources: {cpu: 1500m, memory: "1.5Gi", storage: "1000"}
+  dataVolume: 1Ti
+---
+apiVersion: suyun.io/v1alpha1
+kind: MigrationWave
+metadata: {name: w2}
+spec: {selector: {matchLabels: {suyun.io/wave: w1}}, order: 2, executor: Simulated, paused: true}
+---
+apiVersion: suyun.io/v1alpha1
+kind: MigrationWave
+metadata: {name: w1}
+spec: {selector: {}, order: 1, executor: Simulated, maxConcurrent: 7}
+"#;
+
+    #[test]
+    fn converts_units_exactly() {
+        let input = plan_input(&objects(BASE), 42).unwrap();
+        let node = &input.nodes[0];
+        assert_eq!(node.allocatable.cpu, 135_000, "(100 - 10) x 1.5 cores in millicores");
+        assert_eq!(node.allocatable.memory, 384 << 30);
+        let system = &input.systems[0];
+        assert_eq!(system.tenant, "js-edu", "the Namespace names the tenant");
+        assert_eq!(system.resources.cpu, 1_500);
+        assert_eq!(system.resources.memory, 1536 << 20);
+        assert_eq!(system.resources.storage, 1000);
+        assert_eq!(system.data_volume, 1 << 40);
+        assert_eq!(input.tenants[0].quota.max_systems, 5);
+        assert_eq!(input.settings.now, 42);
+    }
+
+    #[test]
+    fn a_system_joins_the_lowest_order_matching_wave_and_paused_waves_start_nothing() {
+        let input = plan_input(&objects(BASE), 0).unwrap();
+        assert_eq!(input.systems[0].wave.as_deref(), Some("w1"));
+        let w2 = input.waves.iter().find(|w| w.name == "w2").unwrap();
+        assert_eq!(w2.max_concurrent, Some(0));
+        assert_eq!(input.waves.iter().find(|w| w.name == "w1").unwrap().max_concurrent, Some(7));
+    }
+
+    #[test]
+    fn broken_references_are_named() {
+        let mut o = objects(BASE);
+        o.tenants[0].spec.home_node = "nowhere".into();
+        o.systems[0].metadata.namespace = Some("unknown-ns".into());
+        let problems: Vec<String> = check_references(&o).iter().map(ToString::to_string).collect();
+        assert!(problems.iter().any(|p| p.contains("Tenant \"js-edu\": spec.homeNode: no CloudNode named \"nowhere\"")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("metadata.namespace: no Tenant named \"unknown-ns\"")), "{problems:?}");
+    }
+}
