@@ -16,6 +16,7 @@
 
 pub mod conditions;
 pub mod quantity;
+pub mod readmodel;
 mod schema;
 pub mod v1alpha1;
 

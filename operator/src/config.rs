@@ -18,9 +18,40 @@ pub struct Config {
     #[arg(long, env = "SUYUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Name of this replica, reported in Events (the Pod name in a cluster).
-    #[arg(long, env = "POD_NAME", default_value = "suyun-operator")]
+    /// Name of this replica, reported in Events and held in the leader Lease (the Pod name in a
+    /// cluster).
+    /// Defaults to `suyun-operator-<host>-<pid>`: it must differ between replicas.
+    #[arg(long, env = "POD_NAME", default_value_t = default_instance())]
     pub instance: String,
+
+    /// Namespace of the leader-election Lease (the operator's own Namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "SUYUN_LEASE_NAME", default_value = "suyun-operator")]
+    pub lease_name: String,
+
+    /// Seconds a leader's Lease stays valid without renewal; a standby takes over after it.
+    #[arg(long, env = "SUYUN_LEASE_DURATION_SECONDS", default_value_t = 10)]
+    pub lease_duration_seconds: u64,
+
+    /// Milliseconds the migration loop waits after a change before planning, so that a burst
+    /// of changes is planned once.
+    #[arg(long, env = "SUYUN_DEBOUNCE_MS", default_value_t = 300)]
+    pub debounce_ms: u64,
+
+    /// Seconds before the first retry of a failed phase; each further retry waits twice as
+    /// long, up to 5 minutes.
+    #[arg(long, env = "SUYUN_RETRY_BACKOFF_SECONDS", default_value_t = 10)]
+    pub retry_backoff_seconds: i64,
+}
+
+impl Config {
+    /// The migration loop's debounce.
+    pub fn debounce(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.debounce_ms)
+    }
 }
 
 /// Log output format.
@@ -30,6 +61,11 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    format!("suyun-operator-{host}-{}", std::process::id())
 }
 
 fn threshold(s: &str) -> Result<f64, String> {

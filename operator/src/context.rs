@@ -1,16 +1,19 @@
-//! What every reconcile shares: the client, the event recorder, the configuration and the
-//! caches the controllers read from.
+//! What every controller shares: the client, the event recorder, the configuration, the
+//! caches, and the capacity accounts the migration loop keeps.
 
+use std::sync::{Arc, RwLock};
+
+use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use suyun_crds::v1alpha1::CloudNode;
+use suyun_crds::v1alpha1::{CloudNode, Tenant};
 
 use crate::config::Config;
+use crate::migration::accounts::Accounts;
 
 /// Shared state of the controllers.
-#[derive(Clone)]
 pub struct Context {
     /// Client to the Kubernetes API.
     pub client: Client,
@@ -18,10 +21,16 @@ pub struct Context {
     pub recorder: Recorder,
     /// Operator settings.
     pub config: Config,
-    /// Every CloudNode, kept current by the CloudNode controller's watch.
+    /// Every CloudNode.
     pub cloud_nodes: Store<CloudNode>,
     /// Kubernetes Nodes labelled `suyun.io/cloud-node`.
     pub nodes: Store<Node>,
+    /// Every Tenant.
+    pub tenants: Store<Tenant>,
+    /// Capacity accounts by node and tenant, from the migration loop.
+    pub accounts: RwLock<Arc<Accounts>>,
+    /// Told when the accounts change (one receiver per controller that shows them).
+    pub accounts_changed: Vec<mpsc::UnboundedSender<()>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -34,5 +43,24 @@ impl Context {
     /// The event reporter of this replica.
     pub fn reporter(config: &Config) -> Reporter {
         Reporter { controller: "suyun-operator".into(), instance: Some(config.instance.clone()) }
+    }
+
+    /// The current accounts.
+    pub fn accounts(&self) -> Arc<Accounts> {
+        self.accounts.read().expect("accounts lock is never poisoned").clone()
+    }
+
+    /// Replaces the accounts and tells the controllers that show them, when they changed.
+    pub fn publish_accounts(&self, accounts: Accounts) {
+        {
+            let mut current = self.accounts.write().expect("accounts lock is never poisoned");
+            if **current == accounts {
+                return;
+            }
+            *current = Arc::new(accounts);
+        }
+        for tx in &self.accounts_changed {
+            let _ = tx.unbounded_send(());
+        }
     }
 }

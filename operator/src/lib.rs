@@ -1,11 +1,12 @@
 //! The Suyun operator: the only writer to Kubernetes.
 //!
 //! ```text
-//!            watch                                   server-side apply (status)
-//!  CloudNode ─────┐                                ┌──────────► CloudNode.status
-//!  Node (labelled)┼─► triggers ─► reconcile(obj) ──┤
-//!  sibling specs ─┘               │ dereference     └──────────► Events
-//!                                 │ validate + build (pure)
+//!                    ┌──────────── leader Lease (one replica acts) ────────────┐
+//!  CloudNode, Node ──► CloudNode controller ──► CloudNode.status (capacity, accounts)
+//!  Tenant + children ► Tenant controller ────► Namespace, ResourceQuota, LimitRange,
+//!                                              NetworkPolicy, RoleBinding, Tenant.status
+//!  GovSystem, Wave, ─► migration loop ──plan──► GovSystem.status, Jobs, Events,
+//!  Job, CloudNode       (debounced)            MigrationWave.status, accounts
 //! ```
 //!
 //! Each controller follows the same pipeline: dereference what it needs from the caches,
@@ -17,36 +18,104 @@ pub mod cloud_node;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod leader;
 pub mod manifests;
+pub mod migration;
 pub mod plan_input;
 pub mod selector;
+pub mod store;
 pub mod telemetry;
+pub mod tenant;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
+use futures::FutureExt;
+use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector;
+use tokio::sync::Notify;
 
-/// Connects to the cluster (in-cluster config or `KUBECONFIG`) and runs every controller until
-/// SIGTERM or Ctrl-C.
+/// Resolves on SIGTERM or Ctrl-C.
+async fn termination() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Connects to the cluster (in-cluster config or `KUBECONFIG`), campaigns for leadership and,
+/// while leading, runs every controller. Returns on SIGTERM or Ctrl-C (Ok, after releasing the
+/// Lease) or when leadership is lost (Err: the process exits and is restarted as a standby).
 pub async fn run(config: config::Config) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let version = client.apiserver_version().await?;
-    tracing::info!(server = %version.git_version, "connected to the Kubernetes API");
+    tracing::info!(server = %version.git_version, instance = %config.instance, "connected to the Kubernetes API");
+
+    let terminated = termination().shared();
+    let mut leadership = leader::Leadership::campaign(client.clone(), &config).await?;
+    tracing::info!(lease = %config.lease_name, namespace = %config.lease_namespace, "waiting for leadership");
+    tokio::select! {
+        () = terminated.clone() => {
+            leadership.release().await;
+            return Ok(());
+        }
+        acquired = leadership.acquired() => if !acquired {
+            anyhow::bail!("leader election ended before this replica could lead");
+        }
+    }
+    tracing::info!("leading: starting controllers");
 
     let (node_store, node_writer) = reflector::store();
     let node_changes = cloud_node::node_changes(Api::<Node>::all(client.clone()), node_writer);
     let (controller, cloud_nodes) = cloud_node::controller(client.clone());
+    let notify = Arc::new(Notify::new());
+    let (caches, watch_tasks) = migration::watch(&client, notify.clone());
+    let (nodes_tx, nodes_rx) = mpsc::unbounded();
+    let (tenants_tx, tenants_rx) = mpsc::unbounded();
     let ctx = Arc::new(context::Context {
         recorder: Recorder::new(client.clone(), context::Context::reporter(&config)),
         client,
         config,
         cloud_nodes,
         nodes: node_store,
+        tenants: caches.tenants.clone(),
+        accounts: RwLock::default(),
+        accounts_changed: vec![nodes_tx, tenants_tx],
     });
-    cloud_node::run(controller, ctx, node_changes).await;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|s| *s).await;
+    }
+    .shared();
+    let controllers = futures::future::join3(
+        cloud_node::run(controller, ctx.clone(), node_changes, nodes_rx, stop.clone()),
+        tenant::run(ctx.clone(), tenants_rx, stop.clone()),
+        migration::MigrationLoop::new(ctx.clone(), caches).run(notify, stop.clone()),
+    );
+    futures::pin_mut!(controllers);
+    let outcome = tokio::select! {
+        () = terminated => Ok(()),
+        () = leadership.lost() => Err(anyhow::anyhow!("lost leadership; exiting so that a standby takes over")),
+        _ = &mut controllers => Err(anyhow::anyhow!("the controllers stopped unexpectedly")),
+    };
+    let _ = stop_tx.send(true);
+    // Give the controllers a moment to finish in-flight work.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), controllers).await;
+    for task in watch_tasks {
+        task.abort();
+    }
+    leadership.release().await;
     tracing::info!("shut down");
-    Ok(())
+    outcome
 }

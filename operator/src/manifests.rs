@@ -3,6 +3,7 @@
 //! document (1-based) and the field.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -84,10 +85,10 @@ pub fn load_text(path: &Path, text: &str, objects: &mut Objects) -> Result<(), L
             continue;
         }
         match kind.as_str() {
-            "CloudNode" => objects.cloud_nodes.push(typed(value).map_err(|m| fail(object, m))?),
-            "Tenant" => objects.tenants.push(typed(value).map_err(|m| fail(object, m))?),
-            "GovSystem" => objects.systems.push(typed(value).map_err(|m| fail(object, m))?),
-            "MigrationWave" => objects.waves.push(typed(value).map_err(|m| fail(object, m))?),
+            "CloudNode" => objects.cloud_nodes.push(Arc::new(typed(value).map_err(|m| fail(object, m))?)),
+            "Tenant" => objects.tenants.push(Arc::new(typed(value).map_err(|m| fail(object, m))?)),
+            "GovSystem" => objects.systems.push(Arc::new(typed(value).map_err(|m| fail(object, m))?)),
+            "MigrationWave" => objects.waves.push(Arc::new(typed(value).map_err(|m| fail(object, m))?)),
             _ => return Err(fail(object, format!("kind: unknown suyun.io/v1alpha1 kind {kind:?}"))),
         }
     }

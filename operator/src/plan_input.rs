@@ -3,6 +3,7 @@
 //! Pure; used by the operator and by `suyunctl plan -f`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kube::ResourceExt;
 use suyun_crds::quantity::{self, QuantityError};
@@ -14,17 +15,17 @@ use suyun_planner::model;
 use crate::capacity::{self, Amounts};
 use crate::selector;
 
-/// The objects a plan is made from.
+/// The objects a plan is made from (shared with the operator's caches, hence `Arc`).
 #[derive(Clone, Debug, Default)]
 pub struct Objects {
     /// Cloud nodes.
-    pub cloud_nodes: Vec<CloudNode>,
+    pub cloud_nodes: Vec<Arc<CloudNode>>,
     /// Tenants.
-    pub tenants: Vec<Tenant>,
+    pub tenants: Vec<Arc<Tenant>>,
     /// Systems (each in its tenant's Namespace).
-    pub systems: Vec<GovSystem>,
+    pub systems: Vec<Arc<GovSystem>>,
     /// Waves.
-    pub waves: Vec<MigrationWave>,
+    pub waves: Vec<Arc<MigrationWave>>,
 }
 
 /// A field of an object that cannot be turned into planner input.
@@ -161,14 +162,15 @@ fn tenant(t: &Tenant) -> Result<model::Tenant, InputError> {
 
 /// The wave a system belongs to: among the waves whose selector matches its labels, the one
 /// with the lowest order, then the first by name.
-pub fn wave_of<'a>(system: &GovSystem, waves: &'a [MigrationWave]) -> Option<&'a MigrationWave> {
+pub fn wave_of<'a>(system: &GovSystem, waves: &'a [Arc<MigrationWave>]) -> Option<&'a Arc<MigrationWave>> {
     waves
         .iter()
         .filter(|w| selector::matches(&w.spec.selector, system.labels()))
         .min_by(|a, b| (a.spec.order, a.name_any()).cmp(&(b.spec.order, b.name_any())))
 }
 
-fn phase(p: api::Phase) -> model::Phase {
+/// The planner's view of a GovSystem phase (NotMigrated is decided by strategy, not phase).
+pub fn phase(p: api::Phase) -> model::Phase {
     match p {
         api::Phase::Pending | api::Phase::NotMigrated => model::Phase::Pending,
         api::Phase::Scheduled => model::Phase::Scheduled,
@@ -184,7 +186,7 @@ fn phase(p: api::Phase) -> model::Phase {
     }
 }
 
-fn system(s: &GovSystem, waves: &[MigrationWave]) -> Result<model::System, InputError> {
+fn system(s: &GovSystem, waves: &[Arc<MigrationWave>]) -> Result<model::System, InputError> {
     let namespace = s.namespace().unwrap_or_default();
     let id = format!("{namespace}/{}", s.name_any());
     let r = &s.spec.resources;
@@ -262,10 +264,10 @@ fn collect_ok<T>(results: impl Iterator<Item = Result<T, InputError>>, errors: &
 /// reported; references between objects are left to the planner, which explains them.
 pub fn plan_input(objects: &Objects, now: i64) -> Result<model::PlanInput, Vec<InputError>> {
     let mut errors = Vec::new();
-    let nodes = collect_ok(objects.cloud_nodes.iter().map(node), &mut errors);
-    let tenants = collect_ok(objects.tenants.iter().map(tenant), &mut errors);
+    let nodes = collect_ok(objects.cloud_nodes.iter().map(|n| node(n)), &mut errors);
+    let tenants = collect_ok(objects.tenants.iter().map(|t| tenant(t)), &mut errors);
     let systems = collect_ok(objects.systems.iter().map(|s| system(s, &objects.waves)), &mut errors);
-    let waves = objects.waves.iter().map(wave).collect();
+    let waves = objects.waves.iter().map(|w| wave(w)).collect();
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -282,8 +284,8 @@ pub fn plan_input(objects: &Objects, now: i64) -> Result<model::PlanInput, Vec<I
 /// and a City node's parent must exist, and every GovSystem must live in a Tenant's Namespace.
 /// (Unknown `dependsOn` ids are not here: the planner blocks those systems and says why.)
 pub fn check_references(objects: &Objects) -> Vec<InputError> {
-    let nodes: BTreeMap<String, &CloudNode> = objects.cloud_nodes.iter().map(|n| (n.name_any(), n)).collect();
-    let tenants: BTreeMap<String, &Tenant> = objects.tenants.iter().map(|t| (t.name_any(), t)).collect();
+    let nodes: BTreeMap<String, &CloudNode> = objects.cloud_nodes.iter().map(|n| (n.name_any(), n.as_ref())).collect();
+    let tenants: BTreeMap<String, &Tenant> = objects.tenants.iter().map(|t| (t.name_any(), t.as_ref())).collect();
     let mut errors = Vec::new();
     for n in &objects.cloud_nodes {
         if let Some(parent) = &n.spec.parent
@@ -409,8 +411,8 @@ spec: {selector: {}, order: 1, executor: Simulated, maxConcurrent: 7}
     #[test]
     fn broken_references_are_named() {
         let mut o = objects(BASE);
-        o.tenants[0].spec.home_node = "nowhere".into();
-        o.systems[0].metadata.namespace = Some("unknown-ns".into());
+        Arc::make_mut(&mut o.tenants[0]).spec.home_node = "nowhere".into();
+        Arc::make_mut(&mut o.systems[0]).metadata.namespace = Some("unknown-ns".into());
         let problems: Vec<String> = check_references(&o).iter().map(ToString::to_string).collect();
         assert!(problems.iter().any(|p| p.contains("Tenant \"js-edu\": spec.homeNode: no CloudNode named \"nowhere\"")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("metadata.namespace: no Tenant named \"unknown-ns\"")), "{problems:?}");

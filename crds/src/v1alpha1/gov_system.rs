@@ -9,6 +9,18 @@ use serde::{Deserialize, Serialize};
 
 use super::common::Resources;
 
+/// Annotation a city operator (or the REST API on their behalf) sets on a GovSystem to approve
+/// its cutover; the value names who approved.
+pub const CUTOVER_APPROVED_BY: &str = "suyun.io/cutover-approved-by";
+/// Label on every object the operator creates for a system (its Jobs): the systemId.
+pub const SYSTEM_ID_LABEL: &str = "suyun.io/system-id";
+/// Label on a migration Job: the phase it runs.
+pub const PHASE_LABEL: &str = "suyun.io/phase";
+/// Label on every object the operator manages.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "suyun-operator";
+
 /// Desired state of a GovSystem.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
@@ -235,6 +247,11 @@ impl Phase {
         )
     }
 
+    /// Whether the phase is final until the spec changes.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Completed | Phase::RolledBack | Phase::NotMigrated)
+    }
+
     /// Whether a system in this phase holds capacity on its node.
     pub fn holds_capacity(self) -> bool {
         self.is_active() || matches!(self, Phase::Scheduled | Phase::Completed | Phase::Failed)
@@ -266,9 +283,21 @@ pub struct GovSystemStatus {
     /// When the migration completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
-    /// Attempts of the current phase so far.
+    /// When the current phase (or its current attempt) started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_started_at: Option<Time>,
+    /// Failed attempts of the current phase so far.
     #[serde(default)]
     pub attempts: u32,
+    /// After a failed attempt: when the next attempt may start (exponential backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Time>,
+    /// Name of the Job running the current phase (Job executor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Who approved the cutover, when the wave requires approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
     /// Short machine-readable reason of the current state (e.g. InsufficientCapacity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

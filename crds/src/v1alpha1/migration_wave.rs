@@ -27,7 +27,7 @@ use super::common::Window;
     printcolumn(name = "Systems", type_ = "integer", json_path = ".status.systems"),
     printcolumn(name = "Completed", type_ = "integer", json_path = ".status.completed"),
     printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
-    printcolumn(name = "ETA", type_ = "date", json_path = ".status.eta"),
+    printcolumn(name = "ETA", type_ = "string", json_path = ".status.eta"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = kube::core::Rule::new("self.executor != 'Job' || has(self.runner)").message("spec.runner is required when spec.executor is Job (the default); set spec.executor: Simulated for a rehearsal without Jobs").field_path(".runner"))]

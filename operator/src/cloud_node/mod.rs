@@ -24,7 +24,6 @@ use serde_json::json;
 use suyun_crds::v1alpha1::{CLOUD_NODE_LABEL, CloudNode, CloudNodeStatus, condition_types};
 use tracing::{info, instrument, warn};
 
-use crate::capacity::Amounts;
 use crate::context::Context;
 use crate::error::{Error, Result};
 
@@ -33,13 +32,16 @@ pub async fn run(
     controller: Controller<CloudNode>,
     ctx: Arc<Context>,
     node_changes: impl Stream<Item = ()> + Send + 'static,
+    accounts_changed: impl Stream<Item = ()> + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let sibling_changes = spec_changes(Api::<CloudNode>::all(ctx.client.clone()));
     controller
         .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_millis(500)))
         .reconcile_all_on(sibling_changes)
         .reconcile_all_on(node_changes)
-        .shutdown_on_signal()
+        .reconcile_all_on(accounts_changed)
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -98,10 +100,11 @@ async fn reconcile(node: Arc<CloudNode>, ctx: Arc<Context>) -> Result<Action> {
     // dereference
     let siblings = ctx.cloud_nodes.state();
     let k8s_nodes = ctx.nodes.state();
+    let accounts = ctx.accounts();
     let observed = status::Observed {
         cloud_nodes: &siblings,
         nodes: nodes_of(&k8s_nodes, &name),
-        allocated: Amounts::default(),
+        account: accounts.nodes.get(&name).cloned().unwrap_or_default(),
         pressure_threshold: ctx.config.capacity_pressure_threshold,
     };
     // validate + build

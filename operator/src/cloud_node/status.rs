@@ -10,6 +10,7 @@ use suyun_crds::conditions::{DesiredCondition, merge_conditions};
 use suyun_crds::v1alpha1::{CapacitySource, CloudNode, CloudNodeStatus, Tier, condition_types, reasons};
 
 use crate::capacity::{self, Amounts};
+use crate::migration::accounts::NodeAccount;
 
 /// What the CloudNode controller knows beyond the node itself.
 #[derive(Debug)]
@@ -18,8 +19,8 @@ pub struct Observed<'a> {
     pub cloud_nodes: &'a [Arc<CloudNode>],
     /// Kubernetes Nodes labelled for this CloudNode (Ready or not).
     pub nodes: Vec<&'a Node>,
-    /// Resources allocated to systems placed on this node.
-    pub allocated: Amounts,
+    /// The node's account: what its placed systems hold, by phase.
+    pub account: NodeAccount,
     /// Utilisation (percent) above which CapacityPressure is True.
     pub pressure_threshold: f64,
 }
@@ -108,7 +109,7 @@ pub fn build(node: &CloudNode, observed: &Observed<'_>, now: &Time) -> CloudNode
         }
     };
     let allocatable = capacity::allocatable(raw_capacity, reserved, &node.spec.overcommit);
-    let allocated = observed.allocated;
+    let allocated = observed.account.allocated;
     let utilization = [
         ("cpu", allocated.cpu, allocatable.cpu),
         ("memory", allocated.memory, allocatable.memory),
@@ -167,8 +168,11 @@ pub fn build(node: &CloudNode, observed: &Observed<'_>, now: &Time) -> CloudNode
         allocatable: Some(allocatable.to_resource_amounts()),
         allocated: Some(allocated.to_resource_amounts()),
         utilization,
+        systems: observed.account.systems,
+        systems_by_phase: observed.account.by_phase.clone(),
+        tenants: observed.account.tenants,
+        active_migrations: observed.account.active_migrations,
         conditions: merge_conditions(&previous.conditions, vec![ready, pressure], node.metadata.generation, now),
-        ..previous
     }
 }
 
@@ -213,7 +217,7 @@ mod tests {
     }
 
     fn observed(nodes: &[Arc<CloudNode>]) -> Observed<'_> {
-        Observed { cloud_nodes: nodes, nodes: vec![], allocated: Amounts::default(), pressure_threshold: 85.0 }
+        Observed { cloud_nodes: nodes, nodes: vec![], account: NodeAccount::default(), pressure_threshold: 85.0 }
     }
 
     fn ready(status: &CloudNodeStatus) -> (&str, &str) {
@@ -261,12 +265,12 @@ mod tests {
     fn capacity_pressure_follows_the_threshold() {
         let all = [cloud_node("jiangsu", Tier::Provincial, None, 1)];
         let mut obs = observed(&all);
-        obs.allocated = Amounts { cpu: 90_000, ..Default::default() };
+        obs.account.allocated = Amounts { cpu: 90_000, ..Default::default() };
         let status = build(&all[0], &obs, &now());
         let pressure = status.conditions.iter().find(|c| c.type_ == "CapacityPressure").unwrap();
         assert_eq!(pressure.status, "True");
         assert!(pressure.message.contains("cpu is 90% allocated"), "{}", pressure.message);
-        obs.allocated = Amounts { cpu: 85_000, ..Default::default() };
+        obs.account.allocated = Amounts { cpu: 85_000, ..Default::default() };
         let status = build(&all[0], &obs, &now());
         assert_eq!(status.conditions.iter().find(|c| c.type_ == "CapacityPressure").unwrap().status, "False");
     }

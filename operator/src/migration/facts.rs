@@ -1,0 +1,199 @@
+//! What the migration loop knows about waves and systems at one instant, gathered once per
+//! iteration from the caches and the plan, so that [`super::step`] stays pure.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use suyun_crds::v1alpha1::{self as api, GovSystem, GovSystemStatus, MigrationWave, Phase, WavePhase};
+use suyun_planner::model::{self, Settings};
+use suyun_planner::windows::WeeklySet;
+use suyun_planner::{Plan, replication_seconds};
+
+use super::step::{CutoverWindow, Executor, Verdict, WaveView};
+
+/// The planner's verdict for every system, by systemId.
+pub fn verdicts(plan: &Plan) -> HashMap<&str, Verdict> {
+    let mut out = HashMap::with_capacity(plan.systems);
+    for a in &plan.assignments {
+        out.insert(a.system_id.as_str(), Verdict::Placed { node: a.node.clone(), planned_start: a.planned_start });
+    }
+    for u in &plan.unplaceable {
+        out.insert(
+            u.system_id.as_str(),
+            Verdict::Blocked { reason: format!("{:?}", u.reason), message: u.message.clone() },
+        );
+    }
+    for n in &plan.not_migrated {
+        out.insert(n.system_id.as_str(), Verdict::NotMigrated { strategy: format!("{:?}", n.strategy) });
+    }
+    out
+}
+
+/// A wave's state this iteration.
+#[derive(Clone, Debug)]
+pub struct WaveState {
+    /// The wave.
+    pub wave: Arc<MigrationWave>,
+    /// Systems selected.
+    pub systems: u32,
+    /// Systems by phase.
+    pub by_phase: BTreeMap<String, u32>,
+    /// Migrations in progress.
+    pub active: u32,
+    /// Completed, Failed or RolledBack, NotMigrated.
+    pub completed: u32,
+    /// Failed or RolledBack.
+    pub failed: u32,
+    /// `Ok` when the wave may start new migrations, else why not.
+    pub admits: Result<(), String>,
+    /// The wave's phase.
+    pub phase: WavePhase,
+    /// Cutover windows of the wave.
+    pub windows: Option<WeeklySet>,
+}
+
+impl WaveState {
+    /// Whether the failed share passed the wave's budget.
+    pub fn over_budget(&self) -> bool {
+        self.systems > 0 && u64::from(self.failed) * 100 > u64::from(self.wave.spec.failure_budget) * u64::from(self.systems)
+    }
+}
+
+fn window(w: &api::Window) -> model::Window {
+    model::Window { days: w.days.iter().map(|d| d.index()).collect(), start_minute: w.start_minute().unwrap_or(0), duration_minutes: w.duration_minutes }
+}
+
+/// Weekly window set of a list of CRD windows (None: no restriction).
+pub fn weekly(windows: &[api::Window]) -> Option<WeeklySet> {
+    WeeklySet::from_windows(&windows.iter().map(window).collect::<Vec<_>>())
+}
+
+/// The state of every wave, from the effective status of the systems each selects
+/// (`members[wave]` = statuses).
+pub fn wave_states(waves: &[Arc<MigrationWave>], members: &HashMap<String, Vec<&GovSystemStatus>>, now: i64) -> BTreeMap<String, WaveState> {
+    let mut states: BTreeMap<String, WaveState> = BTreeMap::new();
+    for w in waves {
+        let name = w.name_any();
+        let statuses = members.get(&name).map(Vec::as_slice).unwrap_or_default();
+        let mut s = WaveState {
+            wave: w.clone(),
+            systems: statuses.len() as u32,
+            by_phase: BTreeMap::new(),
+            active: 0,
+            completed: 0,
+            failed: 0,
+            admits: Ok(()),
+            phase: WavePhase::Pending,
+            windows: weekly(&w.spec.windows),
+        };
+        for st in statuses {
+            let phase = st.phase.unwrap_or_default();
+            *s.by_phase.entry(phase.as_str().to_owned()).or_default() += 1;
+            if phase.is_active() || (phase == Phase::Failed && st.reason.as_deref() != Some("RollbackFailed")) {
+                s.active += 1;
+            }
+            if matches!(phase, Phase::Failed | Phase::RolledBack) {
+                s.failed += 1;
+            }
+            if phase.is_terminal() || phase == Phase::Failed {
+                s.completed += 1;
+            }
+        }
+        states.insert(name, s);
+    }
+    // Admission: paused, failure budget, notBefore, then wave order — a wave starts only when
+    // every system of every lower-order wave has started (or cannot: Blocked, NotMigrated).
+    let not_started = |st: &&GovSystemStatus| matches!(st.phase.unwrap_or_default(), Phase::Pending | Phase::Scheduled);
+    let names: Vec<String> = states.keys().cloned().collect();
+    for name in &names {
+        let order = states[name].wave.spec.order;
+        let blocker = names.iter().find(|other| {
+            let o = &states[*other];
+            o.wave.spec.order < order && members.get(*other).is_some_and(|m| m.iter().any(not_started))
+        });
+        let s = states.get_mut(name).expect("name from keys");
+        let not_before = s.wave.spec.not_before.as_ref().map(|t| t.0.as_second());
+        s.admits = if s.wave.spec.paused {
+            Err(format!("wave {name} is paused"))
+        } else if s.over_budget() {
+            Err(format!("wave {name} is paused: {} of {} systems failed, above its failure budget of {}%", s.failed, s.systems, s.wave.spec.failure_budget))
+        } else if not_before.is_some_and(|t| t > now) {
+            let at = s.wave.spec.not_before.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+            Err(format!("wave {name} starts not before {at}"))
+        } else if let Some(b) = blocker {
+            Err(format!("wave {name} (order {order}) waits until every system of wave {b} has started"))
+        } else {
+            Ok(())
+        };
+        s.phase = if s.systems > 0 && s.completed == s.systems {
+            if s.failed > 0 { WavePhase::Failed } else { WavePhase::Completed }
+        } else if s.wave.spec.paused || s.over_budget() {
+            WavePhase::Paused
+        } else if s.admits.is_ok() || s.active > 0 {
+            WavePhase::Running
+        } else {
+            WavePhase::Pending
+        };
+    }
+    states
+}
+
+/// The wave view one system's step needs.
+pub fn wave_view(state: &WaveState, settings: &Settings, system: &GovSystem, node: Option<&model::Node>) -> WaveView {
+    let spec = &state.wave.spec;
+    let executor = match spec.executor {
+        api::Executor::Job => Executor::Job,
+        api::Executor::Simulated => {
+            let compression = i64::from(spec.time_compression.unwrap_or(3600).max(1));
+            let data = system
+                .spec
+                .data_volume
+                .as_ref()
+                .and_then(|q| suyun_crds::quantity::milli(q).ok())
+                .map_or(0, |m| u64::try_from(m.max(0) / 1000).unwrap_or(u64::MAX));
+            let replication = node.map_or(0, |n| replication_seconds(data, n.migration_bandwidth_mbps, n.max_concurrent_migrations));
+            let minutes = |m: u32| i64::from(m) * 60;
+            let scaled = |secs: i64| (secs + compression - 1) / compression;
+            Executor::Simulated {
+                durations: [
+                    scaled(minutes(settings.provisioning_minutes)),
+                    scaled(replication),
+                    scaled(minutes(settings.cutover_minutes)),
+                    scaled(minutes(settings.verification_minutes)),
+                ],
+            }
+        }
+    };
+    WaveView {
+        name: state.wave.name_any(),
+        executor,
+        approval_required: spec.approval.as_ref().is_some_and(|a| a.required),
+        max_attempts: spec.max_attempts.max(1),
+        timeout_seconds: i64::from(spec.runner.as_ref().map_or(3600, |r| r.timeout_seconds)),
+        admits: state.admits.clone(),
+    }
+}
+
+/// Whether a cutover onto `node` in `wave` may start at `now`.
+pub fn cutover_window(node_windows: Option<&WeeklySet>, wave_windows: Option<&WeeklySet>, settings: &Settings, now: i64) -> CutoverWindow {
+    let Some(set) = WeeklySet::intersect(node_windows, wave_windows) else { return CutoverWindow::Open };
+    let duration = i64::from(settings.cutover_minutes) * 60;
+    match set.next_fit(now, duration, i64::from(settings.utc_offset_minutes) * 60) {
+        Some(t) if t <= now => CutoverWindow::Open,
+        Some(t) => CutoverWindow::OpensAt(t),
+        None => CutoverWindow::Never,
+    }
+}
+
+/// `Ok` when every dependency of `system` is Completed, else the first that is not.
+pub fn dependencies(system: &GovSystem, phases: &HashMap<&str, Phase>) -> Result<(), String> {
+    for dep in &system.spec.depends_on {
+        match phases.get(dep.as_str()) {
+            Some(Phase::Completed) => {}
+            Some(p) => return Err(format!("depends on {dep}, which is {}", p.as_str())),
+            None => return Err(format!("depends on {dep}, which does not exist")),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! The migration loop: one planner run serves many events.
+//!
+//! ```text
+//!  watches (GovSystem, MigrationWave, CloudNode, Tenant, Job) ──notify──┐
+//!  next deadline (simulated phase end, retry, timeout, window) ──timer──┤ debounce
+//!                                                                        ▼
+//!   snapshot caches ─► plan (pure) ─► step every system (pure) ─► write changed statuses,
+//!                                                                  create Jobs, Events,
+//!                                                                  wave statuses, accounts
+//! ```
+//!
+//! GovSystem and MigrationWave status have one writer, this loop, so transitions cannot race.
+//! A status it wrote is used in place of the cached one until the cache catches up (the
+//! overlay), so a quick next iteration never acts on a stale phase.
+
+pub mod accounts;
+pub mod facts;
+pub mod jobs;
+pub mod step;
+#[cfg(test)]
+mod step_tests;
+mod writes;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use suyun_crds::v1alpha1::{
+    CUTOVER_APPROVED_BY, GovSystem, GovSystemStatus, MANAGED_BY, MANAGED_BY_LABEL, MigrationWave, Phase, Tenant,
+};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use crate::context::Context;
+use crate::plan_input::{self, Objects};
+use step::{Facts, Outcome, Verdict};
+
+/// The caches the loop reads.
+#[derive(Clone)]
+pub struct Caches {
+    /// Every GovSystem.
+    pub systems: Store<GovSystem>,
+    /// Every MigrationWave.
+    pub waves: Store<MigrationWave>,
+    /// Every Tenant.
+    pub tenants: Store<Tenant>,
+    /// Jobs the operator created.
+    pub jobs: Store<Job>,
+}
+
+impl std::fmt::Debug for Caches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caches").finish_non_exhaustive()
+    }
+}
+
+/// Starts the watches behind [`Caches`]; every change wakes the loop through `notify`.
+pub fn watch(client: &kube::Client, notify: Arc<Notify>) -> (Caches, Vec<tokio::task::JoinHandle<()>>) {
+    fn spawn<K>(
+        api: Api<K>,
+        config: watcher::Config,
+        notify: Arc<Notify>,
+    ) -> (Store<K>, tokio::task::JoinHandle<()>)
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let (store, writer) = reflector::store();
+        let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+        let task = tokio::spawn(drive(stream, notify));
+        (store, task)
+    }
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let (systems, a) = spawn(Api::<GovSystem>::all(client.clone()), watcher::Config::default(), notify.clone());
+    let (waves, b) = spawn(Api::<MigrationWave>::all(client.clone()), watcher::Config::default(), notify.clone());
+    let (tenants, c) = spawn(Api::<Tenant>::all(client.clone()), watcher::Config::default(), notify.clone());
+    let (jobs, d) = spawn(Api::<Job>::all(client.clone()), managed, notify);
+    (Caches { systems, waves, tenants, jobs }, vec![a, b, c, d])
+}
+
+async fn drive<K: std::fmt::Debug>(stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>, notify: Arc<Notify>) {
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            Ok(_) => notify.notify_one(),
+            Err(e) => warn!(error = %e, "watch failed; retrying with backoff"),
+        }
+    }
+}
+
+/// A status the loop wrote, used until the cache shows it.
+struct Written {
+    resource_version: Option<String>,
+    status: GovSystemStatus,
+}
+
+/// The loop's memory between iterations.
+pub struct MigrationLoop {
+    ctx: Arc<Context>,
+    caches: Caches,
+    overlay: HashMap<String, Written>,
+}
+
+impl std::fmt::Debug for MigrationLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrationLoop").field("overlay", &self.overlay.len()).finish_non_exhaustive()
+    }
+}
+
+impl MigrationLoop {
+    /// A loop over the given caches.
+    pub fn new(ctx: Arc<Context>, caches: Caches) -> Self {
+        Self { ctx, caches, overlay: HashMap::new() }
+    }
+
+    /// Runs until `shutdown` resolves: waits for a change or the next deadline, debounces, runs
+    /// one iteration.
+    pub async fn run(mut self, notify: Arc<Notify>, shutdown: impl std::future::Future<Output = ()>) {
+        futures::pin_mut!(shutdown);
+        for store in [self.caches.systems.wait_until_ready().await.is_ok(), self.caches.waves.wait_until_ready().await.is_ok()] {
+            if !store {
+                warn!("cache closed before it was ready");
+                return;
+            }
+        }
+        let _ = self.caches.tenants.wait_until_ready().await;
+        let _ = self.caches.jobs.wait_until_ready().await;
+        let _ = self.ctx.cloud_nodes.wait_until_ready().await;
+        info!("migration loop started");
+        let mut wake = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = notify.notified() => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
+            // Debounce: let a burst of events land in the caches, then plan once.
+            tokio::time::sleep(self.ctx.config.debounce()).await;
+            let started = std::time::Instant::now();
+            let next = self.iterate().await;
+            let now = k8s_openapi::jiff::Timestamp::now().as_second();
+            let delay = next.map_or(30, |t| (t - now).clamp(1, 30));
+            wake = tokio::time::Instant::now() + Duration::from_secs(delay as u64);
+            debug!(elapsed_ms = started.elapsed().as_millis() as u64, next_in_s = delay, "migration loop iteration");
+        }
+        info!("migration loop stopped");
+    }
+
+    /// The effective status of a system: what the loop last wrote, until the cache shows it.
+    fn effective(&mut self, system: &GovSystem) -> GovSystemStatus {
+        let cached = system.status.clone().unwrap_or_default();
+        let uid = system.uid().unwrap_or_default();
+        match self.overlay.get(&uid) {
+            Some(w) if w.resource_version != system.resource_version() && w.status != cached => w.status.clone(),
+            Some(_) => {
+                self.overlay.remove(&uid);
+                cached
+            }
+            None => cached,
+        }
+    }
+
+    /// One iteration; returns when to look again at the latest.
+    pub async fn iterate(&mut self) -> Option<i64> {
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        let objects = Objects {
+            cloud_nodes: self.ctx.cloud_nodes.state(),
+            tenants: self.caches.tenants.state(),
+            systems: self.caches.systems.state(),
+            waves: self.caches.waves.state(),
+        };
+        let live: HashSet<String> = objects.systems.iter().filter_map(|s| s.uid()).collect();
+        self.overlay.retain(|uid, _| live.contains(uid));
+        let statuses: Vec<GovSystemStatus> = objects.systems.iter().map(|s| self.effective(s)).collect();
+
+        let mut input = match plan_input::plan_input(&objects, now) {
+            Ok(input) => input,
+            Err(errors) => {
+                for e in &errors {
+                    warn!(error = %e, "object cannot be planned");
+                }
+                return Some(now + 30);
+            }
+        };
+        // The planner sees the effective phases and nodes.
+        for (system, status) in input.systems.iter_mut().zip(&statuses) {
+            if let Some(p) = status.phase {
+                system.phase = plan_input::phase(p);
+            }
+            system.node = status.node.clone();
+        }
+        let plan = suyun_planner::plan(&input);
+        let verdicts = facts::verdicts(&plan);
+        let model_nodes: HashMap<&str, &suyun_planner::model::Node> = input.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+        let node_windows: HashMap<String, Option<suyun_planner::windows::WeeklySet>> =
+            objects.cloud_nodes.iter().map(|n| (n.name_any(), facts::weekly(&n.spec.maintenance_windows))).collect();
+
+        // Wave membership and states.
+        let wave_of: Vec<Option<String>> =
+            objects.systems.iter().map(|s| plan_input::wave_of(s, &objects.waves).map(|w| w.name_any())).collect();
+        let mut members: HashMap<String, Vec<&GovSystemStatus>> = HashMap::new();
+        for (wave, status) in wave_of.iter().zip(&statuses) {
+            if let Some(w) = wave {
+                members.entry(w.clone()).or_default().push(status);
+            }
+        }
+        let waves = facts::wave_states(&objects.waves, &members, now);
+        let phases: HashMap<&str, Phase> =
+            objects.systems.iter().zip(&statuses).map(|(s, st)| (s.spec.system_id.as_str(), st.phase.unwrap_or_default())).collect();
+
+        // Concurrency in use, per node and per wave.
+        let mut node_active: HashMap<String, u32> = HashMap::new();
+        let mut wave_active: HashMap<String, u32> = waves.iter().map(|(n, w)| (n.clone(), w.active)).collect();
+        for st in &statuses {
+            if st.phase.unwrap_or_default().is_active() {
+                *node_active.entry(st.node.clone().unwrap_or_default()).or_default() += 1;
+            }
+        }
+        let node_limit: HashMap<String, u32> =
+            objects.cloud_nodes.iter().map(|n| (n.name_any(), n.spec.max_concurrent_migrations)).collect();
+
+        // Systems that may start are considered in planned-start order, then by priority.
+        let mut order: Vec<usize> = (0..objects.systems.len()).collect();
+        let key = |i: &usize| {
+            let planned = match verdicts.get(objects.systems[*i].spec.system_id.as_str()) {
+                Some(Verdict::Placed { planned_start, .. }) => planned_start.unwrap_or(i64::MAX),
+                _ => i64::MAX,
+            };
+            (planned, std::cmp::Reverse(objects.systems[*i].spec.priority), objects.systems[*i].spec.system_id.clone())
+        };
+        order.sort_by_cached_key(key);
+
+        let jobs: HashMap<(String, String), Arc<Job>> = self
+            .caches
+            .jobs
+            .state()
+            .into_iter()
+            .map(|j| ((j.namespace().unwrap_or_default(), j.name_any()), j))
+            .collect();
+        let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+        let mut wake: Option<i64> = None;
+        for i in order {
+            let system = &objects.systems[i];
+            let status = &statuses[i];
+            let verdict = verdicts.get(system.spec.system_id.as_str()).cloned().unwrap_or_else(|| Verdict::Blocked {
+                reason: "NotPlanned".into(),
+                message: "the planner did not consider this system (is its Namespace a Tenant?)".into(),
+            });
+            let node = match (&verdict, &status.node) {
+                (_, Some(n)) if status.phase.unwrap_or_default().is_active() => Some(n.clone()),
+                (Verdict::Placed { node, .. }, _) => Some(node.clone()),
+                _ => status.node.clone(),
+            };
+            let wave_state = wave_of[i].as_ref().and_then(|w| waves.get(w));
+            let wave_view = wave_state.map(|w| facts::wave_view(w, &input.settings, system, node.as_deref().and_then(|n| model_nodes.get(n).copied())));
+            let slot_free = node.as_ref().is_some_and(|n| {
+                node_active.get(n).copied().unwrap_or(0) < node_limit.get(n).copied().unwrap_or(0)
+            }) && wave_state.is_some_and(|w| wave_active.get(&w.wave.name_any()).copied().unwrap_or(0) < w.wave.spec.max_concurrent);
+            let job = status.job.as_ref().and_then(|name| jobs.get(&(system.namespace().unwrap_or_default(), name.clone())));
+            let window = facts::cutover_window(
+                node.as_ref().and_then(|n| node_windows.get(n)).and_then(Option::as_ref),
+                wave_state.and_then(|w| w.windows.as_ref()),
+                &input.settings,
+                now,
+            );
+            let f = Facts {
+                now,
+                generation: system.metadata.generation,
+                verdict,
+                wave: wave_view,
+                dependencies: facts::dependencies(system, &phases),
+                slot_free,
+                job: jobs::state(job.map(Arc::as_ref)),
+                window,
+                approved_by: system.annotations().get(CUTOVER_APPROVED_BY).cloned(),
+                backoff_base: self.ctx.config.retry_backoff_seconds,
+            };
+            let outcome = step::step(&system.name_any(), status, &f);
+            if outcome.started {
+                if let Some(n) = &node {
+                    *node_active.entry(n.clone()).or_default() += 1;
+                }
+                if let Some(w) = &wave_of[i] {
+                    *wave_active.entry(w.clone()).or_default() += 1;
+                }
+            }
+            if let Some(t) = outcome.wake_at {
+                wake = Some(wake.map_or(t, |w| w.min(t)));
+            }
+            outcomes.push((i, outcome));
+        }
+
+        let written = writes::apply(&self.ctx, &objects.systems, &statuses, &outcomes, &waves_runner(&objects.waves, &wave_of)).await;
+        let mut effective = statuses;
+        for (i, rv, status) in written {
+            let uid = objects.systems[i].uid().unwrap_or_default();
+            effective[i] = status.clone();
+            self.overlay.insert(uid, Written { resource_version: rv, status });
+        }
+        let waves = facts::wave_states(&objects.waves, &{
+            let mut m: HashMap<String, Vec<&GovSystemStatus>> = HashMap::new();
+            for (w, st) in wave_of.iter().zip(&effective) {
+                if let Some(w) = w {
+                    m.entry(w.clone()).or_default().push(st);
+                }
+            }
+            m
+        }, now);
+        writes::wave_statuses(&self.ctx, &waves, &plan, now).await;
+        let accounts = accounts::compute(objects.systems.iter().map(Arc::as_ref).zip(effective.iter()), &objects.tenants);
+        self.ctx.publish_accounts(accounts);
+        wake
+    }
+}
+
+/// For each system, its wave's runner (the Job executor's template), if any.
+fn waves_runner<'a>(waves: &'a [Arc<MigrationWave>], wave_of: &[Option<String>]) -> Vec<Option<&'a suyun_crds::v1alpha1::Runner>> {
+    let by_name: HashMap<String, &MigrationWave> = waves.iter().map(|w| (w.name_any(), w.as_ref())).collect();
+    wave_of.iter().map(|w| w.as_ref().and_then(|w| by_name.get(w)).and_then(|w| w.spec.runner.as_ref())).collect()
+}

@@ -1,0 +1,520 @@
+//! The migration state machine of one GovSystem, pure: from the system's status and what the
+//! loop knows now (the plan's verdict, its wave, its Job, the windows, free slots), the next
+//! status and the actions to take. No client and no clock: `now` is an input.
+//!
+//! ```text
+//! Pending ─plan─► Scheduled ─admitted─► Provisioning ─► Replicating ─┬─► CuttingOver ─► Verifying ─► Completed
+//!    │                                      │               │        └─► AwaitingCutover (approval) ─┘
+//!    └─► Blocked (reason) ◄──plan──┘        └── a Job fails: retry with backoff ── attempts used up ──► Failed
+//!                                                                        Failed ─ rollback Job ─► RolledBack
+//! ```
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use suyun_crds::v1alpha1::{GovSystemStatus, Phase};
+
+/// What the planner says about the system.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Placed on `node`, expected to start at `planned_start` (Unix seconds).
+    Placed {
+        /// CloudNode name.
+        node: String,
+        /// Planned start.
+        planned_start: Option<i64>,
+    },
+    /// Cannot be placed or scheduled now.
+    Blocked {
+        /// PascalCase reason (InsufficientCapacity, DependencyCycle, …).
+        reason: String,
+        /// Sentence with numbers.
+        message: String,
+    },
+    /// Retire or Retain: never moved.
+    NotMigrated {
+        /// The strategy's name.
+        strategy: String,
+    },
+}
+
+/// How the system's wave executes phases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Executor {
+    /// One Kubernetes Job per phase.
+    Job,
+    /// Phases advance after the given real durations (seconds, already time-compressed).
+    Simulated {
+        /// Provisioning, Replicating, CuttingOver, Verifying.
+        durations: [i64; 4],
+    },
+}
+
+/// The system's wave, as far as this system is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaveView {
+    /// Wave name.
+    pub name: String,
+    /// Job or Simulated.
+    pub executor: Executor,
+    /// Cutover waits for an approval.
+    pub approval_required: bool,
+    /// Attempts per phase before Failed.
+    pub max_attempts: u32,
+    /// Time limit of a phase's Job, seconds.
+    pub timeout_seconds: i64,
+    /// `Ok` when the wave may start new migrations, else why not (paused, budget, order…).
+    pub admits: Result<(), String>,
+}
+
+/// State of the Job named in `status.job`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// Not found (not created yet, or deleted).
+    Missing,
+    /// Created, not finished.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Finished unsuccessfully; the message says how.
+    Failed(String),
+}
+
+/// Whether a cutover may start now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CutoverWindow {
+    /// Inside the node's maintenance windows and the wave's windows.
+    Open,
+    /// Closed; opens at this instant (Unix seconds).
+    OpensAt(i64),
+    /// The windows never overlap long enough.
+    Never,
+}
+
+/// Everything the state machine looks at besides the status.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    /// Now, Unix seconds.
+    pub now: i64,
+    /// The object's `metadata.generation`.
+    pub generation: Option<i64>,
+    /// The planner's verdict (None: not in the plan, e.g. its tenant is unknown).
+    pub verdict: Verdict,
+    /// The wave that selects the system, if any.
+    pub wave: Option<WaveView>,
+    /// `Ok` when every dependency is Completed, else which is not.
+    pub dependencies: Result<(), String>,
+    /// Whether the node's and the wave's concurrency leave a slot for a new start.
+    pub slot_free: bool,
+    /// State of the current Job.
+    pub job: JobState,
+    /// Whether a cutover may start now.
+    pub window: CutoverWindow,
+    /// Who approved the cutover (annotation `suyun.io/cutover-approved-by`).
+    pub approved_by: Option<String>,
+    /// First retry waits this long (seconds); each further one twice as long, up to 5 minutes.
+    pub backoff_base: i64,
+}
+
+/// A Job phase (the rollback is the fifth).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobPhase {
+    /// Create the target resources.
+    Provisioning,
+    /// Copy the data.
+    Replicating,
+    /// Switch traffic.
+    CuttingOver,
+    /// Check the result.
+    Verifying,
+    /// Undo a failed migration.
+    Rollback,
+}
+
+impl JobPhase {
+    /// Lower-case name used in Job names and labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobPhase::Provisioning => "provisioning",
+            JobPhase::Replicating => "replicating",
+            JobPhase::CuttingOver => "cuttingover",
+            JobPhase::Verifying => "verifying",
+            JobPhase::Rollback => "rollback",
+        }
+    }
+
+    /// The `SUYUN_PHASE` value given to the runner.
+    pub fn env_value(self) -> &'static str {
+        match self {
+            JobPhase::Provisioning => "Provisioning",
+            JobPhase::Replicating => "Replicating",
+            JobPhase::CuttingOver => "CuttingOver",
+            JobPhase::Verifying => "Verifying",
+            JobPhase::Rollback => "Rollback",
+        }
+    }
+
+    fn of(phase: Phase) -> Option<JobPhase> {
+        Some(match phase {
+            Phase::Provisioning => JobPhase::Provisioning,
+            Phase::Replicating => JobPhase::Replicating,
+            Phase::CuttingOver => JobPhase::CuttingOver,
+            Phase::Verifying => JobPhase::Verifying,
+            Phase::Failed => JobPhase::Rollback,
+            _ => return None,
+        })
+    }
+
+    fn index(self) -> usize {
+        match self {
+            JobPhase::Provisioning => 0,
+            JobPhase::Replicating => 1,
+            JobPhase::CuttingOver => 2,
+            JobPhase::Verifying | JobPhase::Rollback => 3,
+        }
+    }
+}
+
+/// Something the loop must do besides writing the status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Create the Job for `phase`, attempt `attempt` (0-based), named `name`.
+    CreateJob {
+        /// Phase the Job runs.
+        phase: JobPhase,
+        /// Attempt number.
+        attempt: u32,
+        /// Job name (also written to `status.job`).
+        name: String,
+    },
+    /// Publish an Event on the GovSystem.
+    Event {
+        /// Warning (true) or Normal.
+        warning: bool,
+        /// PascalCase reason.
+        reason: String,
+        /// Message with numbers.
+        message: String,
+    },
+}
+
+/// Result of one step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The status the system should have.
+    pub status: GovSystemStatus,
+    /// Actions to take.
+    pub actions: Vec<Action>,
+    /// When to look again at the latest, if nothing else happens (Unix seconds).
+    pub wake_at: Option<i64>,
+    /// Whether this step started a migration (took a concurrency slot).
+    pub started: bool,
+}
+
+/// Reason of a Failed system whose rollback gave up.
+const ROLLBACK_FAILED: &str = "RollbackFailed";
+/// Reasons of a Replicating system whose data is copied and whose cutover waits for a window.
+const WINDOW_WAITS: [&str; 2] = ["WaitingForCutoverWindow", "NoCutoverWindow"];
+
+fn time(secs: i64) -> Time {
+    Time(Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+fn secs(t: &Option<Time>) -> Option<i64> {
+    t.as_ref().map(|t| t.0.as_second())
+}
+
+/// Name of the Job for a phase attempt: `<system>-<phase>-<attempt>`, shortened with a hash
+/// when the system name is long (Job names are at most 63 characters).
+pub fn job_name(system: &str, phase: JobPhase, attempt: u32) -> String {
+    let suffix = format!("-{}-{attempt}", phase.as_str());
+    if system.len() + suffix.len() <= 63 {
+        return format!("{system}{suffix}");
+    }
+    let hash = system.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let keep = 63 - suffix.len() - 9;
+    format!("{}-{:08x}{suffix}", system[..keep].trim_end_matches('-'), hash as u32)
+}
+
+struct Stepper<'a> {
+    name: &'a str,
+    facts: &'a Facts,
+    status: GovSystemStatus,
+    actions: Vec<Action>,
+    wake_at: Option<i64>,
+    started: bool,
+}
+
+impl Stepper<'_> {
+    fn wake(&mut self, at: i64) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+
+    fn event(&mut self, warning: bool, reason: &str, message: impl Into<String>) {
+        self.actions.push(Action::Event { warning, reason: reason.into(), message: message.into() });
+    }
+
+    fn enter(&mut self, phase: Phase, reason: &str, message: impl Into<String>) {
+        let message = message.into();
+        let from = self.status.phase.unwrap_or_default();
+        self.status.phase = Some(phase);
+        self.status.phase_started_at = Some(time(self.facts.now));
+        self.status.attempts = 0;
+        self.status.retry_at = None;
+        self.status.job = None;
+        self.status.reason = Some(reason.into());
+        self.status.message = Some(message.clone());
+        let warning = matches!(phase, Phase::Failed | Phase::Blocked | Phase::RolledBack);
+        self.event(warning, reason, format!("{} → {}: {message}", from.as_str(), phase.as_str()));
+    }
+
+    fn set_reason(&mut self, reason: &str, message: impl Into<String>) {
+        self.status.reason = Some(reason.into());
+        self.status.message = Some(message.into());
+    }
+
+    fn wave(&self) -> Option<&WaveView> {
+        self.facts.wave.as_ref()
+    }
+
+    /// Not started yet: follow the plan, and start when admitted.
+    fn not_started(&mut self) {
+        let phase = self.status.phase.unwrap_or_default();
+        match self.facts.verdict.clone() {
+            Verdict::NotMigrated { strategy } => {
+                self.status.node = None;
+                self.enter(Phase::NotMigrated, &strategy, format!("strategy {strategy}: this system is never migrated"));
+            }
+            Verdict::Blocked { reason, message } => {
+                self.status.node = None;
+                self.status.planned_start = None;
+                if phase != Phase::Blocked || self.status.reason.as_deref() != Some(reason.as_str()) {
+                    self.enter(Phase::Blocked, &reason, message);
+                } else {
+                    self.status.message = Some(message);
+                }
+            }
+            Verdict::Placed { node, planned_start } => {
+                self.status.node = Some(node.clone());
+                self.status.planned_start = planned_start.map(time);
+                self.status.wave = self.wave().map(|w| w.name.clone());
+                if phase != Phase::Scheduled {
+                    let when = planned_start.map(|t| format!(", planned start {}", time(t).0)).unwrap_or_default();
+                    self.enter(Phase::Scheduled, "Scheduled", format!("placed on {node}{when}"));
+                }
+                self.admit();
+            }
+        }
+    }
+
+    fn admit(&mut self) {
+        let why_not = match (self.wave(), &self.facts.dependencies) {
+            (None, _) => Err("not selected by any MigrationWave".to_owned()),
+            (Some(w), _) if w.admits.is_err() => w.admits.clone(),
+            (_, Err(dep)) => Err(dep.clone()),
+            _ if !self.facts.slot_free => Err("waiting for a free migration slot on the node or in the wave".into()),
+            _ => Ok(()),
+        };
+        match why_not {
+            Err(why) => {
+                let reason = if self.wave().is_none() { "NoWave" } else { "Waiting" };
+                self.set_reason(reason, why);
+            }
+            Ok(()) => {
+                self.status.started_at = Some(time(self.facts.now));
+                self.started = true;
+                let node = self.status.node.clone().unwrap_or_default();
+                self.enter(Phase::Provisioning, "Started", format!("migration onto {node} started"));
+                self.run_phase();
+            }
+        }
+    }
+
+    /// An active phase: drive its Job or its simulated clock.
+    fn run_phase(&mut self) {
+        let phase = self.status.phase.unwrap_or_default();
+        let Some(job_phase) = JobPhase::of(phase) else { return };
+        let Some(wave) = self.wave().cloned() else {
+            self.set_reason("NoWave", "its MigrationWave is gone; the current phase waits");
+            return;
+        };
+        if self.status.phase_started_at.is_none() {
+            // Written by an older version, or lost: the phase's clock starts now.
+            self.status.phase_started_at = Some(time(self.facts.now));
+        }
+        let started = secs(&self.status.phase_started_at).unwrap_or(self.facts.now);
+        match wave.executor {
+            Executor::Simulated { durations } => {
+                if job_phase == JobPhase::Rollback {
+                    self.enter(Phase::RolledBack, "RolledBack", "simulated rollback");
+                    return;
+                }
+                let done_at = started + durations[job_phase.index()].max(1);
+                if self.facts.now >= done_at {
+                    self.phase_succeeded(job_phase, &wave);
+                } else {
+                    self.wake(done_at);
+                }
+            }
+            Executor::Job => self.run_job(job_phase, &wave, started),
+        }
+    }
+
+    fn run_job(&mut self, job_phase: JobPhase, wave: &WaveView, started: i64) {
+        if let Some(retry_at) = secs(&self.status.retry_at) {
+            if self.facts.now < retry_at {
+                self.wake(retry_at);
+                return;
+            }
+            self.status.retry_at = None;
+            self.status.job = None;
+            self.status.phase_started_at = Some(time(self.facts.now));
+        }
+        let Some(job) = self.status.job.clone() else {
+            let name = job_name(self.name, job_phase, self.status.attempts);
+            self.actions.push(Action::CreateJob { phase: job_phase, attempt: self.status.attempts, name: name.clone() });
+            self.status.job = Some(name);
+            self.status.phase_started_at = Some(time(self.facts.now));
+            self.wake(self.facts.now + wave.timeout_seconds);
+            return;
+        };
+        match &self.facts.job {
+            JobState::Succeeded => self.phase_succeeded(job_phase, wave),
+            JobState::Failed(why) => self.attempt_failed(job_phase, wave, format!("Job {job} failed: {why}")),
+            JobState::Running | JobState::Missing => {
+                let deadline = started + wave.timeout_seconds;
+                if self.facts.now >= deadline {
+                    let why = format!("Job {job} did not finish within {} s", wave.timeout_seconds);
+                    self.attempt_failed(job_phase, wave, why);
+                } else {
+                    self.wake(deadline);
+                }
+            }
+        }
+    }
+
+    fn attempt_failed(&mut self, job_phase: JobPhase, wave: &WaveView, why: String) {
+        self.status.attempts += 1;
+        let attempts = self.status.attempts;
+        if attempts < wave.max_attempts {
+            let backoff = (self.facts.backoff_base.max(1) << (attempts - 1).min(16)).min(300);
+            let retry_at = self.facts.now + backoff;
+            self.status.retry_at = Some(time(retry_at));
+            self.wake(retry_at);
+            let message = format!("{why}; attempt {attempts} of {}, retrying in {backoff} s", wave.max_attempts);
+            self.set_reason("Retrying", message.clone());
+            self.event(true, "PhaseFailed", message);
+        } else if job_phase == JobPhase::Rollback {
+            self.set_reason(
+                ROLLBACK_FAILED,
+                format!("{why}; rollback failed {attempts} times: manual intervention needed, then change the spec to retry"),
+            );
+            self.status.retry_at = None;
+            self.event(true, "RollbackFailed", self.status.message.clone().unwrap_or_default());
+        } else {
+            let phase = self.status.phase.unwrap_or_default();
+            self.enter(Phase::Failed, "PhaseFailed", format!("{} failed {attempts} times: {why}; rolling back", phase.as_str()));
+            self.run_phase();
+        }
+    }
+
+    fn phase_succeeded(&mut self, job_phase: JobPhase, wave: &WaveView) {
+        match job_phase {
+            JobPhase::Provisioning => self.enter(Phase::Replicating, "Provisioned", "target resources ready; replicating data"),
+            JobPhase::Replicating => {
+                if wave.approval_required {
+                    self.enter(Phase::AwaitingCutover, "AwaitingApproval", "data replicated; cutover waits for an approval");
+                    self.awaiting_cutover();
+                    return;
+                }
+                // The Job is done; the cutover waits for a window in phase Replicating.
+                self.status.job = None;
+                self.try_cutover("data replicated");
+                return;
+            }
+            JobPhase::CuttingOver => self.enter(Phase::Verifying, "CutOver", "traffic switched; verifying"),
+            JobPhase::Verifying => {
+                self.status.completed_at = Some(time(self.facts.now));
+                self.enter(Phase::Completed, "Completed", "migration completed and verified");
+                return;
+            }
+            JobPhase::Rollback => {
+                self.status.node = None;
+                self.enter(Phase::RolledBack, "RolledBack", "the failed migration was rolled back; change the spec to retry");
+                return;
+            }
+        }
+        self.run_phase();
+    }
+
+    /// Enter CuttingOver when the window allows; otherwise wait (and say so).
+    fn try_cutover(&mut self, done: &str) {
+        let simulated = matches!(self.wave().map(|w| w.executor), Some(Executor::Simulated { .. }));
+        match self.facts.window {
+            _ if simulated => {}
+            CutoverWindow::Open => {}
+            CutoverWindow::OpensAt(t) => {
+                self.set_reason("WaitingForCutoverWindow", format!("{done}; cutover waits for the window opening at {}", time(t).0));
+                self.wake(t);
+                return;
+            }
+            CutoverWindow::Never => {
+                self.set_reason(
+                    "NoCutoverWindow",
+                    format!("{done}; the node's maintenance windows and the wave's windows never overlap for a cutover"),
+                );
+                return;
+            }
+        }
+        self.enter(Phase::CuttingOver, "CuttingOver", format!("{done}; switching traffic"));
+        self.run_phase();
+    }
+
+    fn awaiting_cutover(&mut self) {
+        match self.facts.approved_by.clone() {
+            Some(who) => {
+                self.status.approved_by = Some(who.clone());
+                self.try_cutover(&format!("cutover approved by {who}"));
+            }
+            None => self.set_reason(
+                "AwaitingApproval",
+                "data replicated; approve with the annotation suyun.io/cutover-approved-by or the REST API",
+            ),
+        }
+    }
+}
+
+/// One step of the state machine for the system named `name`.
+pub fn step(name: &str, current: &GovSystemStatus, facts: &Facts) -> Outcome {
+    let mut s =
+        Stepper { name, facts, status: current.clone(), actions: Vec::new(), wake_at: None, started: false };
+    let phase = current.phase.unwrap_or_default();
+    let spec_changed = current.observed_generation.is_some() && current.observed_generation != facts.generation;
+    match phase {
+        // A changed spec gives a finished-but-unsuccessful or never-moved system a new start.
+        Phase::RolledBack | Phase::NotMigrated if spec_changed => {
+            s.status.node = None;
+            s.status.started_at = None;
+            s.status.approved_by = None;
+            s.enter(Phase::Pending, "SpecChanged", "the spec changed; planning again");
+            s.not_started();
+        }
+        Phase::Failed if spec_changed && s.status.reason.as_deref() == Some(ROLLBACK_FAILED) => {
+            s.status.node = None;
+            s.enter(Phase::Pending, "SpecChanged", "the spec changed; planning again");
+            s.not_started();
+        }
+        Phase::Pending | Phase::Scheduled | Phase::Blocked => s.not_started(),
+        // Rollback gave up: nothing more to do until the spec changes.
+        Phase::Failed if s.status.reason.as_deref() == Some(ROLLBACK_FAILED) => {}
+        Phase::Provisioning | Phase::CuttingOver | Phase::Verifying | Phase::Failed => s.run_phase(),
+        // Data replicated, the cutover waits for a window.
+        Phase::Replicating if s.status.reason.as_deref().is_some_and(|r| WINDOW_WAITS.contains(&r)) => {
+            s.try_cutover("data replicated")
+        }
+        Phase::Replicating => s.run_phase(),
+        Phase::AwaitingCutover => s.awaiting_cutover(),
+        Phase::Completed | Phase::RolledBack | Phase::NotMigrated => {}
+    }
+    s.status.observed_generation = facts.generation;
+    Outcome { status: s.status, actions: s.actions, wake_at: s.wake_at, started: s.started }
+}

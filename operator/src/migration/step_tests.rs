@@ -1,0 +1,222 @@
+//! Unit tests of the migration state machine: every transition, from plain values.
+
+use suyun_crds::v1alpha1::{GovSystemStatus, Phase};
+
+use super::step::*;
+
+const NOW: i64 = 1_800_000_000;
+
+fn facts() -> Facts {
+    Facts {
+        now: NOW,
+        generation: Some(1),
+        verdict: Verdict::Placed { node: "nanjing".into(), planned_start: Some(NOW) },
+        wave: Some(WaveView {
+            name: "wave-1".into(),
+            executor: Executor::Job,
+            approval_required: false,
+            max_attempts: 3,
+            timeout_seconds: 600,
+            admits: Ok(()),
+        }),
+        dependencies: Ok(()),
+        slot_free: true,
+        job: JobState::Missing,
+        window: CutoverWindow::Open,
+        approved_by: None,
+        backoff_base: 10,
+    }
+}
+
+fn phase(o: &Outcome) -> Phase {
+    o.status.phase.unwrap()
+}
+
+fn created_job(o: &Outcome) -> Option<(JobPhase, u32)> {
+    o.actions.iter().find_map(|a| match a {
+        Action::CreateJob { phase, attempt, .. } => Some((*phase, *attempt)),
+        _ => None,
+    })
+}
+
+/// Runs `step` repeatedly with the given Job outcome until the phase changes.
+fn finish_job(status: &GovSystemStatus, f: &Facts, job: JobState) -> Outcome {
+    step("sys", status, &Facts { job, ..f.clone() })
+}
+
+#[test]
+fn a_placed_admitted_system_starts_and_creates_its_first_job() {
+    let o = step("sys", &GovSystemStatus::default(), &facts());
+    assert_eq!(phase(&o), Phase::Provisioning);
+    assert!(o.started);
+    assert_eq!(created_job(&o), Some((JobPhase::Provisioning, 0)));
+    assert_eq!(o.status.job.as_deref(), Some("sys-provisioning-0"));
+    assert_eq!(o.status.node.as_deref(), Some("nanjing"));
+    assert!(o.status.started_at.is_some());
+    assert_eq!(o.wake_at, Some(NOW + 600), "wakes at the Job's deadline");
+}
+
+#[test]
+fn without_a_slot_a_system_stays_scheduled_and_says_why() {
+    let o = step("sys", &GovSystemStatus::default(), &Facts { slot_free: false, ..facts() });
+    assert_eq!(phase(&o), Phase::Scheduled);
+    assert!(!o.started);
+    assert!(o.status.message.unwrap().contains("free migration slot"));
+}
+
+#[test]
+fn dependencies_and_paused_waves_hold_the_start() {
+    let f = Facts { dependencies: Err("depends on JS-1, which is Replicating".into()), ..facts() };
+    let o = step("sys", &GovSystemStatus::default(), &f);
+    assert_eq!(phase(&o), Phase::Scheduled);
+    assert_eq!(o.status.message.as_deref(), Some("depends on JS-1, which is Replicating"));
+
+    let mut f = facts();
+    f.wave.as_mut().unwrap().admits = Err("wave wave-1 is paused".into());
+    let o = step("sys", &GovSystemStatus::default(), &f);
+    assert_eq!(phase(&o), Phase::Scheduled);
+    assert_eq!(o.status.message.as_deref(), Some("wave wave-1 is paused"));
+}
+
+#[test]
+fn blocked_systems_carry_the_planner_reason_and_unblock_when_placed() {
+    let f = Facts {
+        verdict: Verdict::Blocked { reason: "InsufficientCapacity".into(), message: "needs 64 cpu; 12 free".into() },
+        ..facts()
+    };
+    let blocked = step("sys", &GovSystemStatus::default(), &f);
+    assert_eq!(phase(&blocked), Phase::Blocked);
+    assert_eq!(blocked.status.reason.as_deref(), Some("InsufficientCapacity"));
+    assert!(blocked.actions.iter().any(|a| matches!(a, Action::Event { warning: true, reason, .. } if reason == "InsufficientCapacity")));
+    // The same verdict again: no new Event.
+    let again = step("sys", &blocked.status, &f);
+    assert!(again.actions.is_empty(), "{:?}", again.actions);
+    // Capacity added: placed and started.
+    let placed = step("sys", &blocked.status, &facts());
+    assert_eq!(phase(&placed), Phase::Provisioning);
+}
+
+#[test]
+fn a_job_walks_every_phase_to_completed() {
+    let mut status = step("sys", &GovSystemStatus::default(), &facts()).status;
+    let mut seen = vec![status.phase.unwrap()];
+    for _ in 0..4 {
+        let o = finish_job(&status, &facts(), JobState::Succeeded);
+        status = o.status;
+        seen.push(status.phase.unwrap());
+    }
+    assert_eq!(
+        seen,
+        [Phase::Provisioning, Phase::Replicating, Phase::CuttingOver, Phase::Verifying, Phase::Completed]
+    );
+    assert!(status.completed_at.is_some());
+}
+
+#[test]
+fn a_failed_job_is_retried_with_backoff_then_fails_and_rolls_back() {
+    let f = facts();
+    let start = step("sys", &GovSystemStatus::default(), &f).status;
+    // First failure: retry in 10 s.
+    let o = finish_job(&start, &f, JobState::Failed("exit 1".into()));
+    assert_eq!(phase(&o), Phase::Provisioning);
+    assert_eq!(o.status.attempts, 1);
+    assert_eq!(o.wake_at, Some(NOW + 10));
+    // Before the backoff: nothing.
+    let waiting = step("sys", &o.status, &Facts { now: NOW + 5, ..f.clone() });
+    assert!(created_job(&waiting).is_none());
+    // After it: attempt 1 gets its own Job.
+    let retry = step("sys", &o.status, &Facts { now: NOW + 10, ..f.clone() });
+    assert_eq!(created_job(&retry), Some((JobPhase::Provisioning, 1)));
+    // Second failure: backoff doubles.
+    let o2 = finish_job(&retry.status, &Facts { now: NOW + 20, ..f.clone() }, JobState::Failed("exit 1".into()));
+    assert_eq!(o2.wake_at, Some(NOW + 20 + 20));
+    let retry2 = step("sys", &o2.status, &Facts { now: NOW + 40, ..f.clone() });
+    // Third failure: attempts used up → Failed, and the rollback Job starts.
+    let failed = finish_job(&retry2.status, &Facts { now: NOW + 50, ..f.clone() }, JobState::Failed("exit 1".into()));
+    assert_eq!(phase(&failed), Phase::Failed);
+    assert_eq!(created_job(&failed), Some((JobPhase::Rollback, 0)));
+    let rolled = finish_job(&failed.status, &f, JobState::Succeeded);
+    assert_eq!(phase(&rolled), Phase::RolledBack);
+    assert_eq!(rolled.status.node, None, "capacity is given back");
+    // Terminal until the spec changes.
+    assert!(step("sys", &rolled.status, &f).actions.is_empty());
+    let again = step("sys", &rolled.status, &Facts { generation: Some(2), ..f });
+    assert_eq!(phase(&again), Phase::Provisioning, "a spec change starts over");
+}
+
+#[test]
+fn a_job_that_runs_past_its_timeout_counts_as_a_failure() {
+    let start = step("sys", &GovSystemStatus::default(), &facts()).status;
+    let before = finish_job(&start, &Facts { now: NOW + 599, ..facts() }, JobState::Running);
+    assert_eq!(before.status.attempts, 0);
+    let after = finish_job(&start, &Facts { now: NOW + 600, ..facts() }, JobState::Running);
+    assert_eq!(after.status.attempts, 1);
+    assert!(after.status.message.unwrap().contains("did not finish within 600 s"));
+}
+
+#[test]
+fn approval_gate_holds_the_cutover_until_approved() {
+    let mut f = facts();
+    f.wave.as_mut().unwrap().approval_required = true;
+    let mut status = step("sys", &GovSystemStatus::default(), &f).status;
+    status = finish_job(&status, &f, JobState::Succeeded).status; // → Replicating
+    let waiting = finish_job(&status, &f, JobState::Succeeded);
+    assert_eq!(phase(&waiting), Phase::AwaitingCutover);
+    let still = step("sys", &waiting.status, &f);
+    assert_eq!(phase(&still), Phase::AwaitingCutover);
+    let approved = step("sys", &still.status, &Facts { approved_by: Some("ops@nanjing".into()), ..f });
+    assert_eq!(phase(&approved), Phase::CuttingOver);
+    assert_eq!(approved.status.approved_by.as_deref(), Some("ops@nanjing"));
+    assert_eq!(created_job(&approved), Some((JobPhase::CuttingOver, 0)));
+}
+
+#[test]
+fn the_cutover_waits_for_its_window() {
+    let f = facts();
+    let mut status = step("sys", &GovSystemStatus::default(), &f).status;
+    status = finish_job(&status, &f, JobState::Succeeded).status; // → Replicating
+    let closed = Facts { window: CutoverWindow::OpensAt(NOW + 3600), job: JobState::Succeeded, ..f.clone() };
+    let waiting = step("sys", &status, &closed);
+    assert_eq!(phase(&waiting), Phase::Replicating);
+    assert_eq!(waiting.status.reason.as_deref(), Some("WaitingForCutoverWindow"));
+    assert_eq!(waiting.wake_at, Some(NOW + 3600));
+    assert!(created_job(&waiting).is_none());
+    let open = step("sys", &waiting.status, &Facts { now: NOW + 3600, job: JobState::Missing, ..f });
+    assert_eq!(phase(&open), Phase::CuttingOver);
+}
+
+#[test]
+fn simulated_phases_advance_with_the_clock() {
+    let mut f = facts();
+    f.wave.as_mut().unwrap().executor = Executor::Simulated { durations: [2, 5, 1, 1] };
+    let start = step("sys", &GovSystemStatus::default(), &f);
+    assert_eq!(phase(&start), Phase::Provisioning);
+    assert!(created_job(&start).is_none(), "no Jobs when simulated");
+    assert_eq!(start.wake_at, Some(NOW + 2));
+    let o = step("sys", &start.status, &Facts { now: NOW + 2, ..f.clone() });
+    assert_eq!(phase(&o), Phase::Replicating);
+    let o = step("sys", &o.status, &Facts { now: NOW + 7, ..f.clone() });
+    assert_eq!(phase(&o), Phase::CuttingOver, "windows are not simulated");
+    let o = step("sys", &o.status, &Facts { now: NOW + 8, ..f.clone() });
+    let o = step("sys", &o.status, &Facts { now: NOW + 9, ..f });
+    assert_eq!(phase(&o), Phase::Completed);
+}
+
+#[test]
+fn retire_and_retain_are_never_moved() {
+    let f = Facts { verdict: Verdict::NotMigrated { strategy: "Retain".into() }, ..facts() };
+    let o = step("sys", &GovSystemStatus::default(), &f);
+    assert_eq!(phase(&o), Phase::NotMigrated);
+    assert!(o.status.message.as_deref().unwrap().contains("never migrated"));
+    assert!(step("sys", &o.status, &f).actions.is_empty());
+}
+
+#[test]
+fn long_job_names_fit_in_63_characters_and_stay_distinct() {
+    let long = "a".repeat(60);
+    let a = job_name(&long, JobPhase::Replicating, 2);
+    let b = job_name(&format!("{long}b"), JobPhase::Replicating, 2);
+    assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
+    assert_ne!(a, b);
+    assert_eq!(job_name("js-320100-0001", JobPhase::Rollback, 0), "js-320100-0001-rollback-0");
+}

@@ -1,0 +1,188 @@
+//! The migration loop's writes: GovSystem statuses (merge patches, many in flight), Jobs,
+//! Events and MigrationWave statuses.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use suyun_crds::conditions::{DesiredCondition, merge_conditions};
+use suyun_crds::v1alpha1::{GovSystem, GovSystemStatus, MigrationWave, MigrationWaveStatus, Runner, WavePhase};
+use suyun_planner::Plan;
+use tracing::{info, warn};
+
+use super::facts::WaveState;
+use super::step::{Action, Outcome};
+use super::jobs;
+use crate::context::Context;
+
+/// Status writes in flight at once.
+const CONCURRENCY: usize = 32;
+
+/// A merge patch that sets `status` to `new`, removing the fields `old` had and `new` lacks.
+pub fn status_patch<T: serde::Serialize>(old: &T, new: &T) -> Value {
+    let old = serde_json::to_value(old).unwrap_or(Value::Null);
+    let mut new = serde_json::to_value(new).unwrap_or(Value::Null);
+    if let (Value::Object(old), Value::Object(new)) = (&old, &mut new) {
+        for key in old.keys() {
+            new.entry(key.clone()).or_insert(Value::Null);
+        }
+    }
+    json!({ "status": new })
+}
+
+/// Writes every changed status, creates the Jobs the steps asked for and publishes their
+/// Events. Returns, for each status written, the system's index, its new resourceVersion and
+/// the status.
+pub async fn apply(
+    ctx: &Context,
+    systems: &[Arc<GovSystem>],
+    before: &[GovSystemStatus],
+    outcomes: &[(usize, Outcome)],
+    runners: &[Option<&Runner>],
+) -> Vec<(usize, Option<String>, GovSystemStatus)> {
+    // Jobs first: a status that names a Job is written only once the Job exists.
+    let job_results = futures::stream::iter(outcomes.iter().flat_map(|(i, o)| {
+        o.actions.iter().filter_map(move |a| match a {
+            Action::CreateJob { phase, attempt, name } => Some((*i, *phase, *attempt, name.clone(), o.status.node.clone())),
+            _ => None,
+        })
+    }))
+    .map(|(i, phase, attempt, name, node)| async move {
+        let system = &systems[i];
+        let Some(runner) = runners[i] else {
+            warn!(system = %system.name_any(), "Job executor without a runner");
+            return (i, false);
+        };
+        let job = jobs::build(system, runner, phase, attempt, &name, node.as_deref().unwrap_or_default());
+        let api = Api::<Job>::namespaced(ctx.client.clone(), &system.namespace().unwrap_or_default());
+        match api.create(&PostParams { field_manager: Some(suyun_crds::FIELD_MANAGER.into()), ..Default::default() }, &job).await {
+            Ok(_) => (i, true),
+            Err(kube::Error::Api(e)) if e.code == 409 => (i, true),
+            Err(e) => {
+                warn!(system = %system.name_any(), job = %name, error = %e, "could not create Job");
+                (i, false)
+            }
+        }
+    })
+    .buffer_unordered(CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await;
+    let failed_jobs: std::collections::HashSet<usize> = job_results.into_iter().filter(|(_, ok)| !ok).map(|(i, _)| i).collect();
+
+    let written = futures::stream::iter(outcomes.iter().filter(|(i, o)| o.status != before[*i] && !failed_jobs.contains(i)))
+        .map(|(i, o)| async move {
+            let system = &systems[*i];
+            let api = Api::<GovSystem>::namespaced(ctx.client.clone(), &system.namespace().unwrap_or_default());
+            let patch = status_patch(&before[*i], &o.status);
+            match api.patch_status(&system.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(obj) => Some((*i, obj.resource_version(), o.status.clone())),
+                Err(e) => {
+                    warn!(system = %system.name_any(), error = %e, "could not write status");
+                    None
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(|r| async move { r })
+        .collect::<Vec<_>>()
+        .await;
+
+    let wrote: std::collections::HashSet<usize> = written.iter().map(|(i, _, _)| *i).collect();
+    futures::stream::iter(outcomes.iter().filter(|(i, _)| wrote.contains(i)).flat_map(|(i, o)| {
+        o.actions.iter().filter_map(move |a| match a {
+            Action::Event { warning, reason, message } => Some((*i, *warning, reason.clone(), message.clone())),
+            _ => None,
+        })
+    }))
+    .for_each_concurrent(CONCURRENCY / 2, |(i, warning, reason, message)| async move {
+        let system = &systems[i];
+        if warning {
+            info!(system = %system.spec.system_id, reason = %reason, message = %message, "migration event");
+        }
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason,
+            note: Some(message.chars().take(1000).collect()),
+            action: "Migrate".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &system.object_ref(&())).await {
+            warn!(system = %system.name_any(), error = %e, "could not publish Event");
+        }
+    })
+    .await;
+    written
+}
+
+/// Writes each wave's status when it changed: counts, progress, ETA from the plan, phase and
+/// conditions.
+pub async fn wave_statuses(ctx: &Context, waves: &BTreeMap<String, WaveState>, plan: &Plan, now: i64) {
+    let now_time = Time(k8s_openapi::jiff::Timestamp::from_second(now).unwrap_or_default());
+    let eta: BTreeMap<&str, i64> = plan.waves.iter().filter_map(|w| w.end.map(|e| (w.name.as_str(), e))).collect();
+    for (name, state) in waves {
+        let wave = &state.wave;
+        let previous = wave.status.clone().unwrap_or_default();
+        let progress = if state.systems == 0 { 0 } else { state.completed * 100 / state.systems };
+        let budget = DesiredCondition::new(
+            "FailureBudgetExceeded",
+            state.over_budget(),
+            if state.over_budget() { "AboveBudget" } else { "WithinBudget" },
+            format!("{} of {} systems failed; budget {}%", state.failed, state.systems, wave.spec.failure_budget),
+        );
+        let ready = match &state.admits {
+            Ok(()) => DesiredCondition::new("Ready", true, "Admitting", "the wave starts migrations as slots free up"),
+            Err(why) => DesiredCondition::new("Ready", false, reason_of(state.phase), why.clone()),
+        };
+        let desired = MigrationWaveStatus {
+            observed_generation: wave.metadata.generation,
+            phase: Some(state.phase),
+            systems: state.systems,
+            completed: state.by_phase.get("Completed").copied().unwrap_or(0),
+            failed: state.failed,
+            systems_by_phase: state.by_phase.clone(),
+            progress: Some(format!("{progress}%")),
+            eta: eta.get(name.as_str()).and_then(|t| k8s_openapi::jiff::Timestamp::from_second(*t).ok()).map(Time),
+            conditions: merge_conditions(&previous.conditions, vec![ready, budget], wave.metadata.generation, &now_time),
+        };
+        if desired == previous {
+            continue;
+        }
+        if previous.phase != desired.phase {
+            info!(wave = %name, from = ?previous.phase, to = ?desired.phase, "wave phase changed");
+        }
+        let api = Api::<MigrationWave>::all(ctx.client.clone());
+        if let Err(e) = api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status_patch(&previous, &desired))).await {
+            warn!(wave = %name, error = %e, "could not write wave status");
+        }
+    }
+}
+
+fn reason_of(phase: WavePhase) -> &'static str {
+    match phase {
+        WavePhase::Paused => "Paused",
+        WavePhase::Completed => "Completed",
+        WavePhase::Failed => "Failed",
+        WavePhase::Pending | WavePhase::Running => "Waiting",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_patch_removes_fields_that_went_away() {
+        let old = GovSystemStatus { job: Some("j".into()), attempts: 2, ..Default::default() };
+        let new = GovSystemStatus { attempts: 0, ..Default::default() };
+        let patch = status_patch(&old, &new);
+        assert_eq!(patch["status"]["job"], Value::Null);
+        assert!(patch["status"].as_object().unwrap().contains_key("job"));
+        assert_eq!(patch["status"]["attempts"], json!(0));
+    }
+}

@@ -1,0 +1,239 @@
+//! Tenant controller: dereference (the Tenant, its home node, its account) → build its
+//! children and status (pure, [`build`] and [`status`]) → apply the children with server-side
+//! apply (re-asserting them when changed by hand) → apply the status.
+
+pub mod build;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use suyun_crds::conditions::{DesiredCondition, merge_conditions};
+use suyun_crds::quantity;
+use suyun_crds::v1alpha1::{CloudNode, MANAGED_BY, MANAGED_BY_LABEL, Tenant, TenantStatus, TenantUsage, condition_types};
+use tracing::{instrument, warn};
+
+use crate::capacity::Amounts;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::migration::accounts::TenantAccount;
+
+/// Builds the status a Tenant should have. Pure.
+pub fn status(tenant: &Tenant, home_exists: bool, account: &TenantAccount, now: &Time) -> TenantStatus {
+    let previous = tenant.status.clone().unwrap_or_default();
+    let ready = if home_exists {
+        DesiredCondition::new(condition_types::READY, true, "Provisioned", format!("Namespace {} provisioned", tenant.name_any()))
+    } else {
+        DesiredCondition::new(
+            condition_types::READY,
+            false,
+            "HomeNodeNotFound",
+            format!("spec.homeNode names CloudNode {:?}, which does not exist; its systems cannot be placed", tenant.spec.home_node),
+        )
+    };
+    let q = &tenant.spec.quota;
+    let quota = Amounts {
+        cpu: quantity::milli(&q.cpu).unwrap_or(0),
+        memory: quantity::milli(&q.memory).unwrap_or(0),
+        storage: quantity::milli(&q.storage).unwrap_or(0),
+        gpu: 0,
+    };
+    let used = account.used;
+    let mut over: Vec<String> = [("cpu", used.cpu, quota.cpu), ("memory", used.memory, quota.memory), ("storage", used.storage, quota.storage)]
+        .into_iter()
+        .filter(|(_, u, l)| u > l)
+        .map(|(r, _, _)| format!("{r} above quota"))
+        .collect();
+    if account.systems > q.max_systems {
+        over.push(format!("{} systems, above maxSystems {}", account.systems, q.max_systems));
+    }
+    if account.quota_blocked > 0 {
+        over.push(format!("{} systems blocked on the quota", account.quota_blocked));
+    }
+    let exceeded = if over.is_empty() {
+        DesiredCondition::new("QuotaExceeded", false, "WithinQuota", "placed systems fit the quota")
+    } else {
+        DesiredCondition::new("QuotaExceeded", true, "QuotaExceeded", over.join("; "))
+    };
+    TenantStatus {
+        observed_generation: tenant.metadata.generation,
+        namespace: Some(tenant.name_any()),
+        used: Some(TenantUsage {
+            cpu: Some(quantity::format_cpu(used.cpu)),
+            memory: Some(quantity::format_bytes(used.memory)),
+            storage: Some(quantity::format_bytes(used.storage)),
+            systems: account.systems,
+        }),
+        conditions: merge_conditions(&previous.conditions, vec![ready, exceeded], tenant.metadata.generation, now),
+    }
+}
+
+/// Server-side applies `object` through `api` with the operator's field manager, forcing
+/// ownership so that a hand edit is reverted.
+async fn apply<K>(api: Api<K>, object: &K) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    let mut value = serde_json::to_value(object).map_err(|_| Error::MissingField("serialisable object"))?;
+    value["apiVersion"] = json!(K::api_version(&()));
+    value["kind"] = json!(K::kind(&()));
+    api.patch(&name, &PatchParams::apply(suyun_crds::FIELD_MANAGER).force(), &Patch::Apply(&value)).await?;
+    Ok(())
+}
+
+#[instrument(skip_all, fields(tenant = %tenant.name_any()))]
+async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+    let name = tenant.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    if tenant.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    // build + apply the children; the Namespace first, the rest live in it.
+    let client = ctx.client.clone();
+    apply(Api::<Namespace>::all(client.clone()), &build::namespace(&tenant)).await?;
+    apply(Api::<ResourceQuota>::namespaced(client.clone(), &name), &build::resource_quota(&tenant)).await?;
+    apply(Api::<LimitRange>::namespaced(client.clone(), &name), &build::limit_range(&tenant)).await?;
+    apply(Api::<NetworkPolicy>::namespaced(client.clone(), &name), &build::network_policy(&tenant)).await?;
+    apply(Api::<RoleBinding>::namespaced(client, &name), &build::role_binding(&tenant)).await?;
+    // status
+    let home_exists = ctx.cloud_nodes.get(&ObjectRef::new(&tenant.spec.home_node)).is_some();
+    let account = ctx.accounts().tenants.get(&name).cloned().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let desired = status(&tenant, home_exists, &account, &now);
+    let previous = tenant.status.clone().unwrap_or_default();
+    if desired != previous {
+        let was_ready = previous.conditions.iter().find(|c| c.type_ == condition_types::READY).map(|c| (c.status.clone(), c.reason.clone()));
+        let ready = desired.conditions.iter().find(|c| c.type_ == condition_types::READY).cloned();
+        let api = Api::<Tenant>::all(ctx.client.clone());
+        let patch = json!({"apiVersion": Tenant::api_version(&()), "kind": Tenant::kind(&()), "status": desired});
+        api.patch_status(&name, &PatchParams::apply(suyun_crds::FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+        if let Some(c) = ready.filter(|c| Some((c.status.clone(), c.reason.clone())) != was_ready) {
+            let event = Event {
+                type_: if c.status == "True" { EventType::Normal } else { EventType::Warning },
+                reason: c.reason,
+                note: Some(c.message),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(e) = ctx.recorder.publish(&event, &tenant.object_ref(&())).await {
+                warn!(error = %e, "could not publish Event");
+            }
+        }
+    }
+    Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+fn error_policy(tenant: Arc<Tenant>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(tenant = %tenant.name_any(), error = %error, kind = error.metric_label(), "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn owned<K>(client: &kube::Client) -> (Api<K>, watcher::Config)
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    (Api::all(client.clone()), watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")))
+}
+
+/// Runs the Tenant controller until `shutdown` resolves. Triggers: the Tenant, any of its
+/// children changing (repaired when edited by hand), the accounts changing, and a CloudNode
+/// appearing or going away (a tenant's home node).
+pub async fn run(
+    ctx: Arc<Context>,
+    accounts_changed: impl Stream<Item = ()> + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let tenants: Store<Tenant> = ctx.tenants.clone();
+    let (ns_api, ns_cfg) = (Api::<Namespace>::all(client.clone()), watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")));
+    let (rq_api, rq_cfg) = owned::<ResourceQuota>(&client);
+    let (lr_api, lr_cfg) = owned::<LimitRange>(&client);
+    let (np_api, np_cfg) = owned::<NetworkPolicy>(&client);
+    let (rb_api, rb_cfg) = owned::<RoleBinding>(&client);
+    Controller::new(Api::<Tenant>::all(client.clone()), watcher::Config::default())
+        .owns(ns_api, ns_cfg)
+        .owns(rq_api, rq_cfg)
+        .owns(lr_api, lr_cfg)
+        .owns(np_api, np_cfg)
+        .owns(rb_api, rb_cfg)
+        .watches(Api::<CloudNode>::all(client), watcher::Config::default(), move |node| {
+            let name = node.name_any();
+            tenants.state().into_iter().filter(|t| t.spec.home_node == name).map(|t| ObjectRef::from_obj(t.as_ref())).collect::<Vec<_>>()
+        })
+        .reconcile_all_on(accounts_changed)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "Tenant reconcile failed");
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant() -> Tenant {
+        serde_yaml::from_str(
+            r#"
+apiVersion: suyun.io/v1alpha1
+kind: Tenant
+metadata: {name: t, generation: 3}
+spec:
+  displayName: 测试
+  level: City
+  regionCode: "320100"
+  homeNode: nanjing
+  quota: {cpu: "10", memory: 10Gi, storage: 1Ti, maxSystems: 2}
+  securityLevel: 2
+"#,
+        )
+        .unwrap()
+    }
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap())
+    }
+
+    fn condition<'a>(s: &'a TenantStatus, t: &str) -> (&'a str, &'a str) {
+        let c = s.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn a_missing_home_node_is_not_ready_and_says_why() {
+        let s = status(&tenant(), false, &TenantAccount::default(), &now());
+        assert_eq!(condition(&s, "Ready"), ("False", "HomeNodeNotFound"));
+        assert!(s.conditions[0].message.contains("\"nanjing\""));
+        assert_eq!(s.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn usage_and_quota_exceeded_follow_the_account() {
+        let within = TenantAccount { used: Amounts { cpu: 4_000, ..Default::default() }, systems: 2, quota_blocked: 0 };
+        let s = status(&tenant(), true, &within, &now());
+        assert_eq!(condition(&s, "Ready"), ("True", "Provisioned"));
+        assert_eq!(condition(&s, "QuotaExceeded"), ("False", "WithinQuota"));
+        assert_eq!(s.used.as_ref().unwrap().cpu.as_ref().unwrap().0, "4");
+        let blocked = TenantAccount { quota_blocked: 3, ..within };
+        let s = status(&tenant(), true, &blocked, &now());
+        assert_eq!(condition(&s, "QuotaExceeded"), ("True", "QuotaExceeded"));
+        assert!(s.conditions[1].message.contains("3 systems blocked on the quota"));
+    }
+}
