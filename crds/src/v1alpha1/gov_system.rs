@@ -88,8 +88,8 @@ pub struct GovSystemSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 32)))]
     pub anti_affinity_with: Vec<String>,
-    /// Where the system may go. By default a city tenant's systems go to its home node and a
-    /// provincial tenant's to the provincial node.
+    /// Where the system may go, within its locality: a city or county tenant's systems go to its
+    /// home node, a provincial tenant's to the provincial node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
     /// Higher priority systems are placed and moved first, 0 to 1000 (default 500).
@@ -141,8 +141,10 @@ pub struct Placement {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub preferred_node: Option<String>,
-    /// CloudNodes the system may go to; empty means the tenant's home node (and the provincial
-    /// node when spillover is allowed).
+    /// CloudNodes the system may go to. This narrows the locality rule, it never widens it: a
+    /// city or county tenant's systems go to its home node (and to the provincial node when
+    /// `allowSpillover` is set), a provincial tenant's to the provincial node. Empty means no
+    /// further restriction.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(max = 63)))]
     pub allowed_nodes: Vec<String>,

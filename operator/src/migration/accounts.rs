@@ -50,7 +50,10 @@ pub fn requirement(system: &GovSystem) -> Amounts {
 }
 
 /// Computes the accounts from every system's effective status.
-pub fn compute<'a>(systems: impl IntoIterator<Item = (&'a GovSystem, &'a GovSystemStatus)>, tenants: &[std::sync::Arc<Tenant>]) -> Accounts {
+pub fn compute<'a>(
+    systems: impl IntoIterator<Item = (&'a GovSystem, &'a GovSystemStatus)>,
+    tenants: &[std::sync::Arc<Tenant>],
+) -> Accounts {
     let mut accounts = Accounts::default();
     for t in tenants {
         accounts.nodes.entry(t.spec.home_node.clone()).or_default().tenants += 1;

@@ -56,12 +56,17 @@ pub struct WaveState {
 impl WaveState {
     /// Whether the failed share passed the wave's budget.
     pub fn over_budget(&self) -> bool {
-        self.systems > 0 && u64::from(self.failed) * 100 > u64::from(self.wave.spec.failure_budget) * u64::from(self.systems)
+        self.systems > 0
+            && u64::from(self.failed) * 100 > u64::from(self.wave.spec.failure_budget) * u64::from(self.systems)
     }
 }
 
 fn window(w: &api::Window) -> model::Window {
-    model::Window { days: w.days.iter().map(|d| d.index()).collect(), start_minute: w.start_minute().unwrap_or(0), duration_minutes: w.duration_minutes }
+    model::Window {
+        days: w.days.iter().map(|d| d.index()).collect(),
+        start_minute: w.start_minute().unwrap_or(0),
+        duration_minutes: w.duration_minutes,
+    }
 }
 
 /// Weekly window set of a list of CRD windows (None: no restriction).
@@ -71,7 +76,11 @@ pub fn weekly(windows: &[api::Window]) -> Option<WeeklySet> {
 
 /// The state of every wave, from the effective status of the systems each selects
 /// (`members[wave]` = statuses).
-pub fn wave_states(waves: &[Arc<MigrationWave>], members: &HashMap<String, Vec<&GovSystemStatus>>, now: i64) -> BTreeMap<String, WaveState> {
+pub fn wave_states(
+    waves: &[Arc<MigrationWave>],
+    members: &HashMap<String, Vec<&GovSystemStatus>>,
+    now: i64,
+) -> BTreeMap<String, WaveState> {
     let mut states: BTreeMap<String, WaveState> = BTreeMap::new();
     for w in waves {
         let name = w.name_any();
@@ -117,7 +126,10 @@ pub fn wave_states(waves: &[Arc<MigrationWave>], members: &HashMap<String, Vec<&
         s.admits = if s.wave.spec.paused {
             Err(format!("wave {name} is paused"))
         } else if s.over_budget() {
-            Err(format!("wave {name} is paused: {} of {} systems failed, above its failure budget of {}%", s.failed, s.systems, s.wave.spec.failure_budget))
+            Err(format!(
+                "wave {name} is paused: {} of {} systems failed, above its failure budget of {}%",
+                s.failed, s.systems, s.wave.spec.failure_budget
+            ))
         } else if not_before.is_some_and(|t| t > now) {
             let at = s.wave.spec.not_before.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
             Err(format!("wave {name} starts not before {at}"))
@@ -152,7 +164,8 @@ pub fn wave_view(state: &WaveState, settings: &Settings, system: &GovSystem, nod
                 .as_ref()
                 .and_then(|q| suyun_crds::quantity::milli(q).ok())
                 .map_or(0, |m| u64::try_from(m.max(0) / 1000).unwrap_or(u64::MAX));
-            let replication = node.map_or(0, |n| replication_seconds(data, n.migration_bandwidth_mbps, n.max_concurrent_migrations));
+            let replication =
+                node.map_or(0, |n| replication_seconds(data, n.migration_bandwidth_mbps, n.max_concurrent_migrations));
             let minutes = |m: u32| i64::from(m) * 60;
             let scaled = |secs: i64| (secs + compression - 1) / compression;
             Executor::Simulated {
@@ -176,7 +189,12 @@ pub fn wave_view(state: &WaveState, settings: &Settings, system: &GovSystem, nod
 }
 
 /// Whether a cutover onto `node` in `wave` may start at `now`.
-pub fn cutover_window(node_windows: Option<&WeeklySet>, wave_windows: Option<&WeeklySet>, settings: &Settings, now: i64) -> CutoverWindow {
+pub fn cutover_window(
+    node_windows: Option<&WeeklySet>,
+    wave_windows: Option<&WeeklySet>,
+    settings: &Settings,
+    now: i64,
+) -> CutoverWindow {
     let Some(set) = WeeklySet::intersect(node_windows, wave_windows) else { return CutoverWindow::Open };
     let duration = i64::from(settings.cutover_minutes) * 60;
     match set.next_fit(now, duration, i64::from(settings.utc_offset_minutes) * 60) {

@@ -62,13 +62,15 @@ impl std::fmt::Debug for Caches {
 
 /// Starts the watches behind [`Caches`]; every change wakes the loop through `notify`.
 pub fn watch(client: &kube::Client, notify: Arc<Notify>) -> (Caches, Vec<tokio::task::JoinHandle<()>>) {
-    fn spawn<K>(
-        api: Api<K>,
-        config: watcher::Config,
-        notify: Arc<Notify>,
-    ) -> (Store<K>, tokio::task::JoinHandle<()>)
+    fn spawn<K>(api: Api<K>, config: watcher::Config, notify: Arc<Notify>) -> (Store<K>, tokio::task::JoinHandle<()>)
     where
-        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
     {
         let (store, writer) = reflector::store();
         let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
@@ -83,7 +85,10 @@ pub fn watch(client: &kube::Client, notify: Arc<Notify>) -> (Caches, Vec<tokio::
     (Caches { systems, waves, tenants, jobs }, vec![a, b, c, d])
 }
 
-async fn drive<K: std::fmt::Debug>(stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>, notify: Arc<Notify>) {
+async fn drive<K: std::fmt::Debug>(
+    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    notify: Arc<Notify>,
+) {
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         match event {
@@ -123,7 +128,9 @@ impl MigrationLoop {
     /// one iteration.
     pub async fn run(mut self, notify: Arc<Notify>, shutdown: impl std::future::Future<Output = ()>) {
         futures::pin_mut!(shutdown);
-        for store in [self.caches.systems.wait_until_ready().await.is_ok(), self.caches.waves.wait_until_ready().await.is_ok()] {
+        for store in
+            [self.caches.systems.wait_until_ready().await.is_ok(), self.caches.waves.wait_until_ready().await.is_ok()]
+        {
             if !store {
                 warn!("cache closed before it was ready");
                 return;
@@ -197,7 +204,8 @@ impl MigrationLoop {
         }
         let plan = suyun_planner::plan(&input);
         let verdicts = facts::verdicts(&plan);
-        let model_nodes: HashMap<&str, &suyun_planner::model::Node> = input.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+        let model_nodes: HashMap<&str, &suyun_planner::model::Node> =
+            input.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
         let node_windows: HashMap<String, Option<suyun_planner::windows::WeeklySet>> =
             objects.cloud_nodes.iter().map(|n| (n.name_any(), facts::weekly(&n.spec.maintenance_windows))).collect();
 
@@ -211,8 +219,12 @@ impl MigrationLoop {
             }
         }
         let waves = facts::wave_states(&objects.waves, &members, now);
-        let phases: HashMap<&str, Phase> =
-            objects.systems.iter().zip(&statuses).map(|(s, st)| (s.spec.system_id.as_str(), st.phase.unwrap_or_default())).collect();
+        let phases: HashMap<&str, Phase> = objects
+            .systems
+            .iter()
+            .zip(&statuses)
+            .map(|(s, st)| (s.spec.system_id.as_str(), st.phase.unwrap_or_default()))
+            .collect();
 
         // Concurrency in use, per node and per wave.
         let mut node_active: HashMap<String, u32> = HashMap::new();
@@ -258,11 +270,17 @@ impl MigrationLoop {
                 _ => status.node.clone(),
             };
             let wave_state = wave_of[i].as_ref().and_then(|w| waves.get(w));
-            let wave_view = wave_state.map(|w| facts::wave_view(w, &input.settings, system, node.as_deref().and_then(|n| model_nodes.get(n).copied())));
-            let slot_free = node.as_ref().is_some_and(|n| {
-                node_active.get(n).copied().unwrap_or(0) < node_limit.get(n).copied().unwrap_or(0)
-            }) && wave_state.is_some_and(|w| wave_active.get(&w.wave.name_any()).copied().unwrap_or(0) < w.wave.spec.max_concurrent);
-            let job = status.job.as_ref().and_then(|name| jobs.get(&(system.namespace().unwrap_or_default(), name.clone())));
+            let wave_view = wave_state.map(|w| {
+                facts::wave_view(w, &input.settings, system, node.as_deref().and_then(|n| model_nodes.get(n).copied()))
+            });
+            let slot_free = node
+                .as_ref()
+                .is_some_and(|n| node_active.get(n).copied().unwrap_or(0) < node_limit.get(n).copied().unwrap_or(0))
+                && wave_state.is_some_and(|w| {
+                    wave_active.get(&w.wave.name_any()).copied().unwrap_or(0) < w.wave.spec.max_concurrent
+                });
+            let job =
+                status.job.as_ref().and_then(|name| jobs.get(&(system.namespace().unwrap_or_default(), name.clone())));
             let window = facts::cutover_window(
                 node.as_ref().and_then(|n| node_windows.get(n)).and_then(Option::as_ref),
                 wave_state.and_then(|w| w.windows.as_ref()),
@@ -296,31 +314,41 @@ impl MigrationLoop {
             outcomes.push((i, outcome));
         }
 
-        let written = writes::apply(&self.ctx, &objects.systems, &statuses, &outcomes, &waves_runner(&objects.waves, &wave_of)).await;
+        let written =
+            writes::apply(&self.ctx, &objects.systems, &statuses, &outcomes, &waves_runner(&objects.waves, &wave_of))
+                .await;
         let mut effective = statuses;
         for (i, rv, status) in written {
             let uid = objects.systems[i].uid().unwrap_or_default();
             effective[i] = status.clone();
             self.overlay.insert(uid, Written { resource_version: rv, status });
         }
-        let waves = facts::wave_states(&objects.waves, &{
-            let mut m: HashMap<String, Vec<&GovSystemStatus>> = HashMap::new();
-            for (w, st) in wave_of.iter().zip(&effective) {
-                if let Some(w) = w {
-                    m.entry(w.clone()).or_default().push(st);
+        let waves = facts::wave_states(
+            &objects.waves,
+            &{
+                let mut m: HashMap<String, Vec<&GovSystemStatus>> = HashMap::new();
+                for (w, st) in wave_of.iter().zip(&effective) {
+                    if let Some(w) = w {
+                        m.entry(w.clone()).or_default().push(st);
+                    }
                 }
-            }
-            m
-        }, now);
+                m
+            },
+            now,
+        );
         writes::wave_statuses(&self.ctx, &waves, &plan, now).await;
-        let accounts = accounts::compute(objects.systems.iter().map(Arc::as_ref).zip(effective.iter()), &objects.tenants);
+        let accounts =
+            accounts::compute(objects.systems.iter().map(Arc::as_ref).zip(effective.iter()), &objects.tenants);
         self.ctx.publish_accounts(accounts);
         wake
     }
 }
 
 /// For each system, its wave's runner (the Job executor's template), if any.
-fn waves_runner<'a>(waves: &'a [Arc<MigrationWave>], wave_of: &[Option<String>]) -> Vec<Option<&'a suyun_crds::v1alpha1::Runner>> {
+fn waves_runner<'a>(
+    waves: &'a [Arc<MigrationWave>],
+    wave_of: &[Option<String>],
+) -> Vec<Option<&'a suyun_crds::v1alpha1::Runner>> {
     let by_name: HashMap<String, &MigrationWave> = waves.iter().map(|w| (w.name_any(), w.as_ref())).collect();
     wave_of.iter().map(|w| w.as_ref().and_then(|w| by_name.get(w)).and_then(|w| w.spec.runner.as_ref())).collect()
 }

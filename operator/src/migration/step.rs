@@ -282,7 +282,11 @@ impl Stepper<'_> {
         match self.facts.verdict.clone() {
             Verdict::NotMigrated { strategy } => {
                 self.status.node = None;
-                self.enter(Phase::NotMigrated, &strategy, format!("strategy {strategy}: this system is never migrated"));
+                self.enter(
+                    Phase::NotMigrated,
+                    &strategy,
+                    format!("strategy {strategy}: this system is never migrated"),
+                );
             }
             Verdict::Blocked { reason, message } => {
                 self.status.node = None;
@@ -371,7 +375,11 @@ impl Stepper<'_> {
         }
         let Some(job) = self.status.job.clone() else {
             let name = job_name(self.name, job_phase, self.status.attempts);
-            self.actions.push(Action::CreateJob { phase: job_phase, attempt: self.status.attempts, name: name.clone() });
+            self.actions.push(Action::CreateJob {
+                phase: job_phase,
+                attempt: self.status.attempts,
+                name: name.clone(),
+            });
             self.status.job = Some(name);
             self.status.phase_started_at = Some(time(self.facts.now));
             self.wake(self.facts.now + wave.timeout_seconds);
@@ -406,23 +414,35 @@ impl Stepper<'_> {
         } else if job_phase == JobPhase::Rollback {
             self.set_reason(
                 ROLLBACK_FAILED,
-                format!("{why}; rollback failed {attempts} times: manual intervention needed, then change the spec to retry"),
+                format!(
+                    "{why}; rollback failed {attempts} times: manual intervention needed, then change the spec to retry"
+                ),
             );
             self.status.retry_at = None;
             self.event(true, "RollbackFailed", self.status.message.clone().unwrap_or_default());
         } else {
             let phase = self.status.phase.unwrap_or_default();
-            self.enter(Phase::Failed, "PhaseFailed", format!("{} failed {attempts} times: {why}; rolling back", phase.as_str()));
+            self.enter(
+                Phase::Failed,
+                "PhaseFailed",
+                format!("{} failed {attempts} times: {why}; rolling back", phase.as_str()),
+            );
             self.run_phase();
         }
     }
 
     fn phase_succeeded(&mut self, job_phase: JobPhase, wave: &WaveView) {
         match job_phase {
-            JobPhase::Provisioning => self.enter(Phase::Replicating, "Provisioned", "target resources ready; replicating data"),
+            JobPhase::Provisioning => {
+                self.enter(Phase::Replicating, "Provisioned", "target resources ready; replicating data")
+            }
             JobPhase::Replicating => {
                 if wave.approval_required {
-                    self.enter(Phase::AwaitingCutover, "AwaitingApproval", "data replicated; cutover waits for an approval");
+                    self.enter(
+                        Phase::AwaitingCutover,
+                        "AwaitingApproval",
+                        "data replicated; cutover waits for an approval",
+                    );
                     self.awaiting_cutover();
                     return;
                 }
@@ -439,7 +459,11 @@ impl Stepper<'_> {
             }
             JobPhase::Rollback => {
                 self.status.node = None;
-                self.enter(Phase::RolledBack, "RolledBack", "the failed migration was rolled back; change the spec to retry");
+                self.enter(
+                    Phase::RolledBack,
+                    "RolledBack",
+                    "the failed migration was rolled back; change the spec to retry",
+                );
                 return;
             }
         }
@@ -453,14 +477,19 @@ impl Stepper<'_> {
             _ if simulated => {}
             CutoverWindow::Open => {}
             CutoverWindow::OpensAt(t) => {
-                self.set_reason("WaitingForCutoverWindow", format!("{done}; cutover waits for the window opening at {}", time(t).0));
+                self.set_reason(
+                    "WaitingForCutoverWindow",
+                    format!("{done}; cutover waits for the window opening at {}", time(t).0),
+                );
                 self.wake(t);
                 return;
             }
             CutoverWindow::Never => {
                 self.set_reason(
                     "NoCutoverWindow",
-                    format!("{done}; the node's maintenance windows and the wave's windows never overlap for a cutover"),
+                    format!(
+                        "{done}; the node's maintenance windows and the wave's windows never overlap for a cutover"
+                    ),
                 );
                 return;
             }
@@ -485,8 +514,7 @@ impl Stepper<'_> {
 
 /// One step of the state machine for the system named `name`.
 pub fn step(name: &str, current: &GovSystemStatus, facts: &Facts) -> Outcome {
-    let mut s =
-        Stepper { name, facts, status: current.clone(), actions: Vec::new(), wake_at: None, started: false };
+    let mut s = Stepper { name, facts, status: current.clone(), actions: Vec::new(), wake_at: None, started: false };
     let phase = current.phase.unwrap_or_default();
     let spec_changed = current.observed_generation.is_some() && current.observed_generation != facts.generation;
     match phase {

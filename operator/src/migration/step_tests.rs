@@ -87,7 +87,12 @@ fn blocked_systems_carry_the_planner_reason_and_unblock_when_placed() {
     let blocked = step("sys", &GovSystemStatus::default(), &f);
     assert_eq!(phase(&blocked), Phase::Blocked);
     assert_eq!(blocked.status.reason.as_deref(), Some("InsufficientCapacity"));
-    assert!(blocked.actions.iter().any(|a| matches!(a, Action::Event { warning: true, reason, .. } if reason == "InsufficientCapacity")));
+    assert!(
+        blocked
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Event { warning: true, reason, .. } if reason == "InsufficientCapacity"))
+    );
     // The same verdict again: no new Event.
     let again = step("sys", &blocked.status, &f);
     assert!(again.actions.is_empty(), "{:?}", again.actions);
@@ -105,10 +110,7 @@ fn a_job_walks_every_phase_to_completed() {
         status = o.status;
         seen.push(status.phase.unwrap());
     }
-    assert_eq!(
-        seen,
-        [Phase::Provisioning, Phase::Replicating, Phase::CuttingOver, Phase::Verifying, Phase::Completed]
-    );
+    assert_eq!(seen, [Phase::Provisioning, Phase::Replicating, Phase::CuttingOver, Phase::Verifying, Phase::Completed]);
     assert!(status.completed_at.is_some());
 }
 

@@ -17,8 +17,8 @@ use suyun_planner::Plan;
 use tracing::{info, warn};
 
 use super::facts::WaveState;
-use super::step::{Action, Outcome};
 use super::jobs;
+use super::step::{Action, Outcome};
 use crate::context::Context;
 
 /// Status writes in flight at once.
@@ -49,7 +49,9 @@ pub async fn apply(
     // Jobs first: a status that names a Job is written only once the Job exists.
     let job_results = futures::stream::iter(outcomes.iter().flat_map(|(i, o)| {
         o.actions.iter().filter_map(move |a| match a {
-            Action::CreateJob { phase, attempt, name } => Some((*i, *phase, *attempt, name.clone(), o.status.node.clone())),
+            Action::CreateJob { phase, attempt, name } => {
+                Some((*i, *phase, *attempt, name.clone(), o.status.node.clone()))
+            }
             _ => None,
         })
     }))
@@ -61,7 +63,10 @@ pub async fn apply(
         };
         let job = jobs::build(system, runner, phase, attempt, &name, node.as_deref().unwrap_or_default());
         let api = Api::<Job>::namespaced(ctx.client.clone(), &system.namespace().unwrap_or_default());
-        match api.create(&PostParams { field_manager: Some(suyun_crds::FIELD_MANAGER.into()), ..Default::default() }, &job).await {
+        match api
+            .create(&PostParams { field_manager: Some(suyun_crds::FIELD_MANAGER.into()), ..Default::default() }, &job)
+            .await
+        {
             Ok(_) => (i, true),
             Err(kube::Error::Api(e)) if e.code == 409 => (i, true),
             Err(e) => {
@@ -73,25 +78,27 @@ pub async fn apply(
     .buffer_unordered(CONCURRENCY)
     .collect::<Vec<_>>()
     .await;
-    let failed_jobs: std::collections::HashSet<usize> = job_results.into_iter().filter(|(_, ok)| !ok).map(|(i, _)| i).collect();
+    let failed_jobs: std::collections::HashSet<usize> =
+        job_results.into_iter().filter(|(_, ok)| !ok).map(|(i, _)| i).collect();
 
-    let written = futures::stream::iter(outcomes.iter().filter(|(i, o)| o.status != before[*i] && !failed_jobs.contains(i)))
-        .map(|(i, o)| async move {
-            let system = &systems[*i];
-            let api = Api::<GovSystem>::namespaced(ctx.client.clone(), &system.namespace().unwrap_or_default());
-            let patch = status_patch(&before[*i], &o.status);
-            match api.patch_status(&system.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(obj) => Some((*i, obj.resource_version(), o.status.clone())),
-                Err(e) => {
-                    warn!(system = %system.name_any(), error = %e, "could not write status");
-                    None
+    let written =
+        futures::stream::iter(outcomes.iter().filter(|(i, o)| o.status != before[*i] && !failed_jobs.contains(i)))
+            .map(|(i, o)| async move {
+                let system = &systems[*i];
+                let api = Api::<GovSystem>::namespaced(ctx.client.clone(), &system.namespace().unwrap_or_default());
+                let patch = status_patch(&before[*i], &o.status);
+                match api.patch_status(&system.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(obj) => Some((*i, obj.resource_version(), o.status.clone())),
+                    Err(e) => {
+                        warn!(system = %system.name_any(), error = %e, "could not write status");
+                        None
+                    }
                 }
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .filter_map(|r| async move { r })
-        .collect::<Vec<_>>()
-        .await;
+            })
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(|r| async move { r })
+            .collect::<Vec<_>>()
+            .await;
 
     let wrote: std::collections::HashSet<usize> = written.iter().map(|(i, _, _)| *i).collect();
     futures::stream::iter(outcomes.iter().filter(|(i, _)| wrote.contains(i)).flat_map(|(i, o)| {
@@ -128,7 +135,7 @@ pub async fn wave_statuses(ctx: &Context, waves: &BTreeMap<String, WaveState>, p
     for (name, state) in waves {
         let wave = &state.wave;
         let previous = wave.status.clone().unwrap_or_default();
-        let progress = if state.systems == 0 { 0 } else { state.completed * 100 / state.systems };
+        let progress = (state.completed * 100).checked_div(state.systems).unwrap_or(0);
         let budget = DesiredCondition::new(
             "FailureBudgetExceeded",
             state.over_budget(),
@@ -148,7 +155,12 @@ pub async fn wave_statuses(ctx: &Context, waves: &BTreeMap<String, WaveState>, p
             systems_by_phase: state.by_phase.clone(),
             progress: Some(format!("{progress}%")),
             eta: eta.get(name.as_str()).and_then(|t| k8s_openapi::jiff::Timestamp::from_second(*t).ok()).map(Time),
-            conditions: merge_conditions(&previous.conditions, vec![ready, budget], wave.metadata.generation, &now_time),
+            conditions: merge_conditions(
+                &previous.conditions,
+                vec![ready, budget],
+                wave.metadata.generation,
+                &now_time,
+            ),
         };
         if desired == previous {
             continue;
@@ -157,7 +169,9 @@ pub async fn wave_statuses(ctx: &Context, waves: &BTreeMap<String, WaveState>, p
             info!(wave = %name, from = ?previous.phase, to = ?desired.phase, "wave phase changed");
         }
         let api = Api::<MigrationWave>::all(ctx.client.clone());
-        if let Err(e) = api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status_patch(&previous, &desired))).await {
+        if let Err(e) =
+            api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status_patch(&previous, &desired))).await
+        {
             warn!(wave = %name, error = %e, "could not write wave status");
         }
     }

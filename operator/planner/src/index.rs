@@ -1,0 +1,358 @@
+//! Canonical, index-based view of a [`PlanInput`]: sorted, de-duplicated, every string id
+//! resolved once to a dense integer index so that the later steps work on plain vectors.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::model::{Node, PlanInput, Settings, System, Tenant, Tier, Wave};
+
+/// Marks "no index".
+pub const NONE: u32 = u32::MAX;
+
+/// FxHash: a fast, deterministic hasher for short string keys (no HashDoS concern here:
+/// iteration order is never observed, only lookups).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*byte)).wrapping_mul(K);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by borrowed ids.
+pub type FastMap<'a> = HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>;
+
+/// Compressed adjacency lists: the neighbours of `i` are `targets[offsets[i]..offsets[i+1]]`.
+#[derive(Debug, Clone, Default)]
+pub struct Csr {
+    offsets: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl Csr {
+    /// Builds from per-row lists produced by `row(i)` for `i in 0..rows`; rows are sorted and
+    /// de-duplicated.
+    fn build(rows: usize, mut row: impl FnMut(usize, &mut Vec<u32>)) -> Csr {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        let mut targets = Vec::new();
+        offsets.push(0);
+        let mut scratch = Vec::new();
+        for i in 0..rows {
+            scratch.clear();
+            row(i, &mut scratch);
+            scratch.sort_unstable();
+            scratch.dedup();
+            targets.extend_from_slice(&scratch);
+            offsets.push(targets.len() as u32);
+        }
+        Csr { offsets, targets }
+    }
+
+    /// Builds the reverse (transposed) adjacency.
+    fn transpose(&self, rows: usize) -> Csr {
+        let mut counts = vec![0u32; rows + 1];
+        for &t in &self.targets {
+            counts[t as usize + 1] += 1;
+        }
+        for i in 0..rows {
+            counts[i + 1] += counts[i];
+        }
+        let offsets = counts.clone();
+        let mut fill = counts;
+        let mut targets = vec![0u32; self.targets.len()];
+        for i in 0..rows {
+            for &t in self.row(i) {
+                targets[fill[t as usize] as usize] = i as u32;
+                fill[t as usize] += 1;
+            }
+        }
+        Csr { offsets, targets }
+    }
+
+    /// The neighbours of row `i`.
+    pub fn row(&self, i: usize) -> &[u32] {
+        &self.targets[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+}
+
+/// What the planner does with a system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Retire or Retain: never placed.
+    NotMigrated,
+    /// Completed on its node: accounted, not scheduled.
+    Completed,
+    /// Started on its node: accounted, scheduled from now for its remaining phases.
+    InFlight,
+    /// To be placed and scheduled by this plan.
+    New,
+}
+
+/// The canonical, indexed problem.
+#[derive(Debug)]
+pub struct Problem<'a> {
+    /// Settings of the input.
+    pub settings: &'a Settings,
+    /// Nodes sorted by name, de-duplicated.
+    pub nodes: Vec<&'a Node>,
+    /// Tenants sorted by name, de-duplicated.
+    pub tenants: Vec<&'a Tenant>,
+    /// Systems sorted by systemId, de-duplicated.
+    pub systems: Vec<&'a System>,
+    /// Waves sorted by name, de-duplicated.
+    pub waves: Vec<&'a Wave>,
+    /// Systems dropped because an earlier one (canonical order) has the same systemId.
+    pub duplicates: Vec<&'a System>,
+    /// Problems in the input that block nothing by themselves.
+    pub warnings: Vec<String>,
+    /// Per node: index of the provincial node it spills over to, or [`NONE`].
+    pub spill_target: Vec<u32>,
+    /// Per tenant: index of its home node, or [`NONE`].
+    pub tenant_home: Vec<u32>,
+    /// Per system: tenant index or [`NONE`].
+    pub tenant_of: Vec<u32>,
+    /// Per system: wave index, or [`NONE`] for no wave (see `unknown_wave`).
+    pub wave_of: Vec<u32>,
+    /// Per system: it names a wave that does not exist.
+    pub unknown_wave: Vec<bool>,
+    /// Per system: what the plan does with it.
+    pub kind: Vec<Kind>,
+    /// Per system: the node it is on (pinned kinds) or was last planned on (new), or [`NONE`].
+    pub current_node: Vec<u32>,
+    /// Per system: it is pinned to a node name that does not exist.
+    pub unknown_node: Vec<bool>,
+    /// Per system: explicitly preferred node index, or [`NONE`].
+    pub preferred: Vec<u32>,
+    /// Per system: allowed node indices (empty = no restriction; see `allowed_unknown`).
+    pub allowed: Csr,
+    /// Per system: its allowedNodes list is not empty but names no existing node.
+    pub allowed_unknown: Vec<bool>,
+    /// Known dependencies (system indices).
+    pub deps: Csr,
+    /// Reverse of `deps`.
+    pub dependents: Csr,
+    /// Dependencies that name no system: (system index, ids), sorted by index.
+    pub unknown_deps: Vec<(u32, Vec<&'a str>)>,
+    /// `sameNodeAs`, made symmetric, known ids only.
+    pub same_node: Csr,
+    /// `sameNodeAs` ids that name no system: (system index, ids).
+    pub unknown_same_node: Vec<(u32, Vec<&'a str>)>,
+    /// `antiAffinityWith`, made symmetric, known ids only.
+    pub anti_affinity: Csr,
+}
+
+fn dedup_sorted<'a, T: Ord>(
+    mut items: Vec<&'a T>,
+    key: impl Fn(&T) -> &str,
+    what: &str,
+    warnings: &mut Vec<String>,
+) -> Vec<&'a T> {
+    items.sort_unstable();
+    let before = items.len();
+    items.dedup_by(|later, kept| key(later) == key(kept));
+    if items.len() != before {
+        warnings.push(format!(
+            "{} duplicate {what} name(s) ignored (the first in canonical order is kept)",
+            before - items.len()
+        ));
+    }
+    items
+}
+
+fn map_of<'a, T>(items: &[&'a T], key: impl Fn(&'a T) -> &'a str) -> FastMap<'a> {
+    let mut map = FastMap::with_capacity_and_hasher(items.len(), Default::default());
+    for (i, item) in items.iter().enumerate() {
+        map.insert(key(item), i as u32);
+    }
+    map
+}
+
+impl<'a> Problem<'a> {
+    /// Sorts, de-duplicates and indexes `input`.
+    pub fn new(input: &'a PlanInput) -> Problem<'a> {
+        let mut warnings = Vec::new();
+        let nodes = dedup_sorted(input.nodes.iter().collect(), |n| &n.name, "node", &mut warnings);
+        let tenants = dedup_sorted(input.tenants.iter().collect(), |t| &t.name, "tenant", &mut warnings);
+        let waves = dedup_sorted(input.waves.iter().collect(), |w| &w.name, "wave", &mut warnings);
+
+        let mut all: Vec<&System> = input.systems.iter().collect();
+        // Stable sort: linear on input that is already sorted; full order only on equal ids.
+        all.sort_by(|a, b| a.system_id.cmp(&b.system_id).then_with(|| a.cmp(b)));
+        let mut systems = Vec::with_capacity(all.len());
+        let mut duplicates = Vec::new();
+        for s in all {
+            match systems.last() {
+                Some(last) if <&System>::clone(last).system_id == s.system_id => duplicates.push(s),
+                _ => systems.push(s),
+            }
+        }
+
+        let node_by_name = map_of(&nodes, |n| n.name.as_str());
+        let tenant_by_name = map_of(&tenants, |t| t.name.as_str());
+        let wave_by_name = map_of(&waves, |w| w.name.as_str());
+        let system_by_id = map_of(&systems, |s| s.system_id.as_str());
+        let node = |name: &str| node_by_name.get(name).copied().unwrap_or(NONE);
+
+        let spill_target = nodes.iter().map(|n| spill_target_of(n, &nodes, &node_by_name)).collect();
+        let tenant_home: Vec<u32> = tenants.iter().map(|t| node(&t.home_node)).collect();
+        for (t, home) in tenants.iter().zip(&tenant_home) {
+            if *home == NONE {
+                warnings.push(format!("tenant {} names home node {}, which does not exist", t.name, t.home_node));
+            }
+        }
+
+        let n = systems.len();
+        let mut tenant_of = Vec::with_capacity(n);
+        let mut wave_of = Vec::with_capacity(n);
+        let mut unknown_wave = Vec::with_capacity(n);
+        let mut kind = Vec::with_capacity(n);
+        let mut current_node = Vec::with_capacity(n);
+        let mut unknown_node = Vec::with_capacity(n);
+        let mut preferred = Vec::with_capacity(n);
+        let mut allowed_unknown = Vec::with_capacity(n);
+        for s in &systems {
+            tenant_of.push(tenant_by_name.get(s.tenant.as_str()).copied().unwrap_or(NONE));
+            let w = s.wave.as_deref().map(|w| wave_by_name.get(w).copied().unwrap_or(NONE));
+            wave_of.push(w.unwrap_or(NONE));
+            unknown_wave.push(w == Some(NONE));
+            let at = s.node.as_deref().map(node).unwrap_or(NONE);
+            let k = if !s.strategy.migrates() {
+                Kind::NotMigrated
+            } else if s.phase.is_pinned() && s.node.is_some() {
+                if s.phase == crate::model::Phase::Completed { Kind::Completed } else { Kind::InFlight }
+            } else {
+                if s.phase.is_pinned() {
+                    warnings.push(format!(
+                        "system {} is {:?} but names no node; it is planned afresh",
+                        s.system_id, s.phase
+                    ));
+                }
+                Kind::New
+            };
+            unknown_node.push(matches!(k, Kind::Completed | Kind::InFlight) && at == NONE);
+            kind.push(k);
+            current_node.push(at);
+            preferred.push(s.placement.preferred_node.as_deref().map(node).unwrap_or(NONE));
+            allowed_unknown.push(
+                !s.placement.allowed_nodes.is_empty() && s.placement.allowed_nodes.iter().all(|a| node(a) == NONE),
+            );
+        }
+        let allowed = Csr::build(n, |i, out| {
+            out.extend(systems[i].placement.allowed_nodes.iter().map(|a| node(a)));
+            out.retain(|x| *x != NONE);
+        });
+
+        let mut unknown_deps = Vec::new();
+        let deps = resolve(&systems, &system_by_id, |s| &s.depends_on, &mut unknown_deps);
+        let dependents = deps.transpose(n);
+        let mut unknown_same_node = Vec::new();
+        let same = resolve(&systems, &system_by_id, |s| &s.same_node_as, &mut unknown_same_node);
+        let same_node = symmetric(&same, n);
+        let mut ignored = Vec::new();
+        let anti = resolve(&systems, &system_by_id, |s| &s.anti_affinity_with, &mut ignored);
+        let anti_affinity = symmetric(&anti, n);
+
+        Problem {
+            settings: &input.settings,
+            nodes,
+            tenants,
+            systems,
+            waves,
+            duplicates,
+            warnings,
+            spill_target,
+            tenant_home,
+            tenant_of,
+            wave_of,
+            unknown_wave,
+            kind,
+            current_node,
+            unknown_node,
+            preferred,
+            allowed,
+            allowed_unknown,
+            deps,
+            dependents,
+            unknown_deps,
+            same_node,
+            unknown_same_node,
+            anti_affinity,
+        }
+    }
+
+    /// `"320500 苏州市"`: how explanations name a node.
+    pub fn node_label(&self, node: u32) -> String {
+        let n = self.nodes[node as usize];
+        if n.display_name.is_empty() {
+            format!("{} ({})", n.region_code, n.name)
+        } else {
+            format!("{} {}", n.region_code, n.display_name)
+        }
+    }
+}
+
+/// Resolves one id list per system to indices; unresolved ids go to `unknown`.
+fn resolve<'a>(
+    systems: &[&'a System],
+    by_id: &FastMap<'a>,
+    list: impl Fn(&'a System) -> &'a Vec<String>,
+    unknown: &mut Vec<(u32, Vec<&'a str>)>,
+) -> Csr {
+    Csr::build(systems.len(), |i, out| {
+        let mut missing = Vec::new();
+        for id in list(systems[i]) {
+            match by_id.get(id.as_str()) {
+                Some(&j) => out.push(j),
+                _ => missing.push(id.as_str()),
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            missing.dedup();
+            unknown.push((i as u32, missing));
+        }
+    })
+}
+
+/// The union of `csr` and its transpose, without self-loops.
+fn symmetric(csr: &Csr, rows: usize) -> Csr {
+    let reverse = csr.transpose(rows);
+    Csr::build(rows, |i, out| {
+        out.extend_from_slice(csr.row(i));
+        out.extend_from_slice(reverse.row(i));
+        out.retain(|j| *j as usize != i);
+    })
+}
+
+fn spill_target_of(node: &Node, nodes: &[&Node], by_name: &FastMap<'_>) -> u32 {
+    if node.tier == Tier::Provincial {
+        return NONE;
+    }
+    if let Some(parent) = node.parent.as_deref().and_then(|p| by_name.get(p)) {
+        return *parent;
+    }
+    let provincial: Vec<u32> =
+        (0..nodes.len() as u32).filter(|i| nodes[*i as usize].tier == Tier::Provincial).collect();
+    let prefix = node.region_code.get(..2);
+    provincial
+        .iter()
+        .copied()
+        .find(|i| prefix.is_some() && nodes[*i as usize].region_code.get(..2) == prefix)
+        .or(if provincial.len() == 1 { Some(provincial[0]) } else { None })
+        .unwrap_or(NONE)
+}

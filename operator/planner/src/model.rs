@@ -1,0 +1,401 @@
+//! The planner's input model: plain data, integer units, `camelCase` JSON.
+//!
+//! Units: cpu in millicores, memory/storage/data volume in bytes, gpu as a count, bandwidth in
+//! Mbps (10⁶ bit/s), times as Unix seconds. Weekly windows are read in the plan-level
+//! [`Settings::utc_offset_minutes`] (China Standard Time by default).
+//!
+//! Every type derives `Ord` so that the planner can sort its input canonically, which is what
+//! makes the output independent of input order, duplicates included.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the planner needs: the cloud, the accounts, the systems and the waves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanInput {
+    /// Clock, time zone and fixed phase durations.
+    #[serde(default)]
+    pub settings: Settings,
+    /// Cloud nodes (one provincial primary plus city nodes).
+    #[serde(default)]
+    pub nodes: Vec<Node>,
+    /// Tenant accounts (departments and agencies).
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+    /// Systems to move, with their current state.
+    #[serde(default)]
+    pub systems: Vec<System>,
+    /// Migration waves.
+    #[serde(default)]
+    pub waves: Vec<Wave>,
+}
+
+/// Planner settings. "Now" is an input: the planner never reads a clock.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Settings {
+    /// The instant the plan starts from (Unix seconds); nothing is scheduled before it.
+    pub now: i64,
+    /// Offset of local time from UTC in minutes, used to read weekly windows (480 = UTC+8).
+    pub utc_offset_minutes: i32,
+    /// Fixed duration of the Provisioning phase, minutes (default 30).
+    pub provisioning_minutes: u32,
+    /// Fixed duration of the CuttingOver phase, minutes (default 60); it must fit in a window.
+    pub cutover_minutes: u32,
+    /// Fixed duration of the Verifying phase, minutes (default 30).
+    pub verification_minutes: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            now: 0,
+            utc_offset_minutes: 480,
+            provisioning_minutes: 30,
+            cutover_minutes: 60,
+            verification_minutes: 30,
+        }
+    }
+}
+
+/// An amount of each schedulable resource.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Resources {
+    /// CPU in millicores (1000 = one core).
+    pub cpu: u64,
+    /// Memory in bytes.
+    pub memory: u64,
+    /// Storage in bytes.
+    pub storage: u64,
+    /// Number of GPUs.
+    pub gpu: u64,
+}
+
+impl Resources {
+    /// Component-wise sum, saturating.
+    pub fn plus(self, other: Resources) -> Resources {
+        Resources {
+            cpu: self.cpu.saturating_add(other.cpu),
+            memory: self.memory.saturating_add(other.memory),
+            storage: self.storage.saturating_add(other.storage),
+            gpu: self.gpu.saturating_add(other.gpu),
+        }
+    }
+
+    /// Component-wise difference, saturating at zero.
+    pub fn minus(self, other: Resources) -> Resources {
+        Resources {
+            cpu: self.cpu.saturating_sub(other.cpu),
+            memory: self.memory.saturating_sub(other.memory),
+            storage: self.storage.saturating_sub(other.storage),
+            gpu: self.gpu.saturating_sub(other.gpu),
+        }
+    }
+
+    /// Whether every component of `self` is at most the same component of `limit`.
+    pub fn fits_in(self, limit: Resources) -> bool {
+        self.cpu <= limit.cpu && self.memory <= limit.memory && self.storage <= limit.storage && self.gpu <= limit.gpu
+    }
+}
+
+/// A weekly recurring time window in local time ([`Settings::utc_offset_minutes`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    /// Days the window opens on: 0 = Monday … 6 = Sunday. Empty means every day.
+    #[serde(default)]
+    pub days: Vec<u8>,
+    /// Opening time, minutes after local midnight (0–1439).
+    pub start_minute: u32,
+    /// Length in minutes; may run past midnight into the next day.
+    pub duration_minutes: u32,
+}
+
+/// Tier of a cloud node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Tier {
+    /// The provincial primary node (省级主节点).
+    Provincial,
+    /// A city backbone node (市级主干节点).
+    City,
+}
+
+/// A CPU architecture a node offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Architecture {
+    /// x86-64.
+    #[serde(rename = "x86_64")]
+    X86_64,
+    /// 64-bit ARM (信创 hardware).
+    #[serde(rename = "aarch64")]
+    Aarch64,
+}
+
+/// The architecture a system needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ArchitectureRequirement {
+    /// Runs anywhere.
+    #[default]
+    Any,
+    /// Needs x86-64.
+    #[serde(rename = "x86_64")]
+    X86_64,
+    /// Needs aarch64 (信创).
+    #[serde(rename = "aarch64")]
+    Aarch64,
+}
+
+/// One cloud node of the province.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    /// Unique name (the CloudNode object name).
+    pub name: String,
+    /// Provincial primary or city backbone.
+    pub tier: Tier,
+    /// GB/T 2260 administrative division code, e.g. `320500`.
+    pub region_code: String,
+    /// Human name, e.g. `苏州市`.
+    #[serde(default)]
+    pub display_name: String,
+    /// The provincial node a city node spills over to; when absent, the provincial node
+    /// whose region code shares the first two digits.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Allocatable resources, already (capacity − reserved) × overcommit.
+    #[serde(default)]
+    pub allocatable: Resources,
+    /// Highest 等保 level the node is certified for (1–3).
+    #[serde(default = "default_security_level")]
+    pub security_level: u8,
+    /// Architectures the node offers.
+    #[serde(default = "default_architectures")]
+    pub architectures: Vec<Architecture>,
+    /// Migrations the node runs at once; 0 means it takes no new system.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_migrations: u32,
+    /// Replication bandwidth into the node, Mbps, shared by its concurrent migrations.
+    #[serde(default = "default_bandwidth")]
+    pub migration_bandwidth_mbps: u64,
+    /// Windows in which cutovers may happen; empty means any time.
+    #[serde(default)]
+    pub maintenance_windows: Vec<Window>,
+    /// A cordoned node keeps what it has and takes nothing new.
+    #[serde(default)]
+    pub cordoned: bool,
+}
+
+fn default_security_level() -> u8 {
+    3
+}
+fn default_architectures() -> Vec<Architecture> {
+    vec![Architecture::X86_64]
+}
+fn default_concurrency() -> u32 {
+    8
+}
+fn default_bandwidth() -> u64 {
+    1000
+}
+
+/// Administrative level of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TenantLevel {
+    /// A provincial department: its systems go to the provincial node.
+    Provincial,
+    /// A city department: its systems go to its city node.
+    City,
+    /// A county department: its systems go to its city node.
+    County,
+}
+
+/// A tenant's quota. Every limit is enforced together with node capacity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Quota {
+    /// CPU, millicores.
+    pub cpu: u64,
+    /// Memory, bytes.
+    pub memory: u64,
+    /// Storage, bytes.
+    pub storage: u64,
+    /// Number of systems (Retire/Retain systems do not count).
+    pub max_systems: u64,
+}
+
+/// A department or agency account.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tenant {
+    /// Unique name (also the namespace of its systems).
+    pub name: String,
+    /// Human name, e.g. `江苏省教育厅`.
+    #[serde(default)]
+    pub display_name: String,
+    /// Provincial, City or County.
+    pub level: TenantLevel,
+    /// Region code of the tenant.
+    #[serde(default)]
+    pub region_code: String,
+    /// Name of the node its systems belong on.
+    pub home_node: String,
+    /// Quota.
+    #[serde(default)]
+    pub quota: Quota,
+    /// Highest 等保 level the tenant is cleared for (informational for the planner).
+    #[serde(default = "default_security_level")]
+    pub security_level: u8,
+}
+
+/// Where a system may go.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Placement {
+    /// Tried first when it is otherwise eligible.
+    pub preferred_node: Option<String>,
+    /// When not empty, the system goes only to these nodes (on top of locality).
+    pub allowed_nodes: Vec<String>,
+    /// A city/county system may spill over to the provincial node when its home cannot take it.
+    pub allow_spillover: bool,
+}
+
+/// How a system is moved (the 5 R's used here).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Strategy {
+    /// Lift and shift.
+    #[default]
+    Rehost,
+    /// Move with light changes.
+    Replatform,
+    /// Rebuild for the cloud.
+    Refactor,
+    /// Switched off: never placed.
+    Retire,
+    /// Stays where it is: never placed.
+    Retain,
+}
+
+impl Strategy {
+    /// Whether systems with this strategy are moved at all.
+    pub fn migrates(self) -> bool {
+        !matches!(self, Strategy::Retire | Strategy::Retain)
+    }
+}
+
+/// The phase of a GovSystem (DESIGN §3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    /// Not yet planned.
+    #[default]
+    Pending,
+    /// Planned onto a node, not started.
+    Scheduled,
+    /// Target environment being built.
+    Provisioning,
+    /// Data being copied.
+    Replicating,
+    /// Waiting for a cutover approval.
+    AwaitingCutover,
+    /// Traffic being switched.
+    CuttingOver,
+    /// Checks after the switch.
+    Verifying,
+    /// Done.
+    Completed,
+    /// A phase failed; it will be retried.
+    Failed,
+    /// Reverted after a failed cutover; it will be retried.
+    RolledBack,
+    /// A constraint could not be met.
+    Blocked,
+}
+
+impl Phase {
+    /// Whether a system in this phase is already on its node and keeps it (incremental
+    /// planning): every active phase, Failed and RolledBack (retried in place), Completed.
+    pub fn is_pinned(self) -> bool {
+        !matches!(self, Phase::Pending | Phase::Scheduled | Phase::Blocked)
+    }
+}
+
+/// One legacy system to move.
+///
+/// `system_id` is the first field so that the derived order sorts by it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct System {
+    /// Unique id, e.g. `JS-320500-0042`.
+    pub system_id: String,
+    /// Object name.
+    #[serde(default)]
+    pub name: String,
+    /// Name of the owning tenant.
+    pub tenant: String,
+    /// Human name.
+    #[serde(default)]
+    pub display_name: String,
+    /// 等保 level (1–3).
+    #[serde(default = "default_system_level")]
+    pub security_level: u8,
+    /// Architecture needed.
+    #[serde(default)]
+    pub architecture: ArchitectureRequirement,
+    /// Resources needed on the target node.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Bytes to replicate.
+    #[serde(default)]
+    pub data_volume: u64,
+    /// Systems that must be Completed before this one starts.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Systems that must share this one's node (transitively).
+    #[serde(default)]
+    pub same_node_as: Vec<String>,
+    /// Systems that must not share this one's node.
+    #[serde(default)]
+    pub anti_affinity_with: Vec<String>,
+    /// Placement restrictions and preferences.
+    #[serde(default)]
+    pub placement: Placement,
+    /// 0–1000; higher is placed (and scheduled) first.
+    #[serde(default)]
+    pub priority: u32,
+    /// Migration strategy; Retire and Retain are never placed.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Name of the wave it moves with, if any.
+    #[serde(default)]
+    pub wave: Option<String>,
+    /// Current phase.
+    #[serde(default)]
+    pub phase: Phase,
+    /// Current node: kept when the phase is pinned, tried first otherwise.
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+fn default_system_level() -> u8 {
+    2
+}
+
+/// A batch of systems moved together.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Wave {
+    /// Unique name.
+    pub name: String,
+    /// Waves of higher order start after every system of lower-order waves has started.
+    #[serde(default)]
+    pub order: i32,
+    /// No system of the wave starts before this instant (Unix seconds).
+    #[serde(default)]
+    pub not_before: Option<i64>,
+    /// Windows in which the wave's cutovers may happen; empty means any time.
+    #[serde(default)]
+    pub windows: Vec<Window>,
+    /// Systems of the wave migrating at once; `None` is unlimited, 0 pauses the wave.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+}

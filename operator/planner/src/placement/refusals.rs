@@ -1,0 +1,226 @@
+//! The sentences that explain why a unit could not be placed, with the numbers.
+
+use super::{Placement, Placer, Stage};
+use crate::dependencies::Failure;
+use crate::explain::{self, Reason, ResourceKind};
+use crate::model::{Architecture, ArchitectureRequirement, Resources, TenantLevel};
+
+impl Placer<'_, '_> {
+    pub(super) fn quota_failure(&self, state: &Placement, group: &[u32]) -> Option<String> {
+        let p = self.p;
+        for (k, &first) in group.iter().enumerate() {
+            let t = p.tenant_of[first as usize];
+            if group[..k].iter().any(|m| p.tenant_of[*m as usize] == t) {
+                continue;
+            }
+            let mut need = Resources::default();
+            let mut count = 0u64;
+            for &m in &group[k..] {
+                if p.tenant_of[m as usize] == t {
+                    need = need.plus(p.systems[m as usize].resources);
+                    count += 1;
+                }
+            }
+            let tenant = p.tenants[t as usize];
+            let q = tenant.quota;
+            let used = state.tenant_used[t as usize];
+            let quota = Resources { cpu: q.cpu, memory: q.memory, storage: q.storage, gpu: u64::MAX };
+            let over_count = state.tenant_systems[t as usize] + count > q.max_systems;
+            let over = |kind: ResourceKind| kind.of(&need) > kind.of(&quota).saturating_sub(kind.of(&used));
+            if !over_count && !ResourceKind::ALL.into_iter().any(over) {
+                continue;
+            }
+            let who = format!("tenant {} ({})", tenant.name, tenant.display_name);
+            if over_count {
+                return Some(format!(
+                    "{who} already has {} of its {} systems",
+                    state.tenant_systems[t as usize], q.max_systems
+                ));
+            }
+            for kind in [ResourceKind::Cpu, ResourceKind::Memory, ResourceKind::Storage] {
+                if over(kind) {
+                    let left = with(kind, kind.of(&quota).saturating_sub(kind.of(&used)));
+                    return Some(format!(
+                        "needs {}; {who} has {} left of its {} quota",
+                        explain::amount(kind, &need),
+                        explain::amount(kind, &left),
+                        explain::amount(kind, &quota)
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    pub(super) fn spill_note(&self, s: usize) -> String {
+        let p = self.p;
+        let t = p.tenants[p.tenant_of[s] as usize];
+        if t.level != TenantLevel::Provincial && !p.systems[s].placement.allow_spillover {
+            "; spillover not allowed".to_owned()
+        } else {
+            String::new()
+        }
+    }
+
+    pub(super) fn no_candidate_message(&self, leader: usize, group: &[u32]) -> String {
+        let p = self.p;
+        if group.len() > 1 {
+            return format!("no node is eligible for every member of its sameNodeAs group ({} systems)", group.len());
+        }
+        let s = p.systems[leader];
+        let home = p.tenant_home[p.tenant_of[leader] as usize];
+        format!(
+            "allowedNodes ({}) exclude its home node {}{}",
+            s.placement.allowed_nodes.join(", "),
+            p.node_label(home),
+            self.spill_note(leader)
+        )
+    }
+
+    pub(super) fn stage_failure(
+        &self,
+        state: &Placement,
+        stage: Stage,
+        group: &[u32],
+        at: &[u32],
+        spill: &str,
+    ) -> Failure {
+        let p = self.p;
+        let labels = |f: &dyn Fn(u32) -> String| at.iter().map(|n| f(*n)).collect::<Vec<_>>().join(", ");
+        let (reason, message) = match stage {
+            Stage::TakesNothing => (
+                Reason::NoEligibleNode,
+                format!(
+                    "every eligible node takes nothing new: {}{spill}",
+                    labels(&|n| {
+                        let node = p.nodes[n as usize];
+                        let why = if node.cordoned { "cordoned" } else { "takes no migrations" };
+                        format!("{} ({why})", p.node_label(n))
+                    })
+                ),
+            ),
+            Stage::Security => {
+                let level = group.iter().map(|m| p.systems[*m as usize].security_level).max().unwrap_or(0);
+                (
+                    Reason::SecurityLevelMismatch,
+                    format!(
+                        "needs 等保 level {level}; {}{spill}",
+                        labels(&|n| format!(
+                            "{} is certified to level {}",
+                            p.node_label(n),
+                            p.nodes[n as usize].security_level
+                        ))
+                    ),
+                )
+            }
+            Stage::Architecture => {
+                let need = group
+                    .iter()
+                    .map(|m| p.systems[*m as usize].architecture)
+                    .find(|a| *a != ArchitectureRequirement::Any)
+                    .unwrap_or_default();
+                let name = if need == ArchitectureRequirement::Aarch64 { "aarch64" } else { "x86_64" };
+                (
+                    Reason::ArchitectureMismatch,
+                    format!(
+                        "needs {name}; {}{spill}",
+                        labels(&|n| format!(
+                            "{} offers {}",
+                            p.node_label(n),
+                            arch_list(&p.nodes[n as usize].architectures)
+                        ))
+                    ),
+                )
+            }
+            Stage::Window => (
+                Reason::NoCutoverWindow,
+                format!(
+                    "cutover needs {}; {}{spill}",
+                    explain::duration(i64::from(p.settings.cutover_minutes) * 60),
+                    labels(&|n| {
+                        let w = p.wave_of[group[0] as usize];
+                        format!(
+                            "the longest window on {} is {}",
+                            p.node_label(n),
+                            explain::duration(self.windows.longest(n, w))
+                        )
+                    })
+                ),
+            ),
+            Stage::AntiAffinity | Stage::Passed => {
+                let mut clashes = Vec::new();
+                for &m in group {
+                    for &w in p.anti_affinity.row(m as usize) {
+                        let on = state.node_of[w as usize];
+                        if at.contains(&on) {
+                            clashes.push(format!("{} (on {})", p.systems[w as usize].system_id, p.node_label(on)));
+                        }
+                    }
+                }
+                (Reason::AntiAffinity, format!("must not share a node with {}{spill}", clashes.join(", ")))
+            }
+        };
+        Failure { retryable: reason == Reason::AntiAffinity, reason, message }
+    }
+
+    pub(super) fn capacity_message(&self, state: &Placement, need: Resources, nodes: &[u32], spill: &str) -> String {
+        let p = self.p;
+        let free = |n: u32| p.nodes[n as usize].allocatable.minus(state.allocated[n as usize]);
+        for kind in ResourceKind::ALL {
+            let best = nodes.iter().copied().max_by_key(|n| (kind.of(&free(*n)), std::cmp::Reverse(*n)));
+            if let Some(best) = best {
+                let most = free(best);
+                if kind.of(&need) > kind.of(&most) {
+                    let what = if nodes.len() > 1 { "on eligible nodes " } else { "" };
+                    return format!(
+                        "needs {}; the most free {what}is {} ({}){spill}",
+                        explain::amount(kind, &need),
+                        explain::amount(kind, &most),
+                        p.node_label(best)
+                    );
+                }
+            }
+        }
+        let detail: Vec<String> = nodes
+            .iter()
+            .map(|n| {
+                let f = free(*n);
+                let short: Vec<String> = ResourceKind::ALL
+                    .iter()
+                    .filter(|k| k.of(&need) > k.of(&f))
+                    .map(|k| explain::amount(*k, &f))
+                    .collect();
+                format!("{} has {} free", p.node_label(*n), short.join(", "))
+            })
+            .collect();
+        let needs: Vec<String> =
+            ResourceKind::ALL.iter().filter(|k| k.of(&need) > 0).map(|k| explain::amount(*k, &need)).collect();
+        format!("needs {}; no eligible node has all of it free: {}{spill}", needs.join(", "), detail.join("; "))
+    }
+}
+
+fn with(kind: ResourceKind, value: u64) -> Resources {
+    let mut r = Resources::default();
+    match kind {
+        ResourceKind::Cpu => r.cpu = value,
+        ResourceKind::Memory => r.memory = value,
+        ResourceKind::Storage => r.storage = value,
+        ResourceKind::Gpu => r.gpu = value,
+    }
+    r
+}
+
+fn arch_list(archs: &[Architecture]) -> String {
+    let names: Vec<&str> = archs
+        .iter()
+        .map(|a| match a {
+            Architecture::X86_64 => "x86_64",
+            Architecture::Aarch64 => "aarch64",
+        })
+        .collect();
+    match names.len() {
+        0 => "no architecture".to_owned(),
+        1 => format!("{} only", names[0]),
+        _ => names.join(", "),
+    }
+}

@@ -1,0 +1,431 @@
+//! Scheduling in time: when each placed system runs each phase.
+//!
+//! List scheduling over a topological order. Every node has `maxConcurrentMigrations` slots;
+//! a system holds one slot from the start of Provisioning to the end of Verifying, and each
+//! slot replicates at `migrationBandwidthMbps / maxConcurrentMigrations`. A wave with
+//! `maxConcurrent` has that many wave slots, held the same way. A system starts at the
+//! earliest instant when its dependencies are complete, its wave may start (`notBefore`,
+//! every system of lower-order waves started), a node slot and a wave slot are free, and its
+//! cutover — which follows replication immediately — lands inside the node ∩ wave windows.
+//! The start is delayed just enough for that, so no slot idles while waiting for a window.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use crate::dependencies::Failure;
+use crate::index::{Kind, NONE, Problem};
+use crate::model::Phase;
+use crate::placement::Placement;
+use crate::windows::WindowTable;
+
+/// Planned times of one system, Unix seconds. Phases already behind an in-flight system
+/// are `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Times {
+    /// Start of its first remaining phase.
+    pub start: i64,
+    /// End of Verifying.
+    pub completion: i64,
+    /// Provisioning interval.
+    pub provisioning: Option<(i64, i64)>,
+    /// Replicating interval.
+    pub replicating: Option<(i64, i64)>,
+    /// CuttingOver interval.
+    pub cutting_over: Option<(i64, i64)>,
+    /// Verifying interval.
+    pub verifying: Option<(i64, i64)>,
+}
+
+/// The schedule of every placed system, and the lower bound on its makespan.
+#[derive(Debug)]
+pub struct Schedule {
+    /// Per system: its times, for New and InFlight systems that are placed.
+    pub times: Vec<Option<Times>>,
+    /// Lower bound on the last completion (Unix seconds).
+    pub lower_bound: i64,
+}
+
+struct Durations {
+    provisioning: i64,
+    cutover: i64,
+    verification: i64,
+}
+
+/// Replication time in seconds of `bytes` over one of `slots` slots sharing `mbps`.
+pub fn replication_seconds(bytes: u64, mbps: u64, slots: u32) -> i64 {
+    if bytes == 0 || mbps == 0 {
+        return 0;
+    }
+    let slots = u64::from(slots.max(1));
+    match (bytes.checked_mul(8 * slots), mbps.checked_mul(1_000_000)) {
+        (Some(bits), Some(rate)) => bits.div_ceil(rate).min(i64::MAX as u64) as i64,
+        _ => {
+            let bits = u128::from(bytes) * 8 * u128::from(slots);
+            let rate = u128::from(mbps) * 1_000_000;
+            bits.div_ceil(rate).min(i64::MAX as u128) as i64
+        }
+    }
+}
+
+/// Schedules every placed New and InFlight system. `order` is a topological order of New
+/// systems (dependencies first).
+pub fn schedule(
+    p: &Problem<'_>,
+    placement: &Placement,
+    windows: &WindowTable,
+    failure: &[Option<Failure>],
+    order: &[u32],
+) -> Schedule {
+    let n = p.systems.len();
+    let now = p.settings.now;
+    let d = Durations {
+        provisioning: i64::from(p.settings.provisioning_minutes) * 60,
+        cutover: i64::from(p.settings.cutover_minutes) * 60,
+        verification: i64::from(p.settings.verification_minutes) * 60,
+    };
+    let slots_of = |node: u32| p.nodes[node as usize].max_concurrent_migrations.max(1);
+    let replication = |s: usize, node: u32| {
+        let nd = p.nodes[node as usize];
+        replication_seconds(p.systems[s].data_volume, nd.migration_bandwidth_mbps, slots_of(node))
+    };
+    let mut node_slots: Vec<Vec<i64>> =
+        (0..p.nodes.len() as u32).map(|node| vec![now; slots_of(node) as usize]).collect();
+    let mut wave_slots: Vec<Option<BTreeMap<i64, u32>>> =
+        p.waves.iter().map(|w| w.max_concurrent.map(|m| BTreeMap::from([(now, m)]))).collect();
+    let mut times: Vec<Option<Times>> = vec![None; n];
+    let mut node_work = vec![0i64; p.nodes.len()];
+    let mut chain_end = vec![now; n];
+    let mut lower_bound = now;
+
+    // In-flight systems keep running from now, whatever the queue says.
+    for s in 0..n {
+        let node = placement.node_of[s];
+        if p.kind[s] != Kind::InFlight || failure[s].is_some() || node == NONE {
+            continue;
+        }
+        let wave = p.wave_of[s];
+        let t = in_flight_times(p.systems[s].phase, now, replication(s, node), &d, |at| {
+            windows.next_cutover(node, wave, at)
+        });
+        take_slot(&mut node_slots[node as usize], now, t.completion);
+        if wave != NONE
+            && let Some(slots) = &mut wave_slots[wave as usize]
+        {
+            take_wave_slot(slots, now, t.completion, true);
+        }
+        node_work[node as usize] += t.completion - now;
+        chain_end[s] = t.completion;
+        lower_bound = lower_bound.max(t.completion);
+        times[s] = Some(t);
+    }
+
+    let placed: Vec<u32> = order
+        .iter()
+        .copied()
+        .filter(|s| placement.node_of[*s as usize] != NONE && failure[*s as usize].is_none())
+        .collect();
+    let live = |s: usize| p.kind[s] == Kind::New && placement.node_of[s] != NONE && failure[s].is_none();
+    let fixed = d.provisioning + d.cutover + d.verification;
+    let duration: Vec<i64> =
+        (0..n).map(|s| if live(s) { fixed + replication(s, placement.node_of[s]) } else { 0 }).collect();
+
+    // Keys: the rank of the wave order (a system without a wave takes the lowest order among
+    // the waves that depend on it, or comes last), then priority, then the longest chain of
+    // work it heads.
+    let mut orders: Vec<i32> = p.waves.iter().map(|w| w.order).collect();
+    orders.sort_unstable();
+    orders.dedup();
+    let last_rank = orders.len() as i64;
+    let mut key = vec![last_rank; n];
+    let mut tail = vec![0i64; n];
+    for &s in placed.iter().rev() {
+        let su = s as usize;
+        let mut below = last_rank;
+        let mut longest = 0;
+        for &c in p.dependents.row(su) {
+            if live(c as usize) {
+                below = below.min(key[c as usize]);
+                longest = longest.max(tail[c as usize]);
+            }
+        }
+        key[su] = match p.wave_of[su] {
+            NONE => below,
+            w => orders.partition_point(|o| *o < p.waves[w as usize].order) as i64,
+        };
+        tail[su] = duration[su] + longest;
+    }
+    // Systems whose cutover any time will do go after the window-constrained ones.
+    let free: Vec<bool> =
+        (0..n).map(|s| !live(s) || !windows.constrained(placement.node_of[s], p.wave_of[s])).collect();
+    let mut pending = vec![0u32; n];
+    let mut heap = BinaryHeap::with_capacity(placed.len());
+    for &s in &placed {
+        let su = s as usize;
+        pending[su] = p.deps.row(su).iter().filter(|x| live(**x as usize)).count() as u32;
+        if pending[su] == 0 {
+            heap.push(entry(p, &key, &tail, &free, s));
+        }
+    }
+
+    let mut run = Dispatch {
+        p,
+        placement,
+        windows,
+        d: &d,
+        now,
+        duration: &duration,
+        key: &key,
+        tail: &tail,
+        free: &free,
+        live: &live,
+        node_slots,
+        wave_slots,
+        times,
+        node_work,
+        pending,
+        heap,
+        waved_max_start: now,
+    };
+    // Systems whose cutover window would leave a slot idle for long wait in a per-node queue,
+    // so that systems without that constraint use the slot meanwhile; the queue is emptied
+    // before the next wave order starts.
+    let mut deferred: Vec<BinaryHeap<Reverse<(i64, u32, i64)>>> =
+        (0..p.nodes.len()).map(|_| BinaryHeap::new()).collect();
+    let mut deferred_count = 0usize;
+    let mut current_key = None;
+    let mut barrier = now;
+    loop {
+        let next_key = run.heap.peek().map(|e| unpack(*e).0);
+        if deferred_count > 0 && next_key != current_key {
+            let mut all: Vec<(i64, u32, i64)> =
+                deferred.iter_mut().flat_map(|q| q.drain().map(|Reverse(x)| x)).collect();
+            all.sort_unstable();
+            for (_, s, ready) in all {
+                let (start, cut, _) = run.plan_start(s, ready);
+                run.commit(s, start, cut);
+            }
+            deferred_count = 0;
+            continue;
+        }
+        let Some((k, s)) = run.heap.pop().map(unpack) else {
+            break;
+        };
+        if current_key != Some(k) {
+            current_key = Some(k);
+            barrier = run.waved_max_start;
+        }
+        let su = s as usize;
+        let wave = p.wave_of[su];
+        let mut ready = now;
+        let mut release = now;
+        if wave != NONE {
+            let not_before = p.waves[wave as usize].not_before.unwrap_or(now);
+            ready = ready.max(barrier).max(not_before);
+            release = release.max(not_before);
+        }
+        let mut chain = release;
+        for &dep in p.deps.row(su) {
+            if let Some(t) = &run.times[dep as usize] {
+                ready = ready.max(t.completion);
+                chain = chain.max(chain_end[dep as usize]);
+            }
+        }
+        chain_end[su] = chain + duration[su];
+        lower_bound = lower_bound.max(chain_end[su]);
+
+        let node = placement.node_of[su] as usize;
+        // Deferred systems whose window has come go before the one just taken off the queue.
+        deferred_count -= run.drain(&mut deferred[node]);
+        let (start, cut, idle) = run.plan_start(s, ready);
+        if idle > DEFER_IDLE {
+            deferred[node].push(Reverse((start, s, ready)));
+            deferred_count += 1;
+            continue;
+        }
+        run.commit(s, start, cut);
+        deferred_count -= run.drain(&mut deferred[node]);
+    }
+    let Dispatch { times, node_work, .. } = run;
+    for (node, work) in node_work.iter().enumerate() {
+        let per_slot = ceil_div(*work, i64::from(slots_of(node as u32)));
+        lower_bound = lower_bound.max(now + per_slot);
+    }
+    Schedule { times, lower_bound }
+}
+
+/// Idle time a slot may be left with before a system is deferred (seconds).
+const DEFER_IDLE: i64 = 30 * 60;
+
+/// Dispatch order packed into one integer, smallest first: wave order rank (16 bits),
+/// window-constrained first (1 bit), priority descending (32 bits), longest chain of work
+/// descending (47 bits, seconds), system index (32 bits).
+type Entry = Reverse<u128>;
+
+/// The mutable state of the dispatch loop.
+struct Dispatch<'x, 'a, L: Fn(usize) -> bool> {
+    p: &'x Problem<'a>,
+    placement: &'x Placement,
+    windows: &'x WindowTable,
+    d: &'x Durations,
+    now: i64,
+    duration: &'x [i64],
+    key: &'x [i64],
+    tail: &'x [i64],
+    free: &'x [bool],
+    live: &'x L,
+    node_slots: Vec<Vec<i64>>,
+    wave_slots: Vec<Option<BTreeMap<i64, u32>>>,
+    times: Vec<Option<Times>>,
+    node_work: Vec<i64>,
+    pending: Vec<u32>,
+    heap: BinaryHeap<Entry>,
+    waved_max_start: i64,
+}
+
+impl<L: Fn(usize) -> bool> Dispatch<'_, '_, L> {
+    /// Earliest start of `s` given its ready time: (start, cutover start, idle time it would
+    /// leave on the best-fitting slot).
+    fn plan_start(&self, s: u32, ready: i64) -> (i64, i64, i64) {
+        let su = s as usize;
+        let node = self.placement.node_of[su];
+        let wave = self.p.wave_of[su];
+        let slots = &self.node_slots[node as usize];
+        let mut earliest = ready.max(slots[0]);
+        if wave != NONE
+            && let Some(pool) = &self.wave_slots[wave as usize]
+        {
+            earliest = earliest.max(pool.keys().next().copied().unwrap_or(self.now));
+        }
+        let ahead =
+            self.d.provisioning + self.duration[su] - self.d.provisioning - self.d.cutover - self.d.verification;
+        let cut = self.windows.next_cutover(node, wave, earliest + ahead);
+        let start = cut - ahead;
+        let fit = slots.partition_point(|f| *f <= start).saturating_sub(1);
+        (start, cut, start - slots[fit].max(ready))
+    }
+
+    /// Commits the deferred systems of one node that can now start without idling a slot
+    /// for long; returns how many.
+    fn drain(&mut self, queue: &mut BinaryHeap<Reverse<(i64, u32, i64)>>) -> usize {
+        let mut done = 0;
+        while let Some(&Reverse((_, t, ready))) = queue.peek() {
+            let (start, cut, idle) = self.plan_start(t, ready);
+            if idle > DEFER_IDLE {
+                break;
+            }
+            queue.pop();
+            self.commit(t, start, cut);
+            done += 1;
+        }
+        done
+    }
+
+    /// Books `s` from `start` with its cutover at `cut`, and releases its dependents.
+    fn commit(&mut self, s: u32, start: i64, cut: i64) {
+        let su = s as usize;
+        let node = self.placement.node_of[su];
+        let wave = self.p.wave_of[su];
+        let d = self.d;
+        let completion = cut + d.cutover + d.verification;
+        take_slot(&mut self.node_slots[node as usize], start, completion);
+        if wave != NONE {
+            if let Some(pool) = &mut self.wave_slots[wave as usize] {
+                take_wave_slot(pool, start, completion, false);
+            }
+            self.waved_max_start = self.waved_max_start.max(start);
+        }
+        self.node_work[node as usize] += self.duration[su];
+        self.times[su] = Some(Times {
+            start,
+            completion,
+            provisioning: Some((start, start + d.provisioning)),
+            replicating: Some((start + d.provisioning, cut)),
+            cutting_over: Some((cut, cut + d.cutover)),
+            verifying: Some((cut + d.cutover, completion)),
+        });
+        for &c in self.p.dependents.row(su) {
+            let cu = c as usize;
+            if (self.live)(cu) {
+                self.pending[cu] -= 1;
+                if self.pending[cu] == 0 {
+                    self.heap.push(entry(self.p, self.key, self.tail, self.free, c));
+                }
+            }
+        }
+    }
+}
+
+fn entry(p: &Problem<'_>, key: &[i64], tail: &[i64], free: &[bool], s: u32) -> Entry {
+    let su = s as usize;
+    let rank = key[su].clamp(0, 0xFFFF) as u128;
+    let priority = u128::from(u32::MAX - p.systems[su].priority);
+    let tail = ((1i64 << 47) - 1 - tail[su].clamp(0, (1 << 47) - 1)) as u128;
+    Reverse(rank << 112 | u128::from(free[su]) << 111 | priority << 79 | tail << 32 | u128::from(s))
+}
+
+fn unpack(e: Entry) -> (i64, u32) {
+    ((e.0 >> 112) as i64, e.0 as u32)
+}
+
+/// `a / b` rounded up, for `a ≥ 0`, `b > 0`.
+pub fn ceil_div(a: i64, b: i64) -> i64 {
+    (a + b - 1) / b
+}
+
+/// Takes the node slot freed latest at or before `start` (best fit); it is busy until `until`.
+fn take_slot(slots: &mut [i64], start: i64, until: i64) {
+    let j = slots.partition_point(|f| *f <= start).saturating_sub(1);
+    // slots[j] ≤ start ≤ until: move the slot right to its new place in one rotation.
+    let k = slots.partition_point(|f| *f <= until).max(j + 1);
+    slots[j..k].rotate_left(1);
+    slots[k - 1] = until;
+}
+
+/// Same for a wave's slots, kept as a multiset of free times. `force` takes the earliest
+/// slot even when none is free by `start` (in-flight systems are already running).
+fn take_wave_slot(pool: &mut BTreeMap<i64, u32>, start: i64, until: i64, force: bool) {
+    let free = pool.range(..=start).next_back().map(|(t, _)| *t);
+    let taken = match free {
+        Some(t) => Some(t),
+        None if force => pool.keys().next().copied(),
+        None => None,
+    };
+    if let Some(t) = taken {
+        let count = pool.get_mut(&t).map(|c| {
+            *c -= 1;
+            *c
+        });
+        if count == Some(0) {
+            pool.remove(&t);
+        }
+        *pool.entry(until.max(t)).or_insert(0) += 1;
+    }
+}
+
+fn in_flight_times(
+    phase: Phase,
+    now: i64,
+    replication: i64,
+    d: &Durations,
+    next_cutover: impl Fn(i64) -> i64,
+) -> Times {
+    let mut t = Times { start: now, ..Times::default() };
+    let mut at = now;
+    if matches!(phase, Phase::Provisioning | Phase::Failed | Phase::RolledBack) {
+        t.provisioning = Some((at, at + d.provisioning));
+        at += d.provisioning;
+    }
+    if matches!(phase, Phase::Provisioning | Phase::Failed | Phase::RolledBack | Phase::Replicating) {
+        t.replicating = Some((at, at + replication));
+        at += replication;
+    }
+    if phase != Phase::Verifying {
+        // A cutover already under way is not moved into a window.
+        let cut = if phase == Phase::CuttingOver { at } else { next_cutover(at) };
+        t.cutting_over = Some((cut, cut + d.cutover));
+        at = cut + d.cutover;
+    }
+    t.verifying = Some((at, at + d.verification));
+    t.completion = at + d.verification;
+    t
+}
