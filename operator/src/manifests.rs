@@ -72,7 +72,12 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError> {
 pub fn load_text(path: &Path, text: &str, objects: &mut Objects) -> Result<(), LoadError> {
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
-        let fail = |object: String, message: String| LoadError::Document { path: path.to_path_buf(), document, object, message };
+        let fail = |object: String, message: String| LoadError::Document {
+            path: path.to_path_buf(),
+            document,
+            object,
+            message,
+        };
         let value = serde_yaml::Value::deserialize(doc).map_err(|e| fail(String::new(), e.to_string()))?;
         if value.is_null() {
             continue;

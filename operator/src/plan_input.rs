@@ -251,8 +251,9 @@ fn wave(w: &MigrationWave) -> model::Wave {
         order: i32::try_from(w.spec.order).unwrap_or(i32::MAX),
         not_before: w.spec.not_before.as_ref().map(unix),
         windows: w.spec.windows.iter().map(window).collect(),
-        // A paused wave starts nothing new.
-        max_concurrent: Some(if w.spec.paused { 0 } else { w.spec.max_concurrent }),
+        // A paused wave is still planned as if it ran (its systems stay Scheduled, with planned
+        // starts); the migration loop is what holds their starts while it is paused.
+        max_concurrent: Some(w.spec.max_concurrent),
     }
 }
 
@@ -263,21 +264,21 @@ fn collect_ok<T>(results: impl Iterator<Item = Result<T, InputError>>, errors: &
 /// Builds the planner input at `now` (Unix seconds). Every field that cannot be converted is
 /// reported; references between objects are left to the planner, which explains them.
 pub fn plan_input(objects: &Objects, now: i64) -> Result<model::PlanInput, Vec<InputError>> {
+    let (input, errors) = plan_input_lenient(objects, now);
+    if errors.is_empty() { Ok(input) } else { Err(errors) }
+}
+
+/// Like [`plan_input`], but an object that cannot be converted is left out (and reported)
+/// instead of failing the whole input: one bad object must not stop every migration.
+pub fn plan_input_lenient(objects: &Objects, now: i64) -> (model::PlanInput, Vec<InputError>) {
     let mut errors = Vec::new();
     let nodes = collect_ok(objects.cloud_nodes.iter().map(|n| node(n)), &mut errors);
     let tenants = collect_ok(objects.tenants.iter().map(|t| tenant(t)), &mut errors);
     let systems = collect_ok(objects.systems.iter().map(|s| system(s, &objects.waves)), &mut errors);
     let waves = objects.waves.iter().map(|w| wave(w)).collect();
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(model::PlanInput {
-        settings: model::Settings { now, ..Default::default() },
-        nodes,
-        tenants,
-        systems,
-        waves,
-    })
+    let input =
+        model::PlanInput { settings: model::Settings { now, ..Default::default() }, nodes, tenants, systems, waves };
+    (input, errors)
 }
 
 /// References a platform engineer must fix before a plan means anything: a Tenant's home node
@@ -400,11 +401,11 @@ spec: {selector: {}, order: 1, executor: Simulated, maxConcurrent: 7}
     }
 
     #[test]
-    fn a_system_joins_the_lowest_order_matching_wave_and_paused_waves_start_nothing() {
+    fn a_system_joins_the_lowest_order_matching_wave_and_paused_waves_are_still_planned() {
         let input = plan_input(&objects(BASE), 0).unwrap();
         assert_eq!(input.systems[0].wave.as_deref(), Some("w1"));
         let w2 = input.waves.iter().find(|w| w.name == "w2").unwrap();
-        assert_eq!(w2.max_concurrent, Some(0));
+        assert_eq!(w2.max_concurrent, Some(20), "paused, but planned with its concurrency");
         assert_eq!(input.waves.iter().find(|w| w.name == "w1").unwrap().max_concurrent, Some(7));
     }
 
@@ -414,7 +415,13 @@ spec: {selector: {}, order: 1, executor: Simulated, maxConcurrent: 7}
         Arc::make_mut(&mut o.tenants[0]).spec.home_node = "nowhere".into();
         Arc::make_mut(&mut o.systems[0]).metadata.namespace = Some("unknown-ns".into());
         let problems: Vec<String> = check_references(&o).iter().map(ToString::to_string).collect();
-        assert!(problems.iter().any(|p| p.contains("Tenant \"js-edu\": spec.homeNode: no CloudNode named \"nowhere\"")), "{problems:?}");
-        assert!(problems.iter().any(|p| p.contains("metadata.namespace: no Tenant named \"unknown-ns\"")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("Tenant \"js-edu\": spec.homeNode: no CloudNode named \"nowhere\"")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("metadata.namespace: no Tenant named \"unknown-ns\"")),
+            "{problems:?}"
+        );
     }
 }

@@ -17,12 +17,16 @@ fn jiangsu_examples_plan_cleanly() {
     // 2026-12-01T00:00:00+08:00
     let input = plan_input::plan_input(&objects, 1_796_054_400).unwrap();
     let plan = suyun_planner::plan(&input);
-    let unplaceable: Vec<String> = plan.unplaceable.iter().map(|u| format!("{} {:?}: {}", u.system_id, u.reason, u.message)).collect();
+    let unplaceable: Vec<String> =
+        plan.unplaceable.iter().map(|u| format!("{} {:?}: {}", u.system_id, u.reason, u.message)).collect();
     assert!(unplaceable.is_empty(), "example systems that do not plan:\n{}", unplaceable.join("\n"));
     assert_eq!(plan.not_migrated.len(), 2, "one Retire and one Retain system");
     assert_eq!(plan.placed + plan.not_migrated.len(), objects.systems.len());
     for node in &plan.nodes {
-        assert!(node.allocated.cpu <= node.allocatable.cpu && node.allocated.memory <= node.allocatable.memory, "{node:?}");
+        assert!(
+            node.allocated.cpu <= node.allocatable.cpu && node.allocated.memory <= node.allocatable.memory,
+            "{node:?}"
+        );
     }
     assert!(plan.waves.iter().all(|w| w.systems > 0), "both waves select systems: {:?}", plan.waves);
 }
@@ -34,7 +38,9 @@ fn planning_the_examples_is_deterministic_whatever_the_file_order() {
     reversed.systems.reverse();
     reversed.cloud_nodes.reverse();
     reversed.tenants.reverse();
-    let a = serde_json::to_string(&suyun_planner::plan(&plan_input::plan_input(&objects, 1_796_054_400).unwrap())).unwrap();
-    let b = serde_json::to_string(&suyun_planner::plan(&plan_input::plan_input(&reversed, 1_796_054_400).unwrap())).unwrap();
+    let a =
+        serde_json::to_string(&suyun_planner::plan(&plan_input::plan_input(&objects, 1_796_054_400).unwrap())).unwrap();
+    let b = serde_json::to_string(&suyun_planner::plan(&plan_input::plan_input(&reversed, 1_796_054_400).unwrap()))
+        .unwrap();
     assert_eq!(a, b);
 }

@@ -5,8 +5,14 @@
 //! the binaries on a fresh machine) if `tests/cluster/up` has not been run. Nothing is skipped
 //! when the cluster cannot start: the test fails and says why.
 
+pub mod apiserver;
+pub mod etcd;
+pub mod fixtures;
+pub mod https;
 pub mod manifests;
 pub mod operator;
+pub mod readmodel;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -37,6 +43,9 @@ pub struct Cluster {
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// How long tests wait for the operator to react to one change.
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// The running test control plane, started on first use.
 pub fn cluster() -> &'static Cluster {

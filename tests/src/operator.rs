@@ -16,11 +16,31 @@ pub struct OperatorProcess {
     pub log: PathBuf,
 }
 
-/// Path of the `suyun-operator` binary built next to the test executable.
+static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+
+/// Path of the `suyun-operator` binary next to the test executable, (re)built once per test
+/// process: `cargo test -p suyun-tests` alone does not build other packages' binaries, and a
+/// stale operator would test old code.
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>/suyun-operator
     let dir = exe.parent().and_then(|d| d.parent()).expect("test executable lives in target/<profile>/deps");
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "suyun-operator", "--bin", "suyun-operator"]).current_dir(crate::repo_root());
+        if release {
+            cmd.arg("--release");
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => Ok(()),
+            other => Err(format!("building suyun-operator failed: {other:?}")),
+        }
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
     dir.join("suyun-operator")
 }
 
@@ -64,6 +84,12 @@ impl OperatorProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         false
+    }
+
+    /// Kills the process without letting it clean up (a crash: the Lease is not released).
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The log so far.

@@ -204,14 +204,55 @@ pub fn cutover_window(
     }
 }
 
-/// `Ok` when every dependency of `system` is Completed, else the first that is not.
+/// `Ok` when every dependency of `system` is Completed (or never migrated: a Retain system
+/// stays where it runs, a Retired one goes away — as the planner sees it), else the first that
+/// is not.
 pub fn dependencies(system: &GovSystem, phases: &HashMap<&str, Phase>) -> Result<(), String> {
     for dep in &system.spec.depends_on {
         match phases.get(dep.as_str()) {
-            Some(Phase::Completed) => {}
+            Some(Phase::Completed | Phase::NotMigrated) => {}
             Some(p) => return Err(format!("depends on {dep}, which is {}", p.as_str())),
             None => return Err(format!("depends on {dep}, which does not exist")),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn system(deps: &[&str]) -> GovSystem {
+        let spec = serde_json::from_value(serde_json::json!({
+            "systemId": "JS-320100-0009", "displayName": "x", "classification": "Internal", "securityLevel": 2,
+            "resources": {"cpu": "1", "memory": "1Gi", "storage": "1Gi"}, "dependsOn": deps
+        }))
+        .unwrap();
+        GovSystem::new("s", spec)
+    }
+
+    #[test]
+    fn dependencies_wait_for_completed_or_never_migrated_systems() {
+        let phases = HashMap::from([("A", Phase::Completed), ("B", Phase::NotMigrated), ("C", Phase::Replicating)]);
+        assert_eq!(dependencies(&system(&["A", "B"]), &phases), Ok(()));
+        assert_eq!(dependencies(&system(&["A", "C"]), &phases), Err("depends on C, which is Replicating".into()));
+        assert_eq!(dependencies(&system(&["Z"]), &phases), Err("depends on Z, which does not exist".into()));
+    }
+
+    #[test]
+    fn a_cutover_waits_for_the_intersection_of_node_and_wave_windows() {
+        let settings = Settings { now: 0, ..Default::default() };
+        // Saturday 22:00 for 8 h (China Standard Time) on the node; the wave any time.
+        let node =
+            weekly(&[api::Window { days: vec![api::Weekday::Sat], start: "22:00".into(), duration_minutes: 480 }]);
+        // 2026-11-28 is a Saturday; 14:00 UTC = 22:00 CST.
+        let sat_2130_cst = 1_795_872_600; // 2026-11-28T13:30:00Z
+        let opens = 1_795_874_400; // 2026-11-28T14:00:00Z
+        assert_eq!(cutover_window(node.as_ref(), None, &settings, sat_2130_cst), CutoverWindow::OpensAt(opens));
+        assert_eq!(cutover_window(node.as_ref(), None, &settings, opens + 60), CutoverWindow::Open);
+        assert_eq!(cutover_window(None, None, &settings, sat_2130_cst), CutoverWindow::Open);
+        let disjoint =
+            weekly(&[api::Window { days: vec![api::Weekday::Mon], start: "09:00".into(), duration_minutes: 60 }]);
+        assert_eq!(cutover_window(node.as_ref(), disjoint.as_ref(), &settings, sat_2130_cst), CutoverWindow::Never);
+    }
 }

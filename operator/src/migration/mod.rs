@@ -186,21 +186,27 @@ impl MigrationLoop {
         self.overlay.retain(|uid, _| live.contains(uid));
         let statuses: Vec<GovSystemStatus> = objects.systems.iter().map(|s| self.effective(s)).collect();
 
-        let mut input = match plan_input::plan_input(&objects, now) {
-            Ok(input) => input,
-            Err(errors) => {
-                for e in &errors {
-                    warn!(error = %e, "object cannot be planned");
-                }
-                return Some(now + 30);
+        // An object that cannot be converted is left out of the plan; a system among them is
+        // Blocked with the reason, the rest keeps moving.
+        let (mut input, errors) = plan_input::plan_input_lenient(&objects, now);
+        let mut invalid: HashMap<String, String> = HashMap::new();
+        for e in &errors {
+            if e.kind == "GovSystem" {
+                invalid.insert(e.name.clone(), format!("{}: {}", e.field, e.problem));
+            } else {
+                warn!(error = %e, "object left out of the plan");
             }
-        };
+        }
         // The planner sees the effective phases and nodes.
-        for (system, status) in input.systems.iter_mut().zip(&statuses) {
-            if let Some(p) = status.phase {
-                system.phase = plan_input::phase(p);
+        let by_id: HashMap<&str, &GovSystemStatus> =
+            objects.systems.iter().zip(&statuses).map(|(s, st)| (s.spec.system_id.as_str(), st)).collect();
+        for system in &mut input.systems {
+            if let Some(status) = by_id.get(system.system_id.as_str()) {
+                if let Some(p) = status.phase {
+                    system.phase = plan_input::phase(p);
+                }
+                system.node = status.node.clone();
             }
-            system.node = status.node.clone();
         }
         let plan = suyun_planner::plan(&input);
         let verdicts = facts::verdicts(&plan);
@@ -260,10 +266,14 @@ impl MigrationLoop {
         for i in order {
             let system = &objects.systems[i];
             let status = &statuses[i];
-            let verdict = verdicts.get(system.spec.system_id.as_str()).cloned().unwrap_or_else(|| Verdict::Blocked {
-                reason: "NotPlanned".into(),
-                message: "the planner did not consider this system (is its Namespace a Tenant?)".into(),
-            });
+            let key = format!("{}/{}", system.namespace().unwrap_or_default(), system.name_any());
+            let verdict = match invalid.get(&key) {
+                Some(problem) => Verdict::Blocked { reason: "InvalidSpec".into(), message: problem.clone() },
+                None => verdicts.get(system.spec.system_id.as_str()).cloned().unwrap_or_else(|| Verdict::Blocked {
+                    reason: "NotPlanned".into(),
+                    message: "the planner did not consider this system".into(),
+                }),
+            };
             let node = match (&verdict, &status.node) {
                 (_, Some(n)) if status.phase.unwrap_or_default().is_active() => Some(n.clone()),
                 (Verdict::Placed { node, .. }, _) => Some(node.clone()),

@@ -62,9 +62,11 @@ impl Fence {
         let record = LeaderRecord { identity: identity.to_owned(), since: jiff::Timestamp::now().to_string() };
         let value = serde_json::to_vec(&record).expect("a leader record serialises");
         let key = keys.leader();
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key.clone(), value.clone(), Some(PutOptions::new().with_lease(lease_id)))]);
+        let txn = Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(
+            key.clone(),
+            value.clone(),
+            Some(PutOptions::new().with_lease(lease_id)),
+        )]);
         let response = client.txn(txn).await?;
         let revision = response.header().map(|h| h.revision()).unwrap_or_default();
         if !response.succeeded() {

@@ -191,6 +191,7 @@ mod tests {
     #[test]
     fn prefix_end_is_the_next_key() {
         assert_eq!(prefix_end("/a/"), b"/a0".to_vec());
-        assert_eq!(prefix_end("ab\u{7f}"), b"ac".to_vec());
+        assert_eq!(prefix_end("ab\u{7f}"), b"ab\x80".to_vec());
+        assert_eq!(prefix_end(""), vec![0]);
     }
 }

@@ -25,6 +25,9 @@ pub enum RecordKey {
 }
 
 /// One change to the read-model.
+// Nearly every change is a `Put`, so boxing the record would add an allocation to the common
+// case to shrink the rare one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// Create or replace a record.
@@ -244,10 +247,8 @@ fn delete_ops(keys: &Keys, which: &RecordKey) -> Vec<Op> {
         RecordKey::Node(name) => vec![Op::Delete(keys.node(name))],
         RecordKey::Tenant(name) => vec![Op::Delete(keys.tenant(name))],
         RecordKey::Wave(name) => vec![Op::Delete(keys.wave(name))],
-        RecordKey::System(id) => vec![
-            Op::Delete(keys.system(id)),
-            Op::DeletePrefix(keys.journal_of(id)),
-            Op::Delete(keys.approval(id)),
-        ],
+        RecordKey::System(id) => {
+            vec![Op::Delete(keys.system(id)), Op::DeletePrefix(keys.journal_of(id)), Op::Delete(keys.approval(id))]
+        }
     }
 }

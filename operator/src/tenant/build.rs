@@ -5,9 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec};
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
+};
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -102,7 +105,11 @@ pub fn limit_range(tenant: &Tenant) -> LimitRange {
 /// The NetworkPolicy: deny by default; allow traffic between the tenant's own pods, and DNS.
 pub fn network_policy(tenant: &Tenant) -> NetworkPolicy {
     let same_tenant = NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..Default::default() };
-    let dns_port = |protocol: &str| NetworkPolicyPort { port: Some(IntOrString::Int(53)), protocol: Some(protocol.into()), ..Default::default() };
+    let dns_port = |protocol: &str| NetworkPolicyPort {
+        port: Some(IntOrString::Int(53)),
+        protocol: Some(protocol.into()),
+        ..Default::default()
+    };
     let dns = NetworkPolicyPeer {
         namespace_selector: Some(LabelSelector {
             match_labels: Some(BTreeMap::from([("kubernetes.io/metadata.name".into(), "kube-system".into())])),
@@ -188,7 +195,10 @@ spec:
         ];
         for m in metas {
             let owner = &m.owner_references.as_ref().unwrap()[0];
-            assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("Tenant", "nanjing-data", Some(true)));
+            assert_eq!(
+                (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+                ("Tenant", "nanjing-data", Some(true))
+            );
             assert_eq!(m.labels.as_ref().unwrap()[REGION_LABEL], "320100");
             assert_ne!(m.namespace.as_deref(), Some("default"));
         }

@@ -24,7 +24,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use suyun_crds::conditions::{DesiredCondition, merge_conditions};
 use suyun_crds::quantity;
-use suyun_crds::v1alpha1::{CloudNode, MANAGED_BY, MANAGED_BY_LABEL, Tenant, TenantStatus, TenantUsage, condition_types};
+use suyun_crds::v1alpha1::{
+    CloudNode, MANAGED_BY, MANAGED_BY_LABEL, Tenant, TenantStatus, TenantUsage, condition_types,
+};
 use tracing::{instrument, warn};
 
 use crate::capacity::Amounts;
@@ -36,13 +38,21 @@ use crate::migration::accounts::TenantAccount;
 pub fn status(tenant: &Tenant, home_exists: bool, account: &TenantAccount, now: &Time) -> TenantStatus {
     let previous = tenant.status.clone().unwrap_or_default();
     let ready = if home_exists {
-        DesiredCondition::new(condition_types::READY, true, "Provisioned", format!("Namespace {} provisioned", tenant.name_any()))
+        DesiredCondition::new(
+            condition_types::READY,
+            true,
+            "Provisioned",
+            format!("Namespace {} provisioned", tenant.name_any()),
+        )
     } else {
         DesiredCondition::new(
             condition_types::READY,
             false,
             "HomeNodeNotFound",
-            format!("spec.homeNode names CloudNode {:?}, which does not exist; its systems cannot be placed", tenant.spec.home_node),
+            format!(
+                "spec.homeNode names CloudNode {:?}, which does not exist; its systems cannot be placed",
+                tenant.spec.home_node
+            ),
         )
     };
     let q = &tenant.spec.quota;
@@ -53,11 +63,12 @@ pub fn status(tenant: &Tenant, home_exists: bool, account: &TenantAccount, now: 
         gpu: 0,
     };
     let used = account.used;
-    let mut over: Vec<String> = [("cpu", used.cpu, quota.cpu), ("memory", used.memory, quota.memory), ("storage", used.storage, quota.storage)]
-        .into_iter()
-        .filter(|(_, u, l)| u > l)
-        .map(|(r, _, _)| format!("{r} above quota"))
-        .collect();
+    let mut over: Vec<String> =
+        [("cpu", used.cpu, quota.cpu), ("memory", used.memory, quota.memory), ("storage", used.storage, quota.storage)]
+            .into_iter()
+            .filter(|(_, u, l)| u > l)
+            .map(|(r, _, _)| format!("{r} above quota"))
+            .collect();
     if account.systems > q.max_systems {
         over.push(format!("{} systems, above maxSystems {}", account.systems, q.max_systems));
     }
@@ -116,7 +127,11 @@ async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
     let desired = status(&tenant, home_exists, &account, &now);
     let previous = tenant.status.clone().unwrap_or_default();
     if desired != previous {
-        let was_ready = previous.conditions.iter().find(|c| c.type_ == condition_types::READY).map(|c| (c.status.clone(), c.reason.clone()));
+        let was_ready = previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition_types::READY)
+            .map(|c| (c.status.clone(), c.reason.clone()));
         let ready = desired.conditions.iter().find(|c| c.type_ == condition_types::READY).cloned();
         let api = Api::<Tenant>::all(ctx.client.clone());
         let patch = json!({"apiVersion": Tenant::api_version(&()), "kind": Tenant::kind(&()), "status": desired});
@@ -159,7 +174,10 @@ pub async fn run(
 ) {
     let client = ctx.client.clone();
     let tenants: Store<Tenant> = ctx.tenants.clone();
-    let (ns_api, ns_cfg) = (Api::<Namespace>::all(client.clone()), watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")));
+    let (ns_api, ns_cfg) = (
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+    );
     let (rq_api, rq_cfg) = owned::<ResourceQuota>(&client);
     let (lr_api, lr_cfg) = owned::<LimitRange>(&client);
     let (np_api, np_cfg) = owned::<NetworkPolicy>(&client);
@@ -172,7 +190,12 @@ pub async fn run(
         .owns(rb_api, rb_cfg)
         .watches(Api::<CloudNode>::all(client), watcher::Config::default(), move |node| {
             let name = node.name_any();
-            tenants.state().into_iter().filter(|t| t.spec.home_node == name).map(|t| ObjectRef::from_obj(t.as_ref())).collect::<Vec<_>>()
+            tenants
+                .state()
+                .into_iter()
+                .filter(|t| t.spec.home_node == name)
+                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .collect::<Vec<_>>()
         })
         .reconcile_all_on(accounts_changed)
         .graceful_shutdown_on(shutdown)

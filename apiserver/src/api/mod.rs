@@ -1,0 +1,157 @@
+//! The REST API under `/api/v1`: routes, authentication, and what every handler shares.
+//!
+//! Authorisation follows one rule set: a record is visible when the caller's scope covers its
+//! region code; anything else is answered as if it did not exist (404). Asking explicitly for
+//! another region (`?region=`) or approving with a read-only identity is refused (403).
+
+mod approval;
+mod read;
+mod summary;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{StatusCode, Uri, header};
+use tower_http::compression::CompressionLayer;
+
+pub use approval::ApprovalRequestResult;
+pub use read::{SystemHistory, SystemQuery};
+pub use summary::{NodeCapacity, Summary, WaveProgress};
+
+use crate::AppState;
+use crate::auth::{Identity, Scope};
+use crate::metrics;
+use crate::problem::Problem;
+use crate::server::PeerCertificate;
+
+/// One route: method, path template (axum syntax) and OpenAPI operation id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// `GET` or `POST`.
+    pub method: &'static str,
+    /// Path template, e.g. `/api/v1/nodes/{name}`.
+    pub path: &'static str,
+    /// OpenAPI operation id.
+    pub operation: &'static str,
+}
+
+const fn route(method: &'static str, path: &'static str, operation: &'static str) -> Route {
+    Route { method, path, operation }
+}
+
+/// Every route the server has (the OpenAPI document is checked against it).
+pub const ROUTES: &[Route] = &[
+    route("GET", "/api/v1/nodes", "listNodes"),
+    route("GET", "/api/v1/nodes/{name}", "getNode"),
+    route("GET", "/api/v1/tenants", "listTenants"),
+    route("GET", "/api/v1/tenants/{name}", "getTenant"),
+    route("GET", "/api/v1/systems", "listSystems"),
+    route("GET", "/api/v1/systems/{systemId}", "getSystem"),
+    route("GET", "/api/v1/systems/{systemId}/history", "getSystemHistory"),
+    route("POST", "/api/v1/systems/{systemId}/cutover-approval", "approveCutover"),
+    route("GET", "/api/v1/waves", "listWaves"),
+    route("GET", "/api/v1/waves/{name}", "getWave"),
+    route("GET", "/api/v1/summary", "getSummary"),
+    route("GET", "/healthz", "healthz"),
+    route("GET", "/readyz", "readyz"),
+    route("GET", "/openapi.json", "openapi"),
+];
+
+/// The whole HTTPS application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/nodes", get(read::list_nodes))
+        .route("/api/v1/nodes/{name}", get(read::get_node))
+        .route("/api/v1/tenants", get(read::list_tenants))
+        .route("/api/v1/tenants/{name}", get(read::get_tenant))
+        .route("/api/v1/systems", get(read::list_systems))
+        .route("/api/v1/systems/{systemId}", get(read::get_system))
+        .route("/api/v1/systems/{systemId}/history", get(read::system_history))
+        .route("/api/v1/systems/{systemId}/cutover-approval", post(approval::approve))
+        .route("/api/v1/waves", get(read::list_waves))
+        .route("/api/v1/waves/{name}", get(read::get_wave))
+        .route("/api/v1/summary", get(summary::summary))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .fallback(no_route)
+        .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+        .layer(CompressionLayer::new().gzip(true))
+        .with_state(state)
+}
+
+async fn no_route(State(state): State<AppState>, uri: Uri) -> Problem {
+    state.metrics.observe("", "", StatusCode::NOT_FOUND.as_u16(), 0.0);
+    Problem::no_route(uri.path())
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.health.loaded() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the status store has not been read yet\n")
+            .into_response();
+    }
+    match state.health.stale_seconds() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(s) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded: status store unreachable for {s} s; serving the last state\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document().to_string()).into_response()
+}
+
+/// Resolves the caller: a verified client certificate first, else a bearer token.
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, Problem> {
+    let certificate = request.extensions().get::<PeerCertificate>().and_then(|c| c.0.clone());
+    let identity = match certificate {
+        Some(Ok(identity)) => identity,
+        certificate => {
+            let bearer = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .map(str::trim);
+            match (bearer, certificate) {
+                (Some(token), _) => {
+                    state.tokens.lookup(token).ok_or_else(|| Problem::unauthenticated("unknown bearer token"))?
+                }
+                (None, Some(Err(why))) => return Err(Problem::unauthenticated(format!("client certificate: {why}"))),
+                (None, _) => {
+                    return Err(Problem::unauthenticated("present a client certificate or a bearer token"));
+                }
+            }
+        }
+    };
+    request.extensions_mut().insert(identity);
+    Ok(next.run(request).await)
+}
+
+/// The scope a request reads: the caller's, narrowed by `?region=` (which must lie inside it).
+fn effective_scope(identity: &Identity, region: Option<&str>) -> Result<Scope, Problem> {
+    let Some(region) = region.filter(|r| !r.is_empty()) else { return Ok(identity.scope.clone()) };
+    let asked = Scope::parse(region).map_err(Problem::bad_request)?;
+    match (&identity.scope, &asked) {
+        (Scope::Province, _) => Ok(asked),
+        (Scope::Region(own), Scope::Region(code)) if suyun_crds::readmodel::region_in_scope(code, own) => Ok(asked),
+        _ => Err(Problem::forbidden(format!("region {region} is outside your scope {}", identity.scope.as_str()))),
+    }
+}
+
+/// The staleness to report, or 503 before the first read of the store.
+fn staleness(state: &AppState) -> Result<Option<u64>, Problem> {
+    if !state.health.loaded() {
+        return Err(Problem::unavailable("the status store has not been read yet"));
+    }
+    Ok(state.health.stale_seconds())
+}

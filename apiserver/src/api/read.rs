@@ -1,0 +1,283 @@
+//! Read endpoints: nodes, tenants, systems (filtered, paged), system history, waves.
+
+use std::collections::BTreeMap;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use suyun_crds::readmodel::{ApprovalRecord, JournalEntry, SystemRecord, WaveRecord};
+
+use super::{effective_scope, staleness};
+use crate::AppState;
+use crate::auth::{Identity, Scope};
+use crate::index::Shared;
+use crate::problem::Problem;
+use crate::response::{EtagHasher, ResponseMetadata, item_body, list_body, respond, revision_etag};
+
+/// Default page size of the system list.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest page size of the system list.
+pub const MAX_LIMIT: usize = 1000;
+
+/// `?region=`: narrow a list to one region inside the caller's scope.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RegionQuery {
+    pub(super) region: Option<String>,
+}
+
+/// Filters and paging of `GET /api/v1/systems`.
+#[derive(Debug, Default, Deserialize)]
+pub struct SystemQuery {
+    /// Only systems placed on this node.
+    pub node: Option<String>,
+    /// Only systems of this tenant.
+    pub tenant: Option<String>,
+    /// Only systems in this phase.
+    pub phase: Option<String>,
+    /// Only systems of this wave.
+    pub wave: Option<String>,
+    /// Text search: a case-insensitive substring of `systemId`, `name` or `displayName`.
+    pub q: Option<String>,
+    /// Only systems of this region (inside the caller's scope).
+    pub region: Option<String>,
+    /// Page size (default 100, at most 1000).
+    pub limit: Option<String>,
+    /// The `metadata.continue` of the previous page.
+    #[serde(rename = "continue")]
+    pub continue_: Option<String>,
+}
+
+/// A system's journal and approval (`GET /api/v1/systems/{systemId}/history`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemHistory {
+    /// The system.
+    pub system_id: String,
+    /// The cutover approval, when one was given.
+    pub approval: Option<ApprovalRecord>,
+    /// Phase transitions, oldest first.
+    pub entries: Vec<JournalEntry>,
+}
+
+pub(super) async fn list_nodes(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    Query(query): Query<RegionQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let scope = effective_scope(&identity, query.region.as_deref())?;
+    let stale = staleness(&state)?;
+    let index = state.index.read().expect("index lock");
+    let nodes: Vec<_> = index.nodes.values().filter(|n| scope.covers(&n.record.region_code)).collect();
+    let mut hasher = EtagHasher::default();
+    for n in &nodes {
+        hasher.number(n.revision).write(n.record.name.as_bytes());
+    }
+    Ok(respond(&headers, hasher.etag(), stale, || {
+        list_body(&ResponseMetadata::new(index.revision, stale), nodes.iter().map(|n| &n.json[..]))
+    }))
+}
+
+pub(super) async fn get_node(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let stale = staleness(&state)?;
+    let index = state.index.read().expect("index lock");
+    let node = index
+        .nodes
+        .get(&name)
+        .filter(|n| identity.scope.covers(&n.record.region_code))
+        .ok_or_else(|| Problem::not_found("node", &name))?;
+    Ok(single(&headers, node.revision, stale, &node.json))
+}
+
+pub(super) async fn list_tenants(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    Query(query): Query<RegionQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let scope = effective_scope(&identity, query.region.as_deref())?;
+    let stale = staleness(&state)?;
+    let index = state.index.read().expect("index lock");
+    let tenants: Vec<_> = index.tenants.values().filter(|t| scope.covers(&t.record.region_code)).collect();
+    let mut hasher = EtagHasher::default();
+    for t in &tenants {
+        hasher.number(t.revision).write(t.record.name.as_bytes());
+    }
+    Ok(respond(&headers, hasher.etag(), stale, || {
+        list_body(&ResponseMetadata::new(index.revision, stale), tenants.iter().map(|t| &t.json[..]))
+    }))
+}
+
+pub(super) async fn get_tenant(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let stale = staleness(&state)?;
+    let index = state.index.read().expect("index lock");
+    let tenant = index
+        .tenants
+        .get(&name)
+        .filter(|t| identity.scope.covers(&t.record.region_code))
+        .ok_or_else(|| Problem::not_found("tenant", &name))?;
+    Ok(single(&headers, tenant.revision, stale, &tenant.json))
+}
+
+fn single(headers: &HeaderMap, revision: i64, stale: Option<u64>, json: &[u8]) -> Response {
+    respond(headers, revision_etag(revision, ""), stale, || item_body(&ResponseMetadata::new(revision, stale), json))
+}
+
+fn matches(system: &SystemRecord, query: &SystemQuery, needle: Option<&str>) -> bool {
+    let eq = |wanted: &Option<String>, actual: Option<&str>| wanted.as_deref().is_none_or(|w| Some(w) == actual);
+    eq(&query.node, system.node.as_deref())
+        && eq(&query.tenant, Some(&system.tenant))
+        && eq(&query.phase, Some(&system.phase))
+        && eq(&query.wave, system.wave.as_deref())
+        && needle.is_none_or(|needle| {
+            [&system.system_id, &system.name, &system.display_name].iter().any(|f| f.to_lowercase().contains(needle))
+        })
+}
+
+pub(super) async fn list_systems(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    Query(query): Query<SystemQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let scope = effective_scope(&identity, query.region.as_deref())?;
+    let limit = match query.limit.as_deref() {
+        None | Some("") => DEFAULT_LIMIT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => return Err(Problem::bad_request(format!("limit must be 1–{MAX_LIMIT}, not {text:?}"))),
+        },
+    };
+    let after = match query.continue_.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(token) => Some(
+            URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.strip_prefix("s:").map(str::to_owned))
+                .ok_or_else(|| Problem::bad_request("continue is not a token this API issued"))?,
+        ),
+    };
+    let needle = query.q.as_deref().filter(|q| !q.is_empty()).map(str::to_lowercase);
+    let stale = staleness(&state)?;
+    let index = state.index.read().expect("index lock");
+    let (page, next) = index.systems_page(&scope, after.as_deref(), limit, |s| matches(s, &query, needle.as_deref()));
+    let continue_ = next.map(|id| URL_SAFE_NO_PAD.encode(format!("s:{id}")));
+    let mut hasher = EtagHasher::default();
+    hasher.write(continue_.as_deref().unwrap_or_default().as_bytes());
+    for s in &page {
+        hasher.number(s.revision).write(s.record.system_id.as_bytes());
+    }
+    Ok(respond(&headers, hasher.etag(), stale, || {
+        let metadata = ResponseMetadata { continue_, ..ResponseMetadata::new(index.revision, stale) };
+        list_body(&metadata, page.iter().map(|s| &s.json[..]))
+    }))
+}
+
+pub(super) async fn get_system(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    Path(system_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let stale = staleness(&state)?;
+    let index = state.index.read().expect("index lock");
+    let system = index.system(&identity.scope, &system_id).ok_or_else(|| Problem::not_found("system", &system_id))?;
+    Ok(single(&headers, system.revision, stale, &system.json))
+}
+
+pub(super) async fn system_history(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    Path(system_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let stale = staleness(&state)?;
+    let index = state.index.read().expect("index lock");
+    index.system(&identity.scope, &system_id).ok_or_else(|| Problem::not_found("system", &system_id))?;
+    let approval = index.approvals.get(&system_id);
+    let entries: Vec<&Shared<JournalEntry>> =
+        index.journal.get(&system_id).map(|j| j.values().collect()).unwrap_or_default();
+    let mut hasher = EtagHasher::default();
+    hasher.number(approval.map_or(0, |a| a.revision));
+    for e in &entries {
+        hasher.number(e.revision);
+    }
+    Ok(respond(&headers, hasher.etag(), stale, || {
+        let history = SystemHistory {
+            system_id: system_id.clone(),
+            approval: approval.map(|a| a.record.clone()),
+            entries: entries.iter().map(|e| e.record.clone()).collect(),
+        };
+        let json = serde_json::to_vec(&history).expect("history serialises");
+        item_body(&ResponseMetadata::new(index.revision, stale), &json)
+    }))
+}
+
+/// The wave as `scope` may see it: only the counts of its regions; `None` when it has none.
+fn wave_view(wave: &WaveRecord, scope: &Scope) -> Option<WaveRecord> {
+    if *scope == Scope::Province {
+        return Some(wave.clone());
+    }
+    let counts: BTreeMap<String, BTreeMap<String, u64>> = wave
+        .counts_by_region
+        .iter()
+        .filter(|(region, _)| scope.covers(region))
+        .map(|(r, c)| (r.clone(), c.clone()))
+        .collect();
+    if counts.values().all(|c| c.values().all(|n| *n == 0)) {
+        return None;
+    }
+    Some(WaveRecord { counts_by_region: counts, ..wave.clone() })
+}
+
+pub(super) async fn list_waves(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let stale = staleness(&state)?;
+    let index = state.index.read().expect("index lock");
+    let waves: Vec<(i64, WaveRecord)> =
+        index.waves.values().filter_map(|w| wave_view(&w.record, &identity.scope).map(|v| (w.revision, v))).collect();
+    let mut hasher = EtagHasher::default();
+    hasher.write(identity.scope.as_str().as_bytes());
+    for (revision, w) in &waves {
+        hasher.number(*revision).write(w.name.as_bytes());
+    }
+    Ok(respond(&headers, hasher.etag(), stale, || {
+        let items: Vec<Vec<u8>> = waves.iter().map(|(_, w)| serde_json::to_vec(w).expect("waves serialise")).collect();
+        list_body(&ResponseMetadata::new(index.revision, stale), items.iter().map(Vec::as_slice))
+    }))
+}
+
+pub(super) async fn get_wave(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let stale = staleness(&state)?;
+    let index = state.index.read().expect("index lock");
+    let entry = index.waves.get(&name).ok_or_else(|| Problem::not_found("wave", &name))?;
+    let view = wave_view(&entry.record, &identity.scope).ok_or_else(|| Problem::not_found("wave", &name))?;
+    Ok(respond(&headers, revision_etag(entry.revision, identity.scope.as_str()), stale, || {
+        item_body(&ResponseMetadata::new(entry.revision, stale), &serde_json::to_vec(&view).expect("waves serialise"))
+    }))
+}

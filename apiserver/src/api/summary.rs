@@ -1,0 +1,136 @@
+//! `GET /api/v1/summary`: systems by phase, capacity by node and progress of waves, for the
+//! caller's scope.
+
+use std::collections::BTreeMap;
+
+use axum::Extension;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use http::HeaderMap;
+use schemars::JsonSchema;
+use serde::Serialize;
+use suyun_crds::readmodel::{ResourceAmounts, Utilization};
+
+use super::read::RegionQuery;
+use super::{effective_scope, staleness};
+use crate::AppState;
+use crate::auth::Identity;
+use crate::response::{EtagHasher, ResponseMetadata, item_body, respond};
+
+/// The state of the migration in one scope.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// `province` or the region code summarised.
+    pub scope: String,
+    /// Systems in scope.
+    pub systems: u64,
+    /// Systems in scope by phase.
+    pub systems_by_phase: BTreeMap<String, u64>,
+    /// Share of the systems in scope that are `Completed`, percent.
+    pub completed_percent: f64,
+    /// Capacity of each node in scope.
+    pub nodes: Vec<NodeCapacity>,
+    /// Waves with systems in scope.
+    pub waves: Vec<WaveProgress>,
+    /// Latest ETA of the unfinished waves with systems in scope (RFC 3339).
+    pub eta: Option<String>,
+}
+
+/// Capacity of one node.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCapacity {
+    /// Node name.
+    pub name: String,
+    /// Human name.
+    pub display_name: String,
+    /// Region code.
+    pub region_code: String,
+    /// Effective allocatable.
+    pub allocatable: ResourceAmounts,
+    /// Allocated to systems.
+    pub allocated: ResourceAmounts,
+    /// Allocated share, percent.
+    pub utilization: Utilization,
+    /// Whether the node is Ready.
+    pub ready: bool,
+}
+
+/// A wave's progress within the scope.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveProgress {
+    /// Wave name.
+    pub name: String,
+    /// Wave phase.
+    pub phase: String,
+    /// Systems of the wave in scope.
+    pub systems: u64,
+    /// Of which `Completed`.
+    pub completed: u64,
+    /// Wave ETA (RFC 3339).
+    pub eta: Option<String>,
+}
+
+pub(super) async fn summary(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    Query(query): Query<RegionQuery>,
+    headers: HeaderMap,
+) -> Result<Response, crate::problem::Problem> {
+    let scope = effective_scope(&identity, query.region.as_deref())?;
+    let stale = staleness(&state)?;
+    let index = state.index.read().expect("index lock");
+    let etag = EtagHasher::default().number(index.revision).write(scope.as_str().as_bytes()).etag();
+    Ok(respond(&headers, etag, stale, || {
+        let mut summary = Summary { scope: scope.as_str().to_owned(), ..Summary::default() };
+        for system in index.systems_in(&scope) {
+            summary.systems += 1;
+            *summary.systems_by_phase.entry(system.record.phase.clone()).or_default() += 1;
+        }
+        let completed = summary.systems_by_phase.get("Completed").copied().unwrap_or(0);
+        if summary.systems > 0 {
+            summary.completed_percent = (completed as f64 * 1000.0 / summary.systems as f64).round() / 10.0;
+        }
+        summary.nodes = index
+            .nodes
+            .values()
+            .filter(|n| scope.covers(&n.record.region_code))
+            .map(|n| NodeCapacity {
+                name: n.record.name.clone(),
+                display_name: n.record.display_name.clone(),
+                region_code: n.record.region_code.clone(),
+                allocatable: n.record.allocatable,
+                allocated: n.record.allocated,
+                utilization: n.record.utilization,
+                ready: n.record.ready,
+            })
+            .collect();
+        for wave in index.waves.values().map(|w| &w.record) {
+            let counts = wave.counts_by_region.iter().filter(|(region, _)| scope.covers(region)).flat_map(|(_, c)| c);
+            let (mut systems, mut completed) = (0, 0);
+            for (phase, n) in counts {
+                systems += n;
+                if phase == "Completed" {
+                    completed += n;
+                }
+            }
+            if systems == 0 {
+                continue;
+            }
+            if wave.phase != "Completed" && wave.eta > summary.eta {
+                summary.eta = wave.eta.clone();
+            }
+            summary.waves.push(WaveProgress {
+                name: wave.name.clone(),
+                phase: wave.phase.clone(),
+                systems,
+                completed,
+                eta: wave.eta.clone(),
+            });
+        }
+        let json = serde_json::to_vec(&summary).expect("summaries serialise");
+        item_body(&ResponseMetadata::new(index.revision, stale), &json)
+    }))
+}

@@ -1,0 +1,112 @@
+//! Suyun's REST API for city operators: HTTPS (rustls, TLS 1.2/1.3), read from the etcd status
+//! store the operator publishes, never from Kubernetes (it holds no Kubernetes credentials).
+//!
+//! ```text
+//!  etcd (status store) ──prefix read @R, watch from R+1──► sync ──► Index (RwLock, in memory)
+//!        ▲                                                              │
+//!        │ approvals/<systemId> (txn, create-only)                      ▼
+//!        └──────────────────────────── api::router ◄── auth (mTLS CN/OU │ bearer token hash)
+//!                                          │                  ◄── server::serve (rustls)
+//!                                          └─► metrics (separate plain-HTTP listener)
+//! ```
+//!
+//! Structure as in atuin's server: [`api::router`] builds the application from an
+//! [`AppState`], [`server::serve`] runs it on a listener until a shutdown future resolves, so
+//! tests bind `127.0.0.1:0` and run the real server. [`run`] wires everything for the binary.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod index;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+pub mod response;
+pub mod server;
+pub mod sync;
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use suyun_crds::readmodel::Keys;
+use tokio::net::TcpListener;
+
+pub use api::router;
+pub use server::serve;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The read-model in memory.
+    pub index: Arc<RwLock<Index>>,
+    /// Whether the index is loaded and current.
+    pub health: Arc<sync::Health>,
+    /// Bearer tokens.
+    pub tokens: Arc<auth::TokenStore>,
+    /// Key layout (for approval writes).
+    pub keys: Keys,
+    /// Request metrics.
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+use index::Index;
+
+impl AppState {
+    /// A state with an empty index, not yet loaded.
+    pub fn new(keys: Keys, tokens: auth::TokenStore) -> AppState {
+        AppState {
+            index: Arc::default(),
+            health: Arc::default(),
+            tokens: Arc::new(tokens),
+            keys,
+            metrics: Arc::new(metrics::Metrics::new()),
+        }
+    }
+
+    /// Starts the list-and-watch task that keeps the index current (abort it to stop).
+    pub fn spawn_sync(&self, etcd: config::EtcdConfig) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(sync::run(etcd, self.keys.clone(), self.index.clone(), self.health.clone()))
+    }
+}
+
+/// Runs the apiserver as configured until `shutdown` resolves: the HTTPS listener, the
+/// metrics listener, the store sync and the token reloader.
+pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()));
+    let client_ca = config.client_ca.as_deref().map(read).transpose()?;
+    let tls = server::tls_config(&read(&config.tls_cert)?, &read(&config.tls_key)?, client_ca.as_deref())?;
+    let tokens = match &config.token_file {
+        Some(path) => auth::TokenStore::load(path)?,
+        None => auth::TokenStore::empty(),
+    };
+    let state = AppState::new(Keys::new(&config.etcd.prefix), tokens);
+    let sync = state.spawn_sync(config.etcd.clone());
+    let reloader = state.tokens.spawn_reloader(Duration::from_millis(config.token_reload_ms.max(100)));
+
+    let listener = TcpListener::bind(config.listen).await?;
+    let metrics_listener = TcpListener::bind(config.metrics_listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, metrics = %metrics_listener.local_addr()?, "serving");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let metrics_server = tokio::spawn(
+        axum::serve(metrics_listener, metrics::router(state.clone()))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let app = router(state);
+    let https = tokio::spawn(serve(listener, tls, app, stopped(stop_rx)));
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    https.await??;
+    metrics_server.await??;
+    sync.abort();
+    reloader.abort();
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! `/openapi.json`: the OpenAPI 3.0 document, with schemas generated from the Rust types
+//! (schemars) and one operation per entry of [`crate::api::ROUTES`].
+
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+use suyun_crds::readmodel::{NodeRecord, SystemRecord, TenantRecord, WaveRecord};
+
+use crate::api::{ApprovalRequestResult, ROUTES, Route, Summary, SystemHistory};
+use crate::problem::ProblemDetails;
+use crate::response::{ItemResponse, ListResponse};
+
+fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
+    generator.subschema_for::<T>().to_value()
+}
+
+fn parameter(name: &str, location: &str, description: &str) -> Value {
+    json!({ "name": name, "in": location, "required": location == "path", "description": description,
+            "schema": { "type": "string" } })
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let problem = schema::<ProblemDetails>(&mut generator);
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let body = success_schema(route.operation, &mut generator);
+        let operation = operation(route, body, &problem);
+        let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
+        entry[route.method.to_lowercase()] = operation;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Suyun (苏云) status API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "City operators' view of the provincial government cloud: nodes, tenants, systems, \
+                            waves, history and cutover approvals. Every caller sees its own scope only. \
+                            See docs/api.md."
+        },
+        "servers": [{ "url": "/" }],
+        "components": {
+            "schemas": generator.take_definitions(true),
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer" },
+                "clientCertificate": { "type": "mutualTLS" }
+            }
+        },
+        "security": [{ "bearer": [] }, { "clientCertificate": [] }],
+        "paths": paths,
+    })
+}
+
+fn success_schema(operation: &str, generator: &mut SchemaGenerator) -> Value {
+    match operation {
+        "listNodes" => schema::<ListResponse<NodeRecord>>(generator),
+        "getNode" => schema::<ItemResponse<NodeRecord>>(generator),
+        "listTenants" => schema::<ListResponse<TenantRecord>>(generator),
+        "getTenant" => schema::<ItemResponse<TenantRecord>>(generator),
+        "listSystems" => schema::<ListResponse<SystemRecord>>(generator),
+        "getSystem" => schema::<ItemResponse<SystemRecord>>(generator),
+        "getSystemHistory" => schema::<ItemResponse<SystemHistory>>(generator),
+        "approveCutover" => schema::<ApprovalRequestResult>(generator),
+        "listWaves" => schema::<ListResponse<WaveRecord>>(generator),
+        "getWave" => schema::<ItemResponse<WaveRecord>>(generator),
+        "getSummary" => schema::<ItemResponse<Summary>>(generator),
+        _ => json!({ "type": "string" }),
+    }
+}
+
+fn operation(route: &Route, body: Value, problem: &Value) -> Value {
+    let mut parameters: Vec<Value> = route
+        .path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| parameter(name, "path", "Object name or systemId"))
+        .collect();
+    match route.operation {
+        "listSystems" => {
+            for (name, description) in [
+                ("node", "Only systems placed on this node"),
+                ("tenant", "Only systems of this tenant"),
+                ("phase", "Only systems in this phase"),
+                ("wave", "Only systems of this wave"),
+                ("q", "Case-insensitive substring of systemId, name or displayName"),
+                ("region", "Only this region (inside your scope, else 403)"),
+                ("limit", "Page size, 1–1000 (default 100)"),
+                ("continue", "metadata.continue of the previous page"),
+            ] {
+                parameters.push(parameter(name, "query", description));
+            }
+        }
+        "listNodes" | "listTenants" | "getSummary" => {
+            parameters.push(parameter("region", "query", "Only this region (inside your scope, else 403)"));
+        }
+        _ => {}
+    }
+    let problem_response = |description: &str| {
+        let content = json!({ "application/problem+json": { "schema": problem } });
+        json!({ "description": description, "content": content })
+    };
+    let public = route.path == "/healthz" || route.path == "/readyz" || route.path == "/openapi.json";
+    let mut responses = Map::new();
+    responses
+        .insert("200".into(), json!({ "description": "OK", "content": { "application/json": { "schema": body } } }));
+    if route.method == "POST" {
+        responses.insert(
+            "201".into(),
+            json!({ "description": "Approval recorded", "content": { "application/json": { "schema": body } } }),
+        );
+        responses.insert("409".into(), problem_response("The system needs no approval or is finished"));
+    } else if !public {
+        responses.insert("304".into(), json!({ "description": "Not modified (If-None-Match)" }));
+    }
+    if !public {
+        responses.insert("401".into(), problem_response("No or unknown credentials"));
+        responses.insert("403".into(), problem_response("Outside your scope or read-only"));
+        responses.insert("404".into(), problem_response("No such object in your scope"));
+        responses.insert("503".into(), problem_response("Status store not read yet or unreachable (writes)"));
+    } else if route.path == "/readyz" {
+        responses.insert("503".into(), json!({ "description": "Degraded: status store unreachable or not read yet" }));
+    }
+    let mut operation = json!({ "operationId": route.operation, "parameters": parameters, "responses": responses });
+    if public {
+        operation["security"] = json!([]);
+    }
+    operation
+}

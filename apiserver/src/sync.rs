@@ -1,0 +1,198 @@
+//! Keeps the index equal to etcd: a paged prefix read at one revision, then a watch from the
+//! revision after it, applied in order (no gaps, no duplicates). When etcd goes away the index
+//! keeps its last state and [`Health`] says since when it is stale; the loop lists and
+//! watches again by itself once etcd is back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions};
+use suyun_crds::readmodel::Keys;
+
+use crate::config::EtcdConfig;
+use crate::index::Index;
+
+/// Whether the index is loaded and current.
+pub struct Health {
+    loaded: AtomicBool,
+    connected: AtomicBool,
+    last_contact: Mutex<Instant>,
+    client: Mutex<Option<Client>>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").field("loaded", &self.loaded()).field("stale_seconds", &self.stale_seconds()).finish()
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            loaded: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+            last_contact: Mutex::new(Instant::now()),
+            client: Mutex::new(None),
+        }
+    }
+}
+
+impl Health {
+    /// Whether a first full read has completed (before it there is nothing to serve).
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// `None` while the watch is current; otherwise the whole seconds since etcd was last heard.
+    pub fn stale_seconds(&self) -> Option<u64> {
+        if self.connected.load(Ordering::Acquire) {
+            None
+        } else {
+            Some(self.last_contact.lock().expect("health lock").elapsed().as_secs())
+        }
+    }
+
+    /// The etcd client of the current connection, for writes (approvals).
+    pub fn client(&self) -> Option<Client> {
+        if self.connected.load(Ordering::Acquire) { self.client.lock().expect("health lock").clone() } else { None }
+    }
+
+    fn contact(&self) {
+        *self.last_contact.lock().expect("health lock") = Instant::now();
+    }
+
+    fn set_connected(&self, connected: bool) {
+        if connected {
+            self.contact();
+        }
+        self.connected.store(connected, Ordering::Release);
+    }
+}
+
+/// Connects to etcd with the configured endpoints and TLS.
+pub async fn connect(config: &EtcdConfig) -> anyhow::Result<Client> {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(10))
+        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+    if let Some(tls) = config.tls()? {
+        options = options.with_tls(tls);
+    }
+    Ok(Client::connect(&config.endpoints, Some(options)).await?)
+}
+
+/// Runs the list-and-watch loop until aborted.
+pub async fn run(config: EtcdConfig, keys: Keys, index: Arc<RwLock<Index>>, health: Arc<Health>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match list_and_watch(&config, &keys, &index, &health).await {
+            Ok(()) => backoff = Duration::from_millis(200),
+            Err(e) => {
+                if health.connected.load(Ordering::Acquire) {
+                    tracing::warn!(error = %e, "lost the status store; serving the last state, marked stale");
+                }
+                health.set_connected(false);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(config.probe_interval() * 4);
+            }
+        }
+    }
+}
+
+/// One connection's life: a full read, then the watch until it fails. `Ok` means the watch
+/// was cancelled (compaction) and a new full read is due.
+async fn list_and_watch(
+    config: &EtcdConfig,
+    keys: &Keys,
+    index: &RwLock<Index>,
+    health: &Health,
+) -> anyhow::Result<()> {
+    let mut client = connect(config).await?;
+    let fresh = load(&mut client, keys).await?;
+    let revision = fresh.revision;
+    *index.write().expect("index lock") = fresh;
+    *health.client.lock().expect("health lock") = Some(client.clone());
+    health.loaded.store(true, Ordering::Release);
+    health.set_connected(true);
+    tracing::info!(revision, "status store loaded");
+
+    let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1).with_progress_notify();
+    let mut stream = client.watch(keys.prefix(), Some(options)).await?;
+    let mut probe = tokio::time::interval(config.probe_interval());
+    loop {
+        tokio::select! {
+            message = stream.message() => {
+                let Some(response) = message? else { anyhow::bail!("etcd closed the watch") };
+                if response.canceled() || response.compact_revision() > 0 {
+                    tracing::warn!(compacted = response.compact_revision(), "watch cancelled; reading the store again");
+                    return Ok(());
+                }
+                apply(index, keys, &response);
+                health.set_connected(true);
+            }
+            _ = probe.tick() => {
+                // A watch on a dead connection can stay silent: ask etcd directly.
+                let check = client.get(keys.leader(), Some(GetOptions::new().with_keys_only()));
+                let answer = tokio::time::timeout(config.probe_interval(), check).await;
+                answer.map_err(|_| anyhow::anyhow!("etcd probe timed out"))??;
+                health.set_connected(true);
+            }
+        }
+    }
+}
+
+fn apply(index: &RwLock<Index>, keys: &Keys, response: &etcd_client::WatchResponse) {
+    let events = response.events();
+    let mut index = index.write().expect("index lock");
+    for event in events {
+        let Some(kv) = event.kv() else { continue };
+        if kv.mod_revision() <= index.revision {
+            continue; // already applied (a duplicate after a reconnect)
+        }
+        let Ok(key) = kv.key_str() else { continue };
+        match event.event_type() {
+            EventType::Put => index.put(keys, key, kv.value(), kv.mod_revision()),
+            EventType::Delete => index.delete(keys, key),
+        }
+    }
+    if let Some(last) = events.last().and_then(|e| e.kv()) {
+        index.revision = index.revision.max(last.mod_revision());
+    }
+}
+
+/// A full, paged read of the prefix at one revision.
+pub async fn load(client: &mut Client, keys: &Keys) -> anyhow::Result<Index> {
+    let end = prefix_end(keys.prefix());
+    let mut start = keys.prefix().as_bytes().to_vec();
+    let mut index = Index::default();
+    loop {
+        let options = GetOptions::new().with_range(end.clone()).with_limit(2000).with_revision(index.revision);
+        let mut response = client.get(start.clone(), Some(options)).await?;
+        if index.revision == 0 {
+            index.revision = response.header().map(|h| h.revision()).unwrap_or_default();
+        }
+        let more = response.more();
+        for kv in response.take_kvs() {
+            if let Ok(key) = kv.key_str() {
+                index.put(keys, key, kv.value(), kv.mod_revision());
+            }
+            start = kv.key().to_vec();
+            start.push(0);
+        }
+        if !more {
+            return Ok(index);
+        }
+    }
+}
+
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}

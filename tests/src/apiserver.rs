@@ -1,0 +1,162 @@
+//! The real apiserver, in-process on `127.0.0.1:0`, with a fresh PKI and token file, for
+//! tests and benchmarks; and callers with each kind of credential.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use suyun_apiserver::auth::{TokenStore, token_hash};
+use suyun_apiserver::config::EtcdConfig;
+use suyun_apiserver::{AppState, server};
+use suyun_crds::readmodel::{Keys, Record};
+use suyun_operator::store::{Fence, Publisher, StoreConfig};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::https::{Caller, client_config};
+use crate::tls::{TestCa, write};
+
+/// Publishes `records` under `prefix` as a leader named `identity` would; returns the
+/// publisher (still holding the leader key).
+pub async fn publish(endpoint: &str, prefix: &str, identity: &str, records: Vec<Record>) -> anyhow::Result<Publisher> {
+    let config = StoreConfig::new(vec![endpoint.to_owned()], prefix);
+    let fence = Fence::campaign(config.connect().await?, config.keys(), identity, 10).await?;
+    let mut publisher = Publisher::new(fence, config.max_txn_ops);
+    publisher.reconcile(records).await?;
+    Ok(publisher)
+}
+
+/// A running apiserver and everything needed to call it.
+#[derive(Debug)]
+pub struct TestServer {
+    /// HTTPS address.
+    pub addr: SocketAddr,
+    /// Metrics address (plain HTTP).
+    pub metrics_addr: SocketAddr,
+    /// The server's state (index, health).
+    pub state: AppState,
+    /// The CA clients and the server trust.
+    pub ca: TestCa,
+    /// A CA nobody trusts.
+    pub wrong_ca: TestCa,
+    /// The token file (rewrite it to test reloading).
+    pub token_file: PathBuf,
+    dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    serving: Option<JoinHandle<anyhow::Result<()>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server reading `prefix` from `endpoint`, with an empty token file reloaded every
+    /// 100 ms and the store probed every `probe_ms`; waits until the first read is done.
+    pub async fn start(endpoint: &str, prefix: &str, probe_ms: u64) -> anyhow::Result<TestServer> {
+        let dir = crate::repo_root().join("target/test-pki").join(prefix.trim_matches('/').replace('/', "_"));
+        let ca = TestCa::new("suyun-test-client-ca");
+        let wrong_ca = TestCa::new("someone-else");
+        let server_pem = ca.server();
+        let token_file = write(&dir, "tokens", "# no tokens yet\n");
+        let tls =
+            server::tls_config(server_pem.cert.as_bytes(), server_pem.key.as_bytes(), Some(ca.pem.cert.as_bytes()))?;
+        let state = AppState::new(Keys::new(prefix), TokenStore::load(&token_file)?);
+        let mut etcd = EtcdConfig::new(vec![endpoint.to_owned()], prefix);
+        etcd.probe_ms = probe_ms;
+        let tasks = vec![state.spawn_sync(etcd), state.tokens.spawn_reloader(Duration::from_millis(100))];
+
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let metrics_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        let metrics_app = suyun_apiserver::metrics::router(state.clone());
+        let mut tasks = tasks;
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(metrics_listener, metrics_app).await;
+        }));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = suyun_apiserver::router(state.clone());
+        let serving = tokio::spawn(suyun_apiserver::serve(listener, tls, app, async {
+            let _ = stopped.await;
+        }));
+        let health = state.health.clone();
+        crate::eventually(Duration::from_secs(20), || {
+            let health = health.clone();
+            async move { if health.loaded() { Ok(()) } else { anyhow::bail!("index not loaded") } }
+        })
+        .await?;
+        Ok(TestServer {
+            addr,
+            metrics_addr,
+            state,
+            ca,
+            wrong_ca,
+            token_file,
+            dir,
+            stop: Some(stop),
+            serving: Some(serving),
+            tasks,
+        })
+    }
+
+    /// A caller presenting a client certificate of the trusted CA with `CN=cn` and `units` as OUs.
+    pub fn with_certificate(&self, cn: &str, units: &[&str]) -> Caller {
+        let pem = self.ca.client(cn, units);
+        let tls = client_config(&self.ca.pem.cert, Some((&pem.cert, &pem.key))).expect("client TLS");
+        Caller { addr: self.addr, tls, token: None }
+    }
+
+    /// A caller presenting a certificate from a CA the server does not trust.
+    pub fn with_wrong_ca(&self, cn: &str, units: &[&str]) -> Caller {
+        let pem = self.wrong_ca.client(cn, units);
+        let tls = client_config(&self.ca.pem.cert, Some((&pem.cert, &pem.key))).expect("client TLS");
+        Caller { addr: self.addr, tls, token: None }
+    }
+
+    /// A caller with a bearer token (and no certificate).
+    pub fn with_token(&self, token: &str) -> Caller {
+        Caller {
+            addr: self.addr,
+            tls: client_config(&self.ca.pem.cert, None).expect("client TLS"),
+            token: Some(token.into()),
+        }
+    }
+
+    /// A caller with no credentials at all.
+    pub fn anonymous(&self) -> Caller {
+        Caller { addr: self.addr, tls: client_config(&self.ca.pem.cert, None).expect("client TLS"), token: None }
+    }
+
+    /// Rewrites the token file: `(token, identity, scope, read_only)` per entry.
+    pub fn write_tokens(&self, tokens: &[(&str, &str, &str, bool)]) {
+        let mut text = String::from("# sha256(token) identity scope [read-only]\n");
+        for (token, identity, scope, read_only) in tokens {
+            text.push_str(&format!(
+                "{} {identity} {scope}{}\n",
+                token_hash(token),
+                if *read_only { " read-only" } else { "" }
+            ));
+        }
+        write(&self.dir, "tokens", &text);
+    }
+
+    /// Stops the server (graceful shutdown) and its tasks.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            tokio::time::timeout(Duration::from_secs(15), serving).await???;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.tasks.iter().for_each(JoinHandle::abort);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

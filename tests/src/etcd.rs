@@ -1,0 +1,121 @@
+//! etcd for status-store tests: unique key prefixes on the shared status-store etcd, and
+//! private etcd processes (from the binary `tests/cluster/build` caches) that a test may kill
+//! and restart on the same port and data directory.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+
+use crate::repo_root;
+
+/// A key prefix no other test (or run) uses: `/suyun-test/<name>-<pid>-<nanos>/`.
+pub fn unique_prefix(name: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    format!("/suyun-test/{name}-{}-{nanos}/", std::process::id())
+}
+
+/// Connects to `endpoint` (plain HTTP).
+pub async fn connect(endpoint: &str) -> anyhow::Result<etcd_client::Client> {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(10));
+    Ok(etcd_client::Client::connect([endpoint], Some(options)).await?)
+}
+
+/// The etcd binary built by `tests/cluster/build` (starting the cluster builds it).
+pub fn etcd_binary() -> anyhow::Result<PathBuf> {
+    crate::cluster();
+    let cache = std::env::var("SUYUN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/suyun"));
+    let bin = cache.join("bin");
+    for entry in std::fs::read_dir(&bin).with_context(|| format!("reading {}", bin.display()))? {
+        let candidate = entry?.path().join("etcd");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!("no etcd binary under {}", bin.display())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// An etcd process of the test's own, on loopback, with its data under `target/`.
+#[derive(Debug)]
+pub struct EtcdProcess {
+    name: String,
+    data_dir: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+impl EtcdProcess {
+    /// Starts a fresh etcd named `name` and waits until it answers.
+    pub async fn start(name: &str) -> anyhow::Result<EtcdProcess> {
+        let data_dir = repo_root().join("target/test-etcd").join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(&data_dir)?;
+        let mut etcd = EtcdProcess {
+            name: name.to_owned(),
+            data_dir,
+            client_port: free_port()?,
+            peer_port: free_port()?,
+            child: None,
+        };
+        etcd.restart().await?;
+        Ok(etcd)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Kills the process (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// (Re)starts the process on the same ports and data directory and waits until it answers.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::File::create(self.data_dir.with_extension("log"))?;
+        let child = Command::new(etcd_binary()?)
+            .args(["--name", &self.name, "--data-dir"])
+            .arg(self.data_dir.join("data"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("{}={peer}", self.name)])
+            .args(["--log-level", "warn", "--unsafe-no-fsync"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting etcd")?;
+        self.child = Some(child);
+        crate::eventually(Duration::from_secs(20), || async {
+            let mut client = connect(&self.endpoint()).await?;
+            client.status().await?;
+            Ok(())
+        })
+        .await
+        .with_context(|| format!("etcd {} did not become ready", self.name))
+    }
+}
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        let _ = std::fs::remove_file(self.data_dir.with_extension("log"));
+    }
+}
