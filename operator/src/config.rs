@@ -45,6 +45,11 @@ pub struct Config {
     /// long, up to 5 minutes.
     #[arg(long, env = "SUYUN_RETRY_BACKOFF_SECONDS", default_value_t = 10)]
     pub retry_backoff_seconds: i64,
+
+    /// The status store (etcd) the read-model and journal are published to; without
+    /// `--store-endpoints` nothing is published.
+    #[command(flatten)]
+    pub store: crate::store::StoreConfig,
 }
 
 impl Config {

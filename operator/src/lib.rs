@@ -13,6 +13,7 @@
 //! validate and build the desired state with pure functions, then apply it. Invalid specs
 //! become conditions and Events and wait for a change; API failures retry with backoff.
 
+pub mod approvals;
 pub mod capacity;
 pub mod cloud_node;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod leader;
 pub mod manifests;
 pub mod migration;
 pub mod plan_input;
+pub mod readmodel;
 pub mod selector;
 pub mod store;
 pub mod telemetry;
@@ -36,6 +38,10 @@ use kube::api::Api;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector;
 use tokio::sync::Notify;
+
+fn ctx_store_configured(config: &config::Config) -> bool {
+    !config.store.endpoints.is_empty()
+}
 
 /// Resolves on SIGTERM or Ctrl-C.
 async fn termination() {
@@ -75,6 +81,24 @@ pub async fn run(config: config::Config) -> anyhow::Result<()> {
     }
     tracing::info!("leading: starting controllers");
 
+    // The status store: win its fence too, so that a deposed leader cannot write to it.
+    let (store, approval_source) = if ctx_store_configured(&config) {
+        let etcd = config.store.connect().await?;
+        let fence = tokio::select! {
+            () = terminated.clone() => {
+                leadership.release().await;
+                return Ok(());
+            }
+            fence = store::Fence::campaign(etcd.clone(), config.store.keys(), &config.instance, config.store.lease_ttl_seconds) => fence?,
+        };
+        tracing::info!(endpoints = ?config.store.endpoints, "holding the status-store fence");
+        let publisher = store::Publisher::new(fence, config.store.max_txn_ops);
+        (Some(migration::StoreSink::new(publisher)), Some((etcd, config.store.keys())))
+    } else {
+        tracing::warn!("no --store-endpoints: the read-model is not published and REST approvals are not applied");
+        (None, None)
+    };
+
     let (node_store, node_writer) = reflector::store();
     let node_changes = cloud_node::node_changes(Api::<Node>::all(client.clone()), node_writer);
     let (controller, cloud_nodes) = cloud_node::controller(client.clone());
@@ -102,8 +126,9 @@ pub async fn run(config: config::Config) -> anyhow::Result<()> {
     let controllers = futures::future::join3(
         cloud_node::run(controller, ctx.clone(), node_changes, nodes_rx, stop.clone()),
         tenant::run(ctx.clone(), tenants_rx, stop.clone()),
-        migration::MigrationLoop::new(ctx.clone(), caches).run(notify, stop.clone()),
+        migration::MigrationLoop::new(ctx.clone(), caches.clone(), store).run(notify, stop.clone()),
     );
+    let approvals = tokio::spawn(approvals::apply(ctx.clone(), caches.systems.clone(), approval_source));
     futures::pin_mut!(controllers);
     let outcome = tokio::select! {
         () = terminated => Ok(()),
@@ -116,6 +141,7 @@ pub async fn run(config: config::Config) -> anyhow::Result<()> {
     for task in watch_tasks {
         task.abort();
     }
+    approvals.abort();
     leadership.release().await;
     tracing::info!("shut down");
     outcome

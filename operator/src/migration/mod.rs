@@ -73,7 +73,11 @@ pub fn watch(client: &kube::Client, notify: Arc<Notify>) -> (Caches, Vec<tokio::
             + 'static,
     {
         let (store, writer) = reflector::store();
-        let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+        // managedFields are a large share of each cached object and nothing here reads them.
+        let stream = reflector::reflector(
+            writer,
+            watcher(api, config).default_backoff().modify(|o| o.managed_fields_mut().clear()),
+        );
         let task = tokio::spawn(drive(stream, notify));
         (store, task)
     }
@@ -105,11 +109,83 @@ struct Written {
     status: GovSystemStatus,
 }
 
+/// Where the loop publishes the read-model and the journal (the status store), if configured.
+#[allow(missing_debug_implementations)]
+pub struct StoreSink {
+    publisher: crate::store::Publisher,
+    published: HashMap<String, crate::store::RecordKey>,
+    reconciled: bool,
+}
+
+impl StoreSink {
+    /// A sink writing through `publisher` (which holds the etcd fence).
+    pub fn new(publisher: crate::store::Publisher) -> Self {
+        Self { publisher, published: HashMap::new(), reconciled: false }
+    }
+
+    fn record_key(record: &suyun_crds::readmodel::Record) -> crate::store::RecordKey {
+        use crate::store::RecordKey;
+        use suyun_crds::readmodel::Record;
+        match record {
+            Record::Node(n) => RecordKey::Node(n.name.clone()),
+            Record::Tenant(t) => RecordKey::Tenant(t.name.clone()),
+            Record::System(s) => RecordKey::System(s.system_id.clone()),
+            Record::Wave(w) => RecordKey::Wave(w.name.clone()),
+        }
+    }
+
+    /// Publishes `records` (the whole read-model) and `journal`. On the first call the store is
+    /// reconciled against the records (stale keys deleted); afterwards only what changed is
+    /// written and what disappeared is deleted. `Err` only when this replica was fenced out.
+    async fn publish(
+        &mut self,
+        records: Vec<suyun_crds::readmodel::Record>,
+        journal: Vec<suyun_crds::readmodel::JournalEntry>,
+    ) -> Result<(), ()> {
+        use crate::store::{Change, StoreError};
+        let keys = self.publisher.fence().keys().clone();
+        let current: HashMap<String, crate::store::RecordKey> =
+            records.iter().map(|r| (r.key(&keys), Self::record_key(r))).collect();
+        let result = if self.reconciled {
+            let gone: Vec<Change> = self
+                .published
+                .iter()
+                .filter(|(k, _)| !current.contains_key(*k))
+                .map(|(_, rk)| Change::Delete(rk.clone()))
+                .collect();
+            self.publisher.publish(records.into_iter().map(Change::Put).chain(gone)).await
+        } else {
+            self.publisher.reconcile(records).await
+        };
+        let journal_result = match &result {
+            Ok(_) if !journal.is_empty() => self.publisher.append_journal(journal).await.map(|_| ()),
+            _ => Ok(()),
+        };
+        match result.and(journal_result) {
+            Ok(()) => {
+                self.reconciled = true;
+                self.published = current;
+                Ok(())
+            }
+            Err(e @ StoreError::Fenced { .. }) => {
+                tracing::error!(error = %e, "fenced out of the status store: another replica leads");
+                Err(())
+            }
+            Err(e) => {
+                warn!(error = %e, "publishing to the status store failed; retrying next iteration");
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The loop's memory between iterations.
 pub struct MigrationLoop {
     ctx: Arc<Context>,
     caches: Caches,
     overlay: HashMap<String, Written>,
+    store: Option<StoreSink>,
+    fenced: bool,
 }
 
 impl std::fmt::Debug for MigrationLoop {
@@ -120,8 +196,8 @@ impl std::fmt::Debug for MigrationLoop {
 
 impl MigrationLoop {
     /// A loop over the given caches.
-    pub fn new(ctx: Arc<Context>, caches: Caches) -> Self {
-        Self { ctx, caches, overlay: HashMap::new() }
+    pub fn new(ctx: Arc<Context>, caches: Caches, store: Option<StoreSink>) -> Self {
+        Self { ctx, caches, overlay: HashMap::new(), store, fenced: false }
     }
 
     /// Runs until `shutdown` resolves: waits for a change or the next deadline, debounces, runs
@@ -151,6 +227,9 @@ impl MigrationLoop {
             tokio::time::sleep(self.ctx.config.debounce()).await;
             let started = std::time::Instant::now();
             let next = self.iterate().await;
+            if self.fenced {
+                break;
+            }
             let now = k8s_openapi::jiff::Timestamp::now().as_second();
             let delay = next.map_or(30, |t| (t - now).clamp(1, 30));
             wake = tokio::time::Instant::now() + Duration::from_secs(delay as u64);
@@ -327,6 +406,15 @@ impl MigrationLoop {
         let written =
             writes::apply(&self.ctx, &objects.systems, &statuses, &outcomes, &waves_runner(&objects.waves, &wave_of))
                 .await;
+        let regions = crate::readmodel::regions(&objects.tenants);
+        let journal: Vec<_> = written
+            .iter()
+            .filter_map(|(i, _, status)| {
+                let s = &objects.systems[*i];
+                let region = regions.get(&s.namespace().unwrap_or_default()).map(String::as_str).unwrap_or_default();
+                crate::readmodel::journal_entry(&s.spec.system_id, region, &statuses[*i], status, now)
+            })
+            .collect();
         let mut effective = statuses;
         for (i, rv, status) in written {
             let uid = objects.systems[i].uid().unwrap_or_default();
@@ -349,6 +437,12 @@ impl MigrationLoop {
         writes::wave_statuses(&self.ctx, &waves, &plan, now).await;
         let accounts =
             accounts::compute(objects.systems.iter().map(Arc::as_ref).zip(effective.iter()), &objects.tenants);
+        if let Some(store) = &mut self.store {
+            let records = crate::readmodel::records(&objects, &effective, &wave_of, &accounts, &waves, &plan);
+            if store.publish(records, journal).await.is_err() {
+                self.fenced = true;
+            }
+        }
         self.ctx.publish_accounts(accounts);
         wake
     }

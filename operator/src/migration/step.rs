@@ -210,6 +210,10 @@ pub struct Outcome {
     pub started: bool,
 }
 
+/// How far a new planned start may be from the one in status before status is rewritten
+/// (seconds).
+pub const PLANNED_START_TOLERANCE: i64 = 1800;
+
 /// Reason of a Failed system whose rollback gave up.
 const ROLLBACK_FAILED: &str = "RollbackFailed";
 /// Reasons of a Replicating system whose data is copied and whose cutover waits for a window.
@@ -299,7 +303,16 @@ impl Stepper<'_> {
             }
             Verdict::Placed { node, planned_start } => {
                 self.status.node = Some(node.clone());
-                self.status.planned_start = planned_start.map(time);
+                // The planner schedules from "now", so a waiting system's planned start drifts a
+                // little on every run; rewriting it each time would rewrite every status.
+                let drift = match (secs(&self.status.planned_start), planned_start) {
+                    (Some(old), Some(new)) => (old - new).abs(),
+                    (None, None) => 0,
+                    _ => i64::MAX,
+                };
+                if drift > PLANNED_START_TOLERANCE {
+                    self.status.planned_start = planned_start.map(time);
+                }
                 self.status.wave = self.wave().map(|w| w.name.clone());
                 if phase != Phase::Scheduled {
                     let when = planned_start.map(|t| format!(", planned start {}", time(t).0)).unwrap_or_default();

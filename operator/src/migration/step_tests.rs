@@ -222,3 +222,16 @@ fn long_job_names_fit_in_63_characters_and_stay_distinct() {
     assert_ne!(a, b);
     assert_eq!(job_name("js-320100-0001", JobPhase::Rollback, 0), "js-320100-0001-rollback-0");
 }
+
+#[test]
+fn a_small_drift_of_the_planned_start_does_not_rewrite_the_status() {
+    let f = Facts { slot_free: false, ..facts() };
+    let first = step("sys", &GovSystemStatus::default(), &f);
+    let drifted =
+        Facts { verdict: Verdict::Placed { node: "nanjing".into(), planned_start: Some(NOW + 600) }, ..f.clone() };
+    let again = step("sys", &first.status, &drifted);
+    assert_eq!(again.status, first.status, "10 minutes of drift: nothing to write");
+    let moved = Facts { verdict: Verdict::Placed { node: "nanjing".into(), planned_start: Some(NOW + 7200) }, ..f };
+    let later = step("sys", &first.status, &moved);
+    assert_ne!(later.status.planned_start, first.status.planned_start, "2 hours later: rewritten");
+}

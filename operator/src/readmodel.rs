@@ -1,0 +1,231 @@
+//! Builds the status read-model the REST API serves (`suyun_crds::readmodel`) from what the
+//! migration loop knows after an iteration, and the journal entries of the phase transitions it
+//! wrote. Pure; `operator/src/store` writes them to etcd.
+
+use std::collections::{BTreeMap, HashMap};
+
+use kube::ResourceExt;
+use suyun_crds::readmodel::{
+    ApprovalState, ConditionSummary, JournalEntry, NodeRecord, QuotaAmounts, Record, ResourceAmounts, SystemRecord,
+    TenantRecord, Utilization, WaveRecord,
+};
+use suyun_crds::v1alpha1::{CloudNode, GovSystemStatus, Tenant};
+use suyun_planner::Plan;
+
+use crate::capacity::Amounts;
+use crate::migration::accounts::Accounts;
+use crate::migration::facts::WaveState;
+use crate::plan_input::Objects;
+
+fn amounts(a: Amounts) -> ResourceAmounts {
+    let whole = |m: i128| u64::try_from(m.max(0) / 1000).unwrap_or(u64::MAX);
+    ResourceAmounts {
+        cpu_millis: u64::try_from(a.cpu.max(0)).unwrap_or(u64::MAX),
+        memory_bytes: whole(a.memory),
+        storage_bytes: whole(a.storage),
+        gpu: whole(a.gpu),
+    }
+}
+
+fn time(t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Option<String> {
+    t.as_ref().map(|t| t.0.to_string())
+}
+
+fn summaries(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> Vec<ConditionSummary> {
+    conditions
+        .iter()
+        .map(|c| ConditionSummary {
+            type_: c.type_.clone(),
+            status: c.status.clone(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        })
+        .collect()
+}
+
+fn ready(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
+    conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+fn node(n: &CloudNode, accounts: &Accounts) -> NodeRecord {
+    let status = n.status.clone().unwrap_or_default();
+    let allocatable = status.allocatable.as_ref().and_then(|a| Amounts::from_amounts(a).ok()).unwrap_or_default();
+    let account = accounts.nodes.get(&n.name_any()).cloned().unwrap_or_default();
+    let (allocatable, allocated) = (amounts(allocatable), amounts(account.allocated));
+    NodeRecord {
+        name: n.name_any(),
+        display_name: n.spec.display_name.clone(),
+        tier: format!("{:?}", n.spec.tier),
+        region_code: n.spec.region_code.clone(),
+        allocatable,
+        allocated,
+        utilization: Utilization::of(allocated, allocatable),
+        systems_by_phase: account.by_phase.iter().map(|(k, v)| (k.clone(), u64::from(*v))).collect(),
+        active_migrations: account.active_migrations,
+        ready: ready(&status.conditions),
+        conditions: summaries(&status.conditions),
+    }
+}
+
+fn tenant(t: &Tenant, accounts: &Accounts) -> TenantRecord {
+    let q = &t.spec.quota;
+    let milli =
+        |q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| suyun_crds::quantity::milli(q).unwrap_or(0);
+    let quota = amounts(Amounts { cpu: milli(&q.cpu), memory: milli(&q.memory), storage: milli(&q.storage), gpu: 0 });
+    let account = accounts.tenants.get(&t.name_any()).cloned().unwrap_or_default();
+    let used = amounts(account.used);
+    TenantRecord {
+        name: t.name_any(),
+        display_name: t.spec.display_name.clone(),
+        level: format!("{:?}", t.spec.level),
+        region_code: t.spec.region_code.clone(),
+        home_node: t.spec.home_node.clone(),
+        quota: QuotaAmounts {
+            cpu_millis: quota.cpu_millis,
+            memory_bytes: quota.memory_bytes,
+            storage_bytes: quota.storage_bytes,
+            systems: u64::from(q.max_systems),
+        },
+        used: QuotaAmounts {
+            cpu_millis: used.cpu_millis,
+            memory_bytes: used.memory_bytes,
+            storage_bytes: used.storage_bytes,
+            systems: u64::from(account.systems),
+        },
+        ready: ready(&t.status.clone().unwrap_or_default().conditions),
+    }
+}
+
+/// The region code of each tenant, by name (a system's Namespace).
+pub fn regions(tenants: &[std::sync::Arc<Tenant>]) -> HashMap<String, String> {
+    tenants.iter().map(|t| (t.name_any(), t.spec.region_code.clone())).collect()
+}
+
+/// Every record of the read-model. `statuses[i]` is the effective status of
+/// `objects.systems[i]`, `wave_of[i]` its wave.
+pub fn records(
+    objects: &Objects,
+    statuses: &[GovSystemStatus],
+    wave_of: &[Option<String>],
+    accounts: &Accounts,
+    waves: &BTreeMap<String, WaveState>,
+    plan: &Plan,
+) -> Vec<Record> {
+    let regions = regions(&objects.tenants);
+    let mut out =
+        Vec::with_capacity(objects.systems.len() + objects.cloud_nodes.len() + objects.tenants.len() + waves.len());
+    out.extend(objects.cloud_nodes.iter().map(|n| Record::Node(node(n, accounts))));
+    out.extend(objects.tenants.iter().map(|t| Record::Tenant(tenant(t, accounts))));
+    let mut counts: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>> = BTreeMap::new();
+    for ((s, st), wave) in objects.systems.iter().zip(statuses).zip(wave_of) {
+        let namespace = s.namespace().unwrap_or_default();
+        let region = regions.get(&namespace).cloned().unwrap_or_default();
+        let phase = st.phase.unwrap_or_default().as_str().to_owned();
+        if let Some(w) = wave {
+            *counts
+                .entry(w.clone())
+                .or_default()
+                .entry(region.clone())
+                .or_default()
+                .entry(phase.clone())
+                .or_default() += 1;
+        }
+        let approval_required = wave
+            .as_ref()
+            .and_then(|w| waves.get(w))
+            .is_some_and(|w| w.wave.spec.approval.as_ref().is_some_and(|a| a.required));
+        out.push(Record::System(SystemRecord {
+            system_id: s.spec.system_id.clone(),
+            name: s.name_any(),
+            tenant: namespace,
+            display_name: s.spec.display_name.clone(),
+            region_code: region,
+            security_level: s.spec.security_level,
+            phase,
+            node: st.node.clone(),
+            wave: wave.clone(),
+            planned_start: time(&st.planned_start),
+            started_at: time(&st.started_at),
+            completed_at: time(&st.completed_at),
+            attempts: st.attempts,
+            reason: st.reason.clone(),
+            message: st.message.clone(),
+            approval: ApprovalState {
+                required: approval_required,
+                approved_by: st.approved_by.clone(),
+                approved_at: None,
+            },
+        }));
+    }
+    let eta: BTreeMap<&str, i64> = plan.waves.iter().filter_map(|w| w.end.map(|e| (w.name.as_str(), e))).collect();
+    for (name, w) in waves {
+        out.push(Record::Wave(WaveRecord {
+            name: name.clone(),
+            order: i32::try_from(w.wave.spec.order).unwrap_or(i32::MAX),
+            phase: format!("{:?}", w.phase),
+            executor: format!("{:?}", w.wave.spec.executor),
+            counts_by_region: counts.remove(name).unwrap_or_default(),
+            eta: eta
+                .get(name.as_str())
+                .and_then(|t| k8s_openapi::jiff::Timestamp::from_second(*t).ok())
+                .map(|t| t.to_string()),
+        }));
+    }
+    out
+}
+
+/// A journal entry for a phase transition the loop wrote. The actor is whoever approved the
+/// cutover for that step, the operator otherwise.
+pub fn journal_entry(
+    system_id: &str,
+    region: &str,
+    before: &GovSystemStatus,
+    after: &GovSystemStatus,
+    now: i64,
+) -> Option<JournalEntry> {
+    let (from, to) = (before.phase.unwrap_or_default(), after.phase.unwrap_or_default());
+    if from == to {
+        return None;
+    }
+    let approved_now = after.approved_by.is_some() && before.approved_by != after.approved_by;
+    Some(JournalEntry {
+        system_id: system_id.to_owned(),
+        region_code: region.to_owned(),
+        sequence: 0,
+        from: from.as_str().to_owned(),
+        to: to.as_str().to_owned(),
+        reason: after.reason.clone().unwrap_or_default(),
+        time: k8s_openapi::jiff::Timestamp::from_second(now).map(|t| t.to_string()).unwrap_or_default(),
+        actor: if approved_now {
+            after.approved_by.clone().unwrap_or_default()
+        } else {
+            suyun_crds::FIELD_MANAGER.to_owned()
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use suyun_crds::v1alpha1::Phase;
+
+    #[test]
+    fn a_journal_entry_per_phase_change_with_the_approver_as_actor() {
+        let before = GovSystemStatus { phase: Some(Phase::AwaitingCutover), ..Default::default() };
+        let after = GovSystemStatus {
+            phase: Some(Phase::CuttingOver),
+            approved_by: Some("ops@nanjing".into()),
+            reason: Some("CuttingOver".into()),
+            ..Default::default()
+        };
+        let e = journal_entry("JS-320100-0001", "320100", &before, &after, 1_800_000_000).unwrap();
+        assert_eq!(
+            (e.from.as_str(), e.to.as_str(), e.actor.as_str()),
+            ("AwaitingCutover", "CuttingOver", "ops@nanjing")
+        );
+        assert_eq!(e.region_code, "320100");
+        let next = GovSystemStatus { phase: Some(Phase::Verifying), ..after.clone() };
+        assert_eq!(journal_entry("JS-320100-0001", "320100", &after, &next, 0).unwrap().actor, "suyun-operator");
+        assert!(journal_entry("x", "r", &after, &after, 0).is_none(), "no phase change, no entry");
+    }
+}
