@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions};
-use suyun_crds::readmodel::Keys;
+use suyun_crds::readmodel::{Keys, prefix_end};
 
 use crate::config::EtcdConfig;
 use crate::index::Index;
@@ -184,15 +184,4 @@ pub async fn load(client: &mut Client, keys: &Keys) -> anyhow::Result<Index> {
             return Ok(index);
         }
     }
-}
-
-fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }

@@ -11,6 +11,8 @@ pub fn init(format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true).with_current_span(true)).init(),
-        LogFormat::Text => registry.with(fmt::layer()).init(),
+        LogFormat::Text => {
+            registry.with(fmt::layer().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))).init()
+        }
     }
 }

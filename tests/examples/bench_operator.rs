@@ -107,25 +107,9 @@ fn cluster_script(name: &str, dir: &Path) -> anyhow::Result<std::process::Output
     Ok(output)
 }
 
-/// Starts the control plane in `dir` and reads its env file (as `suyun_tests::cluster()` does
-/// for the default directory).
+/// Starts the control plane in `dir` (the harness's own start-up, in another directory).
 fn cluster_up(dir: &Path) -> anyhow::Result<Cluster> {
-    let output = cluster_script("up", dir)?;
-    let env_file = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim().lines().last().unwrap_or_default());
-    let text = std::fs::read_to_string(&env_file).with_context(|| format!("reading {}", env_file.display()))?;
-    let value = |key: &str| -> anyhow::Result<String> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("export {key}=")))
-            .map(|v| v.trim_matches('\'').to_owned())
-            .with_context(|| format!("{key} missing from {}", env_file.display()))
-    };
-    let bin_path = value("PATH")?.replace(":\"$PATH\"", "");
-    Ok(Cluster {
-        kubeconfig: value("KUBECONFIG")?.into(),
-        etcd_endpoints: value("ETCD_ENDPOINTS")?,
-        dir: dir.to_path_buf(),
-        path: format!("{}:{}", bin_path.trim_matches('\''), std::env::var("PATH").unwrap_or_default()),
-    })
+    suyun_tests::start_cluster_in(Some(dir))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -53,9 +53,19 @@ pub fn cluster() -> &'static Cluster {
 }
 
 fn start_cluster() -> anyhow::Result<Cluster> {
+    start_cluster_in(None)
+}
+
+/// Starts (or finds running) a test control plane in `dir` (default `target/test-cluster`) with
+/// `tests/cluster/up` and reads its env file.
+pub fn start_cluster_in(dir: Option<&Path>) -> anyhow::Result<Cluster> {
     let up = repo_root().join("tests/cluster/up");
-    let output =
-        std::process::Command::new("bash").arg(&up).output().with_context(|| format!("running {}", up.display()))?;
+    let mut command = std::process::Command::new("bash");
+    command.arg(&up);
+    if let Some(dir) = dir {
+        command.env("SUYUN_TEST_CLUSTER_DIR", dir);
+    }
+    let output = command.output().with_context(|| format!("running {}", up.display()))?;
     if !output.status.success() {
         bail!("{} failed:\n{}", up.display(), String::from_utf8_lossy(&output.stderr));
     }

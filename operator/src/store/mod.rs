@@ -137,17 +137,7 @@ impl StoreError {
     }
 }
 
-/// The first key after every key that starts with `prefix` (etcd's range end for a prefix).
-pub fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
+pub use suyun_crds::readmodel::prefix_end;
 
 /// Every key-value under `prefix` at one revision, read in pages of `page` keys (a single
 /// response for 7,900 systems would pass gRPC's default 4 MiB message limit). Returns the
@@ -181,17 +171,5 @@ pub async fn list_prefix(
         if !more {
             return Ok((out, revision));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_end_is_the_next_key() {
-        assert_eq!(prefix_end("/a/"), b"/a0".to_vec());
-        assert_eq!(prefix_end("ab\u{7f}"), b"ab\x80".to_vec());
-        assert_eq!(prefix_end(""), vec![0]);
     }
 }
