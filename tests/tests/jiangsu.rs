@@ -68,10 +68,19 @@ async fn the_jiangsu_example_migrates_by_itself_with_approvals_for_wave_2() {
     let not_migrated =
         all.iter().filter(|s| s.status.as_ref().and_then(|s| s.phase) == Some(Phase::NotMigrated)).count();
     assert_eq!((completed, not_migrated), (58, 2));
-    // Every node's account adds up to its completed systems.
-    let nodes = Api::<CloudNode>::all(client.clone()).list(&ListParams::default()).await.unwrap().items;
-    let total: u32 =
-        nodes.iter().map(|n| n.status.as_ref().unwrap().systems_by_phase.get("Completed").copied().unwrap_or(0)).sum();
-    assert_eq!(total, 58);
+    // Every node's account adds up to its completed systems (the CloudNode controller shows the
+    // accounts a moment after the loop computes them).
+    let nodes = Api::<CloudNode>::all(client.clone());
+    eventually(Duration::from_secs(30), || async {
+        let items = nodes.list(&ListParams::default()).await?.items;
+        let total: u32 = items
+            .iter()
+            .map(|n| n.status.as_ref().and_then(|s| s.systems_by_phase.get("Completed").copied()).unwrap_or(0))
+            .sum();
+        anyhow::ensure!(total == 58, "node accounts show {total} Completed systems");
+        Ok(())
+    })
+    .await
+    .unwrap();
     fixtures::clean(&client).await;
 }

@@ -239,6 +239,57 @@ mod tests {
         assert_eq!(dependencies(&system(&["Z"]), &phases), Err("depends on Z, which does not exist".into()));
     }
 
+    fn wave(name: &str, order: u32, budget: u32) -> Arc<MigrationWave> {
+        let spec = serde_json::from_value(serde_json::json!({
+            "selector": {}, "order": order, "failureBudget": budget, "executor": "Simulated"
+        }))
+        .unwrap();
+        Arc::new(MigrationWave::new(name, spec))
+    }
+
+    fn status(phase: Phase) -> GovSystemStatus {
+        GovSystemStatus { phase: Some(phase), ..Default::default() }
+    }
+
+    #[test]
+    fn a_wave_over_its_failure_budget_pauses_and_later_waves_wait_for_earlier_ones() {
+        let statuses: Vec<GovSystemStatus> = [Phase::RolledBack, Phase::Failed]
+            .into_iter()
+            .chain(std::iter::repeat_n(Phase::Replicating, 8))
+            .map(status)
+            .collect();
+        let later = [status(Phase::Scheduled)];
+        let members = HashMap::from([
+            ("first".to_owned(), statuses.iter().collect::<Vec<_>>()),
+            ("second".to_owned(), later.iter().collect::<Vec<_>>()),
+        ]);
+        // 2 of 10 failed: above a 10 % budget, within a 20 % one.
+        let states = wave_states(&[wave("first", 1, 10), wave("second", 2, 10)], &members, 0);
+        assert!(states["first"].over_budget());
+        assert_eq!(states["first"].phase, WavePhase::Paused);
+        assert!(states["first"].admits.as_ref().unwrap_err().contains("above its failure budget of 10%"));
+        let states = wave_states(&[wave("first", 1, 20), wave("second", 2, 10)], &members, 0);
+        assert!(states["first"].admits.is_ok());
+        assert_eq!(states["first"].phase, WavePhase::Running);
+        // Every system of "first" has started, so "second" may start.
+        assert!(states["second"].admits.is_ok(), "{:?}", states["second"].admits);
+        // One system of "first" not started yet: "second" waits.
+        let mut waiting = statuses.clone();
+        waiting[9] = status(Phase::Scheduled);
+        let members = HashMap::from([
+            ("first".to_owned(), waiting.iter().collect::<Vec<_>>()),
+            ("second".to_owned(), later.iter().collect::<Vec<_>>()),
+        ]);
+        let states = wave_states(&[wave("first", 1, 20), wave("second", 2, 10)], &members, 0);
+        assert!(
+            states["second"]
+                .admits
+                .as_ref()
+                .unwrap_err()
+                .contains("waits until every system of wave first has started")
+        );
+    }
+
     #[test]
     fn a_cutover_waits_for_the_intersection_of_node_and_wave_windows() {
         let settings = Settings { now: 0, ..Default::default() };
