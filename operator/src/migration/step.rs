@@ -525,6 +525,32 @@ impl Stepper<'_> {
     }
 }
 
+/// The Scheduled and Blocked conditions of a status, with transition times kept from `current`
+/// while a condition's status does not change.
+fn conditions(
+    current: &GovSystemStatus,
+    status: &GovSystemStatus,
+    facts: &Facts,
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    use suyun_crds::conditions::{DesiredCondition, merge_conditions};
+    let phase = status.phase.unwrap_or_default();
+    let reason = status.reason.clone().unwrap_or_else(|| phase.as_str().to_owned());
+    let message = status.message.clone().unwrap_or_default();
+    let placed = status.node.is_some() && !matches!(phase, Phase::Pending | Phase::Blocked | Phase::NotMigrated);
+    let scheduled = if placed {
+        let node = status.node.clone().unwrap_or_default();
+        DesiredCondition::new("Scheduled", true, "Placed", format!("placed on {node}; phase {}", phase.as_str()))
+    } else {
+        DesiredCondition::new("Scheduled", false, reason.clone(), message.clone())
+    };
+    let blocked = if phase == Phase::Blocked {
+        DesiredCondition::new("Blocked", true, reason, message)
+    } else {
+        DesiredCondition::new("Blocked", false, "NotBlocked", "no constraint holds the system back")
+    };
+    merge_conditions(&current.conditions, vec![scheduled, blocked], facts.generation, &time(facts.now))
+}
+
 /// One step of the state machine for the system named `name`.
 pub fn step(name: &str, current: &GovSystemStatus, facts: &Facts) -> Outcome {
     let mut s = Stepper { name, facts, status: current.clone(), actions: Vec::new(), wake_at: None, started: false };
@@ -557,5 +583,6 @@ pub fn step(name: &str, current: &GovSystemStatus, facts: &Facts) -> Outcome {
         Phase::Completed | Phase::RolledBack | Phase::NotMigrated => {}
     }
     s.status.observed_generation = facts.generation;
+    s.status.conditions = conditions(current, &s.status, facts);
     Outcome { status: s.status, actions: s.actions, wake_at: s.wake_at, started: s.started }
 }

@@ -94,11 +94,20 @@ fn blocked_systems_carry_the_planner_reason_and_unblock_when_placed() {
             .any(|a| matches!(a, Action::Event { warning: true, reason, .. } if reason == "InsufficientCapacity"))
     );
     // The same verdict again: no new Event.
+    let condition = |o: &Outcome, t: &str| {
+        let c = o.status.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status.clone(), c.reason.clone())
+    };
+    assert_eq!(condition(&blocked, "Blocked"), ("True".into(), "InsufficientCapacity".into()));
+    assert_eq!(condition(&blocked, "Scheduled").0, "False");
     let again = step("sys", &blocked.status, &f);
     assert!(again.actions.is_empty(), "{:?}", again.actions);
+    assert_eq!(again.status, blocked.status, "nothing changed: nothing to write");
     // Capacity added: placed and started.
     let placed = step("sys", &blocked.status, &facts());
     assert_eq!(phase(&placed), Phase::Provisioning);
+    assert_eq!(condition(&placed, "Blocked").0, "False");
+    assert_eq!(condition(&placed, "Scheduled"), ("True".into(), "Placed".into()));
 }
 
 #[test]
