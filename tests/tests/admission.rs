@@ -2,8 +2,10 @@
 //! their docs, every Jiangsu example is accepted and every invalid example is refused with the
 //! message its file expects.
 
+use std::time::Duration;
+
 use kube::discovery::Discovery;
-use suyun_tests::{cluster, install_crds, manifests, repo_root};
+use suyun_tests::{cluster, eventually, install_crds, manifests, repo_root};
 
 #[tokio::test]
 async fn crds_install_and_explain_shows_the_field_docs() {
@@ -11,19 +13,28 @@ async fn crds_install_and_explain_shows_the_field_docs() {
     let client = cluster.client().await.unwrap();
     install_crds(&client).await.unwrap();
 
-    let (ok, out) = cluster.kubectl(&["explain", "cloudnode.spec.capacity"]);
-    assert!(ok, "{out}");
-    assert!(out.contains("Declared capacity"), "explain text missing:\n{out}");
-    assert!(out.contains("CPU in cores"), "nested field docs missing:\n{out}");
-    let (ok, out) = cluster.kubectl(&["explain", "govsystem.spec.classification"]);
-    assert!(ok && out.contains("Classified (涉密)"), "{out}");
-    let (ok, out) = cluster.kubectl(&["api-resources", "--categories", "suyun", "-o", "name"]);
-    assert!(ok, "{out}");
-    for kind in ["cloudnodes.suyun.io", "tenants.suyun.io", "govsystems.suyun.io", "migrationwaves.suyun.io"] {
-        assert!(out.contains(kind), "{kind} not in category suyun:\n{out}");
-    }
-    let (ok, out) = cluster.kubectl(&["get", "cnode,gtenant,mwave"]);
-    assert!(ok, "short names not served: {out}");
+    // The apiserver publishes a new CRD's OpenAPI and discovery a moment after it is
+    // Established: ask again until kubectl sees it.
+    let kubectl = |args: &'static [&'static str], want: &'static [&'static str]| async move {
+        eventually(Duration::from_secs(60), || async {
+            let (ok, out) = cluster.kubectl(args);
+            anyhow::ensure!(ok, "kubectl {args:?} failed: {out}");
+            for w in want {
+                anyhow::ensure!(out.contains(w), "kubectl {args:?}: {w:?} missing from:\n{out}");
+            }
+            Ok(())
+        })
+        .await
+        .unwrap()
+    };
+    kubectl(&["explain", "cloudnode.spec.capacity"], &["Declared capacity", "CPU in cores"]).await;
+    kubectl(&["explain", "govsystem.spec.classification"], &["Classified (涉密)"]).await;
+    kubectl(
+        &["api-resources", "--categories", "suyun", "-o", "name"],
+        &["cloudnodes.suyun.io", "tenants.suyun.io", "govsystems.suyun.io", "migrationwaves.suyun.io"],
+    )
+    .await;
+    kubectl(&["get", "cnode,gtenant,mwave"], &[]).await;
 }
 
 #[tokio::test]
