@@ -8,6 +8,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use prometheus::core::Collector;
+use prometheus::proto::MetricType;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::AppState;
@@ -51,16 +53,22 @@ impl Metrics {
                 .expect("valid metric");
         let revision =
             IntGauge::new("suyun_apiserver_store_revision", "etcd revision the index reflects").expect("valid metric");
-        for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(duration.clone()),
-            Box::new(store_up.clone()),
-            Box::new(stale_seconds.clone()),
-            Box::new(revision.clone()),
-        ] {
-            registry.register(collector).expect("metric names are unique");
+        let metrics = Metrics { registry, requests, duration, store_up, stale_seconds, revision };
+        for collector in metrics.collectors() {
+            metrics.registry.register(collector).expect("metric names are unique");
         }
-        Metrics { registry, requests, duration, store_up, stale_seconds, revision }
+        metrics
+    }
+
+    /// Every collector, in registration order.
+    fn collectors(&self) -> [Box<dyn Collector>; 5] {
+        [
+            Box::new(self.requests.clone()),
+            Box::new(self.duration.clone()),
+            Box::new(self.store_up.clone()),
+            Box::new(self.stale_seconds.clone()),
+            Box::new(self.revision.clone()),
+        ]
     }
 
     /// Counts one response.
@@ -75,6 +83,27 @@ impl Metrics {
         TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
     }
+}
+
+/// The name of every metric family the apiserver exports, as written in the text exposition:
+/// a histogram contributes its `_bucket`, `_sum` and `_count` series. Derived from the
+/// collectors themselves, so dashboards and alert rules can be checked against it.
+pub fn exported_metric_names() -> Vec<String> {
+    let metrics = Metrics::new();
+    let mut names = Vec::new();
+    for collector in metrics.collectors() {
+        let types: Vec<MetricType> = collector.collect().iter().map(|family| family.get_field_type()).collect();
+        for (desc, kind) in collector.desc().into_iter().zip(types) {
+            let suffixes: &[&str] = match kind {
+                MetricType::HISTOGRAM => &["_bucket", "_sum", "_count"],
+                MetricType::SUMMARY => &["", "_sum", "_count"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|suffix| format!("{}{suffix}", desc.fq_name)));
+        }
+    }
+    names.sort();
+    names
 }
 
 /// Middleware (route layer) that times and counts every matched request.

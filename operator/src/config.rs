@@ -46,6 +46,11 @@ pub struct Config {
     #[arg(long, env = "SUYUN_RETRY_BACKOFF_SECONDS", default_value_t = 10)]
     pub retry_backoff_seconds: i64,
 
+    /// Plain-HTTP listen address of `/metrics`, `/healthz` and `/readyz`, served by every
+    /// replica, leader or standby (port 0 picks a free port, logged at start).
+    #[arg(long, env = "SUYUN_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub metrics_listen: std::net::SocketAddr,
+
     /// The status store (etcd) the read-model and journal are published to; without
     /// `--store-endpoints` nothing is published.
     #[command(flatten)]
@@ -87,5 +92,14 @@ mod tests {
         assert!(Config::try_parse_from(["suyun-operator", "--capacity-pressure-threshold", "90"]).is_ok());
         assert!(Config::try_parse_from(["suyun-operator", "--capacity-pressure-threshold", "120"]).is_err());
         assert!(Config::try_parse_from(["suyun-operator", "--capacity-pressure-threshold", "x"]).is_err());
+    }
+
+    #[test]
+    fn metrics_listen_defaults_to_every_interface_on_8080() {
+        let config = Config::try_parse_from(["suyun-operator"]).unwrap();
+        assert_eq!(config.metrics_listen.to_string(), "0.0.0.0:8080");
+        let config = Config::try_parse_from(["suyun-operator", "--metrics-listen", "127.0.0.1:0"]).unwrap();
+        assert_eq!(config.metrics_listen.port(), 0);
+        assert!(Config::try_parse_from(["suyun-operator", "--metrics-listen", "nowhere"]).is_err());
     }
 }

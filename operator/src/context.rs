@@ -1,5 +1,5 @@
 //! What every controller shares: the client, the event recorder, the configuration, the
-//! caches, and the capacity accounts the migration loop keeps.
+//! metrics, the caches, and the capacity accounts the migration loop keeps.
 
 use std::sync::{Arc, RwLock};
 
@@ -21,6 +21,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Operator settings.
     pub config: Config,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Every CloudNode.
     pub cloud_nodes: Store<CloudNode>,
     /// Kubernetes Nodes labelled `suyun.io/cloud-node`.

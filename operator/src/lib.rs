@@ -9,6 +9,9 @@
 //!  Job, CloudNode       (debounced)            MigrationWave.status, accounts
 //! ```
 //!
+//! Every replica, leader or standby, serves `/metrics`, `/healthz` and `/readyz` on its own
+//! plain-HTTP listener ([`metrics`]).
+//!
 //! Each controller follows the same pipeline: dereference what it needs from the caches,
 //! validate and build the desired state with pure functions, then apply it. Invalid specs
 //! become conditions and Events and wait for a change; API failures retry with backoff.
@@ -21,6 +24,7 @@ pub mod context;
 pub mod error;
 pub mod leader;
 pub mod manifests;
+pub mod metrics;
 pub mod migration;
 pub mod plan_input;
 pub mod readmodel;
@@ -33,6 +37,7 @@ use std::sync::{Arc, RwLock};
 
 use futures::FutureExt;
 use futures::channel::mpsc;
+use futures::future::FusedFuture;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::events::Recorder;
@@ -59,16 +64,43 @@ async fn termination() {
     let _ = ctrl_c.await;
 }
 
-/// Connects to the cluster (in-cluster config or `KUBECONFIG`), campaigns for leadership and,
-/// while leading, runs every controller. Returns on SIGTERM or Ctrl-C (Ok, after releasing the
-/// Lease) or when leadership is lost (Err: the process exits and is restarted as a standby).
+/// Serves the metrics listener, connects to the cluster (in-cluster config or `KUBECONFIG`),
+/// campaigns for leadership and, while leading, runs every controller. Returns on SIGTERM or
+/// Ctrl-C (Ok, after releasing the Lease) or when leadership is lost (Err: the process exits and
+/// is restarted as a standby).
 pub async fn run(config: config::Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(metrics::Metrics::new(ctx_store_configured(&config)));
+    let listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the metrics listener {}: {e}", config.metrics_listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(metrics::serve(listener, metrics.clone(), async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+    let outcome = operate(config, metrics.clone()).await;
+    metrics.set_readiness(metrics::Readiness::Stopping);
+    metrics.set_leader(false);
+    metrics.clear_state();
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the metrics listener failed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the metrics listener task failed"),
+        _ => {}
+    }
+    outcome
+}
+
+/// Everything but the metrics listener: see [`run`].
+async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let version = client.apiserver_version().await?;
     tracing::info!(server = %version.git_version, instance = %config.instance, "connected to the Kubernetes API");
 
     let terminated = termination().shared();
     let mut leadership = leader::Leadership::campaign(client.clone(), &config).await?;
+    metrics.set_readiness(metrics::Readiness::Standby);
     tracing::info!(lease = %config.lease_name, namespace = %config.lease_namespace, "waiting for leadership");
     tokio::select! {
         () = terminated.clone() => {
@@ -80,6 +112,10 @@ pub async fn run(config: config::Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!("leading: starting controllers");
+    // Leadership is held from here until this function returns: losing it ends the process
+    // (`run` then sets the gauge back to 0).
+    metrics.set_leader(true);
+    metrics.set_readiness(metrics::Readiness::Syncing);
 
     // The status store: win its fence too, so that a deposed leader cannot write to it.
     let (store, approval_source) = if ctx_store_configured(&config) {
@@ -110,6 +146,7 @@ pub async fn run(config: config::Config) -> anyhow::Result<()> {
         recorder: Recorder::new(client.clone(), context::Context::reporter(&config)),
         client,
         config,
+        metrics,
         cloud_nodes,
         nodes: node_store,
         tenants: caches.tenants.clone(),
@@ -123,21 +160,37 @@ pub async fn run(config: config::Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     }
     .shared();
-    let controllers = futures::future::join3(
+    // The migration loop stops by itself when another replica fenced this one out of the
+    // status store: then this replica must stop leading too, or migrations would stall behind
+    // a Lease it still holds.
+    let migration = migration::MigrationLoop::new(ctx.clone(), caches.clone(), store).run(notify, stop.clone()).fuse();
+    let others = futures::future::join(
         cloud_node::run(controller, ctx.clone(), node_changes, nodes_rx, stop.clone()),
         tenant::run(ctx.clone(), tenants_rx, stop.clone()),
-        migration::MigrationLoop::new(ctx.clone(), caches.clone(), store).run(notify, stop.clone()),
-    );
+    )
+    .fuse();
     let approvals = tokio::spawn(approvals::apply(ctx.clone(), caches.systems.clone(), approval_source));
-    futures::pin_mut!(controllers);
+    futures::pin_mut!(migration, others);
     let outcome = tokio::select! {
         () = terminated => Ok(()),
         () = leadership.lost() => Err(anyhow::anyhow!("lost leadership; exiting so that a standby takes over")),
-        _ = &mut controllers => Err(anyhow::anyhow!("the controllers stopped unexpectedly")),
+        () = &mut migration => Err(anyhow::anyhow!(
+            "the migration loop stopped (fenced out of the status store by another replica, or its caches closed); \
+             exiting so that a standby takes over"
+        )),
+        _ = &mut others => Err(anyhow::anyhow!("the controllers stopped unexpectedly")),
     };
     let _ = stop_tx.send(true);
     // Give the controllers a moment to finish in-flight work.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), controllers).await;
+    let drain = async {
+        if !migration.is_terminated() {
+            (&mut migration).await;
+        }
+        if !others.is_terminated() {
+            (&mut others).await;
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
     for task in watch_tasks {
         task.abort();
     }

@@ -69,6 +69,17 @@ pub fn wave(name: &str, extra: &str) -> String {
 /// The runner part of a Job wave's spec.
 pub const JOB_RUNNER: &str = "  executor: Job\n  runner: {image: registry.example.gov.cn/suyun/runner:1, command: [/runner], timeoutSeconds: 600}\n";
 
+/// Installs the CRDs, removes every Suyun object and applies `deploy/examples/jiangsu/` (14
+/// CloudNodes, the Tenants, 60 GovSystems, 2 waves).
+pub async fn apply_jiangsu_example(client: &Client) {
+    crate::install_crds(client).await.expect("CRDs installed");
+    clean(client).await;
+    let discovery = kube::Discovery::new(client.clone()).run().await.expect("API discovery");
+    for m in crate::manifests::read_dir(&crate::repo_root().join("deploy/examples/jiangsu")).expect("examples read") {
+        crate::manifests::apply(client, &discovery, &m, false).await.expect("example applied");
+    }
+}
+
 /// Deletes every Suyun object and the tenants' Namespaces, and waits until they are gone.
 pub async fn clean(client: &Client) {
     let lp = ListParams::default();

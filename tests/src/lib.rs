@@ -8,10 +8,13 @@
 pub mod apiserver;
 pub mod etcd;
 pub mod fixtures;
+pub mod helm;
 pub mod https;
 pub mod manifests;
 pub mod operator;
+pub mod prometheus;
 pub mod readmodel;
+pub mod synthetic;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
@@ -84,6 +87,38 @@ pub fn start_cluster_in(dir: Option<&Path>) -> anyhow::Result<Cluster> {
         dir: value("SUYUN_TEST_CLUSTER_DIR")?.into(),
         path: format!("{}:{}", bin_path.trim_matches('\''), std::env::var("PATH").unwrap_or_default()),
     })
+}
+
+/// Stops the control plane in `dir` with `tests/cluster/down` (its data goes with it).
+pub fn stop_cluster_in(dir: &Path) -> anyhow::Result<()> {
+    let down = repo_root().join("tests/cluster/down");
+    let status = std::process::Command::new("bash")
+        .arg(&down)
+        .env("SUYUN_TEST_CLUSTER_DIR", dir)
+        .status()
+        .with_context(|| format!("running {}", down.display()))?;
+    anyhow::ensure!(status.success(), "{} failed", down.display());
+    Ok(())
+}
+
+/// Runs `bench` on a fresh control plane of its own in `dir` (stopping whatever ran there
+/// before), on a multi-threaded runtime, and stops the control plane afterwards unless `keep`.
+pub fn with_own_cluster<F, Fut>(dir: &Path, keep: bool, bench: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Cluster) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    stop_cluster_in(dir)?;
+    let cluster = start_cluster_in(Some(dir))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(bench(cluster));
+    drop(runtime);
+    if keep {
+        eprintln!("control plane kept; environment in {}/env", dir.display());
+    } else if let Err(e) = stop_cluster_in(dir) {
+        eprintln!("stopping the control plane failed: {e:#}");
+    }
+    result
 }
 
 impl Cluster {

@@ -1,6 +1,9 @@
 //! The real `suyun-operator` binary as a child process of a test, stopped (SIGTERM, then kill)
-//! when the handle drops. Its log goes to `target/test-cluster/logs/<name>.log`.
+//! when the handle drops. Its log goes to `target/test-cluster/logs/<name>.log`; its metrics
+//! listener to a free loopback port ([`OperatorProcess::metrics_addr`]), so that several
+//! operators run side by side.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -14,18 +17,26 @@ pub struct OperatorProcess {
     child: Child,
     /// Where its log goes.
     pub log: PathBuf,
+    /// Where it serves `/metrics`, `/healthz` and `/readyz` (plain HTTP).
+    pub metrics_addr: SocketAddr,
 }
 
 static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
 
 /// Path of the `suyun-operator` binary next to the test executable, (re)built once per test
-/// process: `cargo test -p suyun-tests` alone does not build other packages' binaries, and a
-/// stale operator would test old code.
+/// process when it is missing or older than the sources it is built from: `cargo test -p
+/// suyun-tests` alone does not build other packages' binaries, and a stale operator would test
+/// old code. (An up-to-date binary is used as it is: a nested `cargo build -p suyun-operator`
+/// resolves features differently from `cargo test --workspace` and would recompile dependencies.)
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>/suyun-operator
     let dir = exe.parent().and_then(|d| d.parent()).expect("test executable lives in target/<profile>/deps");
+    let bin = dir.join("suyun-operator");
     let built = BUILT.get_or_init(|| {
+        if is_fresh(&bin) {
+            return Ok(());
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let release = dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(cargo);
@@ -41,21 +52,68 @@ pub fn binary() -> PathBuf {
     if let Err(e) = built {
         panic!("{e}");
     }
-    dir.join("suyun-operator")
+    bin
+}
+
+/// Whether `bin` exists and is newer than every source, manifest and the lock file of the
+/// crates it is built from.
+fn is_fresh(bin: &std::path::Path) -> bool {
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else { return false };
+    let root = crate::repo_root();
+    let mut pending: Vec<PathBuf> =
+        ["Cargo.toml", "Cargo.lock", "crds", "operator"].iter().map(|p| root.join(p)).collect();
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                pending.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if path.extension().is_some_and(|e| e == "rs" || e == "toml" || e == "lock")
+            && meta.modified().is_ok_and(|m| m > built)
+        {
+            return false;
+        }
+    }
+    true
 }
 
 impl OperatorProcess {
-    /// Starts the operator against the test cluster with extra arguments.
+    /// Starts the operator against the test cluster with extra arguments. Unless `args` set
+    /// `--metrics-listen`, the metrics listener goes to a free port on 127.0.0.1.
     pub fn start(cluster: &Cluster, name: &str, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_kubeconfig(cluster, name, args, &cluster.kubeconfig)
+    }
+
+    /// Starts the operator like [`start`](Self::start), with the credentials of `kubeconfig`
+    /// (a ServiceAccount's token, in the RBAC test) instead of the admin's.
+    pub fn start_with_kubeconfig(
+        cluster: &Cluster,
+        name: &str,
+        args: &[&str],
+        kubeconfig: &std::path::Path,
+    ) -> anyhow::Result<Self> {
         let bin = binary();
         anyhow::ensure!(bin.exists(), "{} not built; run the tests with `cargo test --workspace`", bin.display());
         let logs = cluster.dir.join("logs");
         std::fs::create_dir_all(&logs)?;
         let log = logs.join(format!("{name}.log"));
         let file = std::fs::File::create(&log)?;
+        let given = args.iter().enumerate().find_map(|(i, a)| match a.strip_prefix("--metrics-listen") {
+            Some(v) if v.starts_with('=') => Some(v[1..].to_owned()),
+            Some("") => args.get(i + 1).map(|v| (*v).to_owned()),
+            _ => None,
+        });
+        let (metrics_addr, extra) = match given {
+            Some(addr) => (addr.parse().with_context(|| format!("--metrics-listen {addr}"))?, None),
+            None => {
+                let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+                (addr, Some(format!("--metrics-listen={addr}")))
+            }
+        };
         let child = Command::new(&bin)
             .args(args)
-            .env("KUBECONFIG", &cluster.kubeconfig)
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", name)
             .env("RUST_LOG", "info,suyun_operator=debug")
             .stdin(Stdio::null())
@@ -63,7 +121,7 @@ impl OperatorProcess {
             .stderr(file)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(Self { child, log })
+        Ok(Self { child, log, metrics_addr })
     }
 
     /// Whether the process is still running.
@@ -96,6 +154,11 @@ impl OperatorProcess {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// A port free on 127.0.0.1 at the time of asking.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Drop for OperatorProcess {

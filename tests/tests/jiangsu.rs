@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::discovery::Discovery;
 use serde_json::json;
 use suyun_crds::v1alpha1::{CloudNode, GovSystem, MigrationWave, Phase, WavePhase};
 use suyun_tests::operator::OperatorProcess;
-use suyun_tests::{CLUSTER_SCOPED, cluster, eventually, fixtures, install_crds, manifests, repo_root};
+use suyun_tests::{CLUSTER_SCOPED, cluster, eventually, fixtures};
 
 async fn wave_phase(api: &Api<MigrationWave>, name: &str, want: WavePhase, timeout: Duration) {
     eventually(timeout, || async {
@@ -27,12 +26,7 @@ async fn the_jiangsu_example_migrates_by_itself_with_approvals_for_wave_2() {
     let _guard = CLUSTER_SCOPED.lock().await;
     let cluster = cluster();
     let client = cluster.client().await.unwrap();
-    install_crds(&client).await.unwrap();
-    fixtures::clean(&client).await;
-    let discovery = Discovery::new(client.clone()).run().await.unwrap();
-    for m in manifests::read_dir(&repo_root().join("deploy/examples/jiangsu")).unwrap() {
-        manifests::apply(&client, &discovery, &m, false).await.unwrap();
-    }
+    fixtures::apply_jiangsu_example(&client).await;
     let _operator =
         OperatorProcess::start(cluster, "jiangsu-example", &["--lease-name=suyun-jiangsu-test", "--debounce-ms=200"])
             .unwrap();

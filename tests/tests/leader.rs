@@ -81,3 +81,49 @@ async fn the_standby_takes_over_within_15_seconds_when_the_leader_dies() {
     drop(b);
     fixtures::clean(&client).await;
 }
+
+#[tokio::test]
+async fn a_leader_fenced_out_of_the_status_store_exits_instead_of_holding_the_lease() {
+    let _guard = CLUSTER_SCOPED.lock().await;
+    let cluster = cluster();
+    let client = cluster.client().await.unwrap();
+    install_crds(&client).await.unwrap();
+    fixtures::clean(&client).await;
+    let prefix = suyun_tests::etcd::unique_prefix("fenced-operator");
+    let store = [
+        "--lease-name=suyun-fenced-test".to_owned(),
+        "--debounce-ms=100".to_owned(),
+        format!("--store-endpoints={}", cluster.etcd_endpoints),
+        format!("--store-prefix={prefix}"),
+    ];
+    let args: Vec<&str> = store.iter().map(String::as_str).collect();
+    let mut operator = OperatorProcess::start(cluster, "fenced-replica", &args).unwrap();
+    eventually(WAIT, || async {
+        if operator.log_text().contains("holding the status-store fence") {
+            Ok(())
+        } else {
+            anyhow::bail!("no fence yet:\n{}", operator.log_text())
+        }
+    })
+    .await
+    .unwrap();
+
+    // Someone else's hand on the store: the leader key goes (as when its etcd lease expired
+    // behind a partition). The next publish is refused, and the replica must step down.
+    let keys = suyun_crds::readmodel::Keys::new(&prefix);
+    let mut etcd = suyun_tests::etcd::connect(&cluster.etcd_endpoints).await.unwrap();
+    etcd.delete(keys.leader(), None).await.unwrap();
+    apply::<CloudNode>(&client, &fixtures::cloud_node("jiangsu", "Provincial", "320000", 100, 4)).await;
+    eventually(Duration::from_secs(60), || {
+        let running = operator.running();
+        async move { if running { anyhow::bail!("still running") } else { Ok(()) } }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_text()));
+    let log = operator.log_text();
+    assert!(log.contains("fenced out of the status store"), "{log}");
+    assert!(log.contains("exiting so that a standby takes over"), "{log}");
+    assert!(holder(&client, "suyun-fenced-test").await.is_none_or(|h| h.is_empty()), "the Lease was released");
+    fixtures::clean(&client).await;
+    etcd.delete(prefix, Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+}

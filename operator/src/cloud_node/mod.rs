@@ -26,6 +26,7 @@ use tracing::{info, instrument, warn};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::metrics::Reconciler;
 
 /// Runs the CloudNode controller until shutdown.
 pub async fn run(
@@ -94,8 +95,16 @@ fn nodes_of<'a>(nodes: &'a [Arc<Node>], name: &str) -> Vec<&'a Node> {
     nodes.iter().filter(|n| n.labels().get(CLOUD_NODE_LABEL).is_some_and(|l| l == name)).map(|n| n.as_ref()).collect()
 }
 
-#[instrument(skip_all, fields(cloud_node = %node.name_any()))]
+/// Reconciles one CloudNode and counts it in the reconcile metrics.
 async fn reconcile(node: Arc<CloudNode>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let result = reconcile_node(node, &ctx).await;
+    ctx.metrics.observe_reconcile(Reconciler::CloudNode, started.elapsed(), result.is_err());
+    result
+}
+
+#[instrument(skip_all, fields(cloud_node = %node.name_any()))]
+async fn reconcile_node(node: Arc<CloudNode>, ctx: &Context) -> Result<Action> {
     let name = node.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
     // dereference
     let siblings = ctx.cloud_nodes.state();
@@ -110,11 +119,14 @@ async fn reconcile(node: Arc<CloudNode>, ctx: Arc<Context>) -> Result<Action> {
     // validate + build
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let desired = status::build(&node, &observed, &now);
+    // The node gauges show the status as built; nodes that are gone leave the scrape.
+    ctx.metrics.observe_node(&node, &desired);
+    ctx.metrics.retain_nodes(&siblings.iter().map(|n| n.name_any()).collect());
     // apply + update_status
     let previous = node.status.clone().unwrap_or_default();
     if desired != previous {
-        apply_status(&ctx, &name, &desired).await?;
-        publish_transition(&ctx, &node, &previous, &desired).await;
+        apply_status(ctx, &name, &desired).await?;
+        publish_transition(ctx, &node, &previous, &desired).await;
     }
     Ok(Action::requeue(Duration::from_secs(600)))
 }

@@ -38,6 +38,7 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::context::Context;
+use crate::metrics::{PublishOutcome, Reconciler};
 use crate::plan_input::{self, Objects};
 use step::{Facts, Outcome, Verdict};
 
@@ -136,12 +137,13 @@ impl StoreSink {
 
     /// Publishes `records` (the whole read-model) and `journal`. On the first call the store is
     /// reconciled against the records (stale keys deleted); afterwards only what changed is
-    /// written and what disappeared is deleted. `Err` only when this replica was fenced out.
+    /// written and what disappeared is deleted. `Ok(true)` when committed, `Ok(false)` when it
+    /// failed and is retried next iteration, `Err` only when this replica was fenced out.
     async fn publish(
         &mut self,
         records: Vec<suyun_crds::readmodel::Record>,
         journal: Vec<suyun_crds::readmodel::JournalEntry>,
-    ) -> Result<(), ()> {
+    ) -> Result<bool, ()> {
         use crate::store::{Change, StoreError};
         let keys = self.publisher.fence().keys().clone();
         let current: HashMap<String, crate::store::RecordKey> =
@@ -165,7 +167,7 @@ impl StoreSink {
             Ok(()) => {
                 self.reconciled = true;
                 self.published = current;
-                Ok(())
+                Ok(true)
             }
             Err(e @ StoreError::Fenced { .. }) => {
                 tracing::error!(error = %e, "fenced out of the status store: another replica leads");
@@ -173,7 +175,7 @@ impl StoreSink {
             }
             Err(e) => {
                 warn!(error = %e, "publishing to the status store failed; retrying next iteration");
-                Ok(())
+                Ok(false)
             }
         }
     }
@@ -215,6 +217,7 @@ impl MigrationLoop {
         let _ = self.caches.tenants.wait_until_ready().await;
         let _ = self.caches.jobs.wait_until_ready().await;
         let _ = self.ctx.cloud_nodes.wait_until_ready().await;
+        self.ctx.metrics.set_readiness(crate::metrics::Readiness::Leading);
         info!("migration loop started");
         let mut wake = tokio::time::Instant::now();
         loop {
@@ -226,14 +229,23 @@ impl MigrationLoop {
             // Debounce: let a burst of events land in the caches, then plan once.
             tokio::time::sleep(self.ctx.config.debounce()).await;
             let started = std::time::Instant::now();
-            let next = self.iterate().await;
+            let it = self.iterate().await;
             if self.fenced {
                 break;
             }
             let now = k8s_openapi::jiff::Timestamp::now().as_second();
-            let delay = next.map_or(30, |t| (t - now).clamp(1, 30));
+            let delay = it.wake.map_or(30, |t| (t - now).clamp(1, 30));
             wake = tokio::time::Instant::now() + Duration::from_secs(delay as u64);
-            debug!(elapsed_ms = started.elapsed().as_millis() as u64, next_in_s = delay, "migration loop iteration");
+            debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                plan_ms = it.plan_ms,
+                statuses = it.statuses,
+                writes_ms = it.writes_ms,
+                published_ms = it.published_ms,
+                events = it.events,
+                next_in_s = delay,
+                "migration loop iteration"
+            );
         }
         info!("migration loop stopped");
     }
@@ -252,8 +264,15 @@ impl MigrationLoop {
         }
     }
 
-    /// One iteration; returns when to look again at the latest.
-    pub async fn iterate(&mut self) -> Option<i64> {
+    /// One iteration; returns when to look again at the latest, and where the time went.
+    /// Counted as one reconcile of the `migration` controller, failed when a Kubernetes write
+    /// or the publish failed.
+    ///
+    /// Order matters for what city operators see: statuses are written, then the read-model is
+    /// published at once, and only then are Events posted and wave statuses written, so that a
+    /// phase change reaches the REST API one publish after its status write.
+    pub async fn iterate(&mut self) -> Iteration {
+        let snapshot = std::time::Instant::now();
         let now = k8s_openapi::jiff::Timestamp::now().as_second();
         let objects = Objects {
             cloud_nodes: self.ctx.cloud_nodes.state(),
@@ -287,7 +306,10 @@ impl MigrationLoop {
                 system.node = status.node.clone();
             }
         }
+        let planning = std::time::Instant::now();
         let plan = suyun_planner::plan(&input);
+        let plan_elapsed = planning.elapsed();
+        self.ctx.metrics.observe_plan(plan_elapsed, &plan);
         let verdicts = facts::verdicts(&plan);
         let model_nodes: HashMap<&str, &suyun_planner::model::Node> =
             input.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
@@ -403,9 +425,17 @@ impl MigrationLoop {
             outcomes.push((i, outcome));
         }
 
-        let written =
+        let writing = std::time::Instant::now();
+        let applied =
             writes::apply(&self.ctx, &objects.systems, &statuses, &outcomes, &waves_runner(&objects.waves, &wave_of))
                 .await;
+        let writes_elapsed = writing.elapsed();
+        let mut failures = applied.failures;
+        let written = applied.written;
+        let status_count = written.len();
+        for (i, _, status) in &written {
+            self.ctx.metrics.observe_transition(wave_of[*i].as_deref(), &statuses[*i], status, now);
+        }
         let regions = crate::readmodel::regions(&objects.tenants);
         let journal: Vec<_> = written
             .iter()
@@ -434,18 +464,73 @@ impl MigrationLoop {
             },
             now,
         );
-        writes::wave_statuses(&self.ctx, &waves, &plan, now).await;
         let accounts =
             accounts::compute(objects.systems.iter().map(Arc::as_ref).zip(effective.iter()), &objects.tenants);
+        let metrics = &self.ctx.metrics;
+        metrics.observe_loop(&crate::metrics::state::LoopState {
+            cloud_nodes: &objects.cloud_nodes,
+            tenants: &objects.tenants,
+            systems: &objects.systems,
+            statuses: &effective,
+            wave_of: &wave_of,
+            waves: &waves,
+            accounts: &accounts,
+            plan: &plan,
+        });
+        // A deleted node's gauges leave even when no CloudNode is left to reconcile.
+        metrics.retain_nodes(&objects.cloud_nodes.iter().map(|n| n.name_any()).collect());
         if let Some(store) = &mut self.store {
             let records = crate::readmodel::records(&objects, &effective, &wave_of, &accounts, &waves, &plan);
-            if store.publish(records, journal).await.is_err() {
-                self.fenced = true;
+            let published = store.publish(records, journal).await;
+            let committed_at = k8s_openapi::jiff::Timestamp::now().as_second();
+            match published {
+                Ok(true) => {
+                    metrics.observe_publish(PublishOutcome::Committed { lag: snapshot.elapsed() }, committed_at)
+                }
+                Ok(false) => {
+                    failures += 1;
+                    metrics.observe_publish(PublishOutcome::Failed, committed_at);
+                }
+                Err(()) => {
+                    failures += 1;
+                    metrics.observe_publish(PublishOutcome::Failed, committed_at);
+                    self.fenced = true;
+                }
             }
         }
+        let published_ms = snapshot.elapsed().as_millis() as u64;
+        let events = applied.events.len();
+        writes::post_events(&self.ctx, &objects.systems, applied.events).await;
+        failures += writes::wave_statuses(&self.ctx, &waves, &plan, now).await;
         self.ctx.publish_accounts(accounts);
-        wake
+        self.ctx.metrics.observe_reconcile(Reconciler::Migration, snapshot.elapsed(), failures > 0);
+        Iteration {
+            wake,
+            plan_ms: plan_elapsed.as_millis() as u64,
+            statuses: status_count,
+            writes_ms: writes_elapsed.as_millis() as u64,
+            published_ms,
+            events,
+        }
     }
+}
+
+/// What one iteration did, for the loop's debug log.
+#[derive(Debug)]
+pub struct Iteration {
+    /// When to look again at the latest (Unix seconds).
+    pub wake: Option<i64>,
+    /// Time the planner took.
+    pub plan_ms: u64,
+    /// GovSystem statuses written.
+    pub statuses: usize,
+    /// Time the Job creations and status writes took.
+    pub writes_ms: u64,
+    /// Time from the start of the iteration until the read-model was published (or, without a
+    /// store, until it would have been).
+    pub published_ms: u64,
+    /// Events posted after the publish.
+    pub events: usize,
 }
 
 /// For each system, its wave's runner (the Job executor's template), if any.

@@ -36,16 +36,26 @@ pub fn status_patch<T: serde::Serialize>(old: &T, new: &T) -> Value {
     json!({ "status": new })
 }
 
-/// Writes every changed status, creates the Jobs the steps asked for and publishes their
-/// Events. Returns, for each status written, the system's index, its new resourceVersion and
-/// the status.
+/// What [`apply`] wrote.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// For each status written: the system's index, its new resourceVersion and the status.
+    pub written: Vec<(usize, Option<String>, GovSystemStatus)>,
+    /// Jobs that could not be created and statuses that could not be written.
+    pub failures: usize,
+    /// The Events of the transitions written, not yet posted.
+    pub events: Vec<PendingEvent>,
+}
+
+/// Writes every changed status and creates the Jobs the steps asked for; returns their Events
+/// for [`post_events`].
 pub async fn apply(
     ctx: &Context,
     systems: &[Arc<GovSystem>],
     before: &[GovSystemStatus],
     outcomes: &[(usize, Outcome)],
     runners: &[Option<&Runner>],
-) -> Vec<(usize, Option<String>, GovSystemStatus)> {
+) -> Applied {
     // Jobs first: a status that names a Job is written only once the Job exists.
     let job_results = futures::stream::iter(outcomes.iter().flat_map(|(i, o)| {
         o.actions.iter().filter_map(move |a| match a {
@@ -81,6 +91,7 @@ pub async fn apply(
     let failed_jobs: std::collections::HashSet<usize> =
         job_results.into_iter().filter(|(_, ok)| !ok).map(|(i, _)| i).collect();
 
+    let to_write = outcomes.iter().filter(|(i, o)| o.status != before[*i] && !failed_jobs.contains(i)).count();
     let written =
         futures::stream::iter(outcomes.iter().filter(|(i, o)| o.status != before[*i] && !failed_jobs.contains(i)))
             .map(|(i, o)| async move {
@@ -101,35 +112,65 @@ pub async fn apply(
             .await;
 
     let wrote: std::collections::HashSet<usize> = written.iter().map(|(i, _, _)| *i).collect();
-    futures::stream::iter(outcomes.iter().filter(|(i, _)| wrote.contains(i)).flat_map(|(i, o)| {
-        o.actions.iter().filter_map(move |a| match a {
-            Action::Event { warning, reason, message } => Some((*i, *warning, reason.clone(), message.clone())),
-            _ => None,
+    let events = outcomes
+        .iter()
+        .filter(|(i, _)| wrote.contains(i))
+        .flat_map(|(i, o)| {
+            o.actions.iter().filter_map(move |a| match a {
+                Action::Event { warning, reason, message } => Some(PendingEvent {
+                    system: *i,
+                    warning: *warning,
+                    reason: reason.clone(),
+                    message: message.clone(),
+                }),
+                _ => None,
+            })
         })
-    }))
-    .for_each_concurrent(CONCURRENCY / 2, |(i, warning, reason, message)| async move {
-        let system = &systems[i];
-        if warning {
-            info!(system = %system.spec.system_id, reason = %reason, message = %message, "migration event");
-        }
-        let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason,
-            note: Some(message.chars().take(1000).collect()),
-            action: "Migrate".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &system.object_ref(&())).await {
-            warn!(system = %system.name_any(), error = %e, "could not publish Event");
-        }
-    })
-    .await;
-    written
+        .collect();
+    let failures = failed_jobs.len() + (to_write - written.len());
+    Applied { written, failures, events }
+}
+
+/// An Event one of the written transitions asked for, posted by [`post_events`].
+#[derive(Debug)]
+pub struct PendingEvent {
+    /// Index of the system.
+    pub system: usize,
+    /// Warning rather than Normal.
+    pub warning: bool,
+    /// Reason (CamelCase).
+    pub reason: String,
+    /// Message.
+    pub message: String,
+}
+
+/// Posts the Events of the transitions written (after the read-model is published: Events
+/// are for `kubectl describe`, and must not delay what city operators see).
+pub async fn post_events(ctx: &Context, systems: &[Arc<GovSystem>], events: Vec<PendingEvent>) {
+    futures::stream::iter(events)
+        .for_each_concurrent(CONCURRENCY / 2, |e| async move {
+            let system = &systems[e.system];
+            if e.warning {
+                info!(system = %system.spec.system_id, reason = %e.reason, message = %e.message, "migration event");
+            }
+            let event = Event {
+                type_: if e.warning { EventType::Warning } else { EventType::Normal },
+                reason: e.reason,
+                note: Some(e.message.chars().take(1000).collect()),
+                action: "Migrate".into(),
+                secondary: None,
+            };
+            if let Err(err) = ctx.recorder.publish(&event, &system.object_ref(&())).await {
+                warn!(system = %system.name_any(), error = %err, "could not publish Event");
+            }
+        })
+        .await;
 }
 
 /// Writes each wave's status when it changed: counts, progress, ETA from the plan, phase and
-/// conditions.
-pub async fn wave_statuses(ctx: &Context, waves: &BTreeMap<String, WaveState>, plan: &Plan, now: i64) {
+/// conditions. Returns how many writes failed.
+pub async fn wave_statuses(ctx: &Context, waves: &BTreeMap<String, WaveState>, plan: &Plan, now: i64) -> usize {
+    let mut failures = 0;
     let now_time = Time(k8s_openapi::jiff::Timestamp::from_second(now).unwrap_or_default());
     let eta: BTreeMap<&str, i64> = plan.waves.iter().filter_map(|w| w.end.map(|e| (w.name.as_str(), e))).collect();
     for (name, state) in waves {
@@ -173,8 +214,10 @@ pub async fn wave_statuses(ctx: &Context, waves: &BTreeMap<String, WaveState>, p
             api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status_patch(&previous, &desired))).await
         {
             warn!(wave = %name, error = %e, "could not write wave status");
+            failures += 1;
         }
     }
+    failures
 }
 
 fn reason_of(phase: WavePhase) -> &'static str {

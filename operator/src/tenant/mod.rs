@@ -32,6 +32,7 @@ use tracing::{instrument, warn};
 use crate::capacity::Amounts;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::metrics::Reconciler;
 use crate::migration::accounts::TenantAccount;
 
 /// Builds the status a Tenant should have. Pure.
@@ -107,8 +108,16 @@ where
     Ok(())
 }
 
-#[instrument(skip_all, fields(tenant = %tenant.name_any()))]
+/// Reconciles one Tenant and counts it in the reconcile metrics.
 async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let result = reconcile_tenant(tenant, &ctx).await;
+    ctx.metrics.observe_reconcile(Reconciler::Tenant, started.elapsed(), result.is_err());
+    result
+}
+
+#[instrument(skip_all, fields(tenant = %tenant.name_any()))]
+async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action> {
     let name = tenant.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
     if tenant.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

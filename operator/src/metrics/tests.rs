@@ -1,0 +1,355 @@
+use std::collections::{BTreeMap, HashSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use suyun_crds::v1alpha1::{CloudNode, CloudNodeStatus, GovSystemStatus, Phase};
+
+use super::state::{self, PLANNER_REASONS};
+use super::*;
+
+/// Samples of a text exposition: `name{labels}` → value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(k, v)| v.parse().ok().map(|v| (k.to_owned(), v))))
+        .collect()
+}
+
+fn families(text: &str) -> HashSet<String> {
+    text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).map(Into::into).collect()
+}
+
+fn cloud_node(name: &str, tier: &str, code: &str) -> CloudNode {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "suyun.io/v1alpha1", "kind": "CloudNode", "metadata": {"name": name},
+        "spec": {"tier": tier, "regionCode": code, "displayName": name, "securityLevel": 3,
+                 "capacity": {"cpu": "100", "memory": "1Ti", "storage": "10Ti"}}
+    }))
+    .unwrap()
+}
+
+fn node_status(allocated_cpu: &str, ready: bool) -> CloudNodeStatus {
+    let q = |s: &str| Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(s.into()));
+    let amounts = |cpu: &str| suyun_crds::v1alpha1::ResourceAmounts {
+        cpu: q(cpu),
+        memory: q("1Ti"),
+        storage: q("10Ti"),
+        gpu: None,
+    };
+    CloudNodeStatus {
+        capacity: Some(amounts("100")),
+        allocatable: Some(amounts("200")),
+        allocated: Some(amounts(allocated_cpu)),
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: if ready { "True" } else { "False" }.into(),
+            reason: "Reconciled".into(),
+            message: String::new(),
+            last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            observed_generation: None,
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn exported_names_cover_the_catalogue_with_histogram_series_and_follow_the_store_setting() {
+    let names = exported_metric_names();
+    for name in [
+        "suyun_node_capacity",
+        "suyun_node_allocatable",
+        "suyun_node_allocated",
+        "suyun_node_utilization_ratio",
+        "suyun_node_ready",
+        "suyun_systems",
+        "suyun_wave_systems",
+        "suyun_systems_blocked",
+        "suyun_tenant_quota",
+        "suyun_tenant_usage",
+        "suyun_migrations_completed_total",
+        "suyun_migrations_failed_total",
+        "suyun_migrations_rolled_back_total",
+        "suyun_phase_duration_seconds_bucket",
+        "suyun_phase_duration_seconds_sum",
+        "suyun_phase_duration_seconds_count",
+        "suyun_wave_progress_ratio",
+        "suyun_wave_eta_timestamp_seconds",
+        "suyun_wave_active",
+        "suyun_wave_failure_budget_ratio",
+        "suyun_wave_last_transition_timestamp_seconds",
+        "suyun_planner_run_duration_seconds_bucket",
+        "suyun_planner_runs_total",
+        "suyun_planner_unplaceable_systems",
+        "suyun_reconcile_total",
+        "suyun_reconcile_errors_total",
+        "suyun_reconcile_duration_seconds_count",
+        "suyun_leader",
+        "suyun_store_last_publish_timestamp_seconds",
+        "suyun_store_publish_lag_seconds",
+        "suyun_store_publish_errors_total",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
+    }
+    assert!(!names.iter().any(|n| n == "suyun_phase_duration_seconds"), "a histogram's own name is not a series");
+    #[cfg(target_os = "linux")]
+    assert!(names.iter().any(|n| n == "process_resident_memory_bytes"), "{names:?}");
+    let without_store = Metrics::new(false).exported_metric_names();
+    assert!(!without_store.iter().any(|n| n.starts_with("suyun_store_")), "{without_store:?}");
+    // Every family a scrape shows is listed.
+    let m = Metrics::new(true);
+    m.observe_publish(PublishOutcome::Committed { lag: Duration::from_millis(20) }, 1_800_000_000);
+    for family in families(&m.render()) {
+        let listed = names.iter().any(|n| *n == family || *n == format!("{family}_count"));
+        assert!(listed, "{family} is exported but not listed");
+    }
+}
+
+#[test]
+fn node_gauges_follow_the_status_and_leave_with_the_node() {
+    let m = Metrics::new(false);
+    let nanjing = cloud_node("nanjing", "City", "320100");
+    m.observe_node(&nanjing, &node_status("50", true));
+    m.observe_node(&cloud_node("suzhou", "City", "320500"), &node_status("0", false));
+    let s = samples(&m.render());
+    // The encoder writes labels sorted by name.
+    let key = |family: &str, labels: &str| format!("{family}{{{labels}}}");
+    let nj = "node=\"nanjing\",region_code=\"320100\"";
+    let (cpu, memory) = ("resource=\"cpu\",tier=\"city\"", "resource=\"memory\",tier=\"city\"");
+    assert_eq!(s[&key("suyun_node_allocated", &format!("{nj},{cpu},unit=\"core\""))], 50.0);
+    assert_eq!(s[&key("suyun_node_capacity", &format!("{nj},{memory},unit=\"byte\""))], 1099511627776.0);
+    assert_eq!(s[&key("suyun_node_utilization_ratio", &format!("{nj},{cpu}"))], 0.25);
+    assert_eq!(s[&key("suyun_node_ready", &format!("{nj},tier=\"city\""))], 1.0);
+    assert_eq!(s[&key("suyun_node_ready", "node=\"suzhou\",region_code=\"320500\",tier=\"city\"")], 0.0);
+
+    // A region change replaces the label set; a deleted node disappears.
+    let mut moved = nanjing.clone();
+    moved.spec.region_code = "320199".into();
+    m.observe_node(&moved, &node_status("50", true));
+    m.retain_nodes(&HashSet::from(["nanjing".to_owned()]));
+    let text = m.render();
+    assert!(!text.contains("320100") && !text.contains("suzhou"), "{text}");
+    assert_eq!(text.matches("suyun_node_ready{").count(), 1, "{text}");
+    m.clear_state();
+    assert!(!m.render().contains("suyun_node_"), "a standby shows no node state");
+}
+
+#[test]
+fn transitions_count_migrations_by_wave_and_time_the_phase_left() {
+    let m = Metrics::new(false);
+    let at = |s: i64| Some(Time(Timestamp::from_second(s).unwrap()));
+    let verifying = GovSystemStatus { phase: Some(Phase::Verifying), phase_started_at: at(1000), ..Default::default() };
+    let completed = GovSystemStatus { phase: Some(Phase::Completed), phase_started_at: at(1090), ..Default::default() };
+    m.observe_transition(Some("wave-1"), &verifying, &completed, 1090);
+    // Same phase (a retry, a new message): no transition.
+    m.observe_transition(Some("wave-1"), &completed, &completed, 1200);
+    let failed = GovSystemStatus { phase: Some(Phase::Failed), ..Default::default() };
+    m.observe_transition(Some("wave-2"), &verifying, &failed, 1100);
+    let s = samples(&m.render());
+    assert_eq!(s["suyun_migrations_completed_total{wave=\"wave-1\"}"], 1.0);
+    assert_eq!(s["suyun_migrations_failed_total{wave=\"wave-2\"}"], 1.0);
+    assert_eq!(s["suyun_phase_duration_seconds_count{phase=\"Verifying\"}"], 2.0);
+    assert_eq!(s["suyun_phase_duration_seconds_sum{phase=\"Verifying\"}"], 190.0);
+    assert_eq!(s["suyun_phase_duration_seconds_bucket{phase=\"Verifying\",le=\"60\"}"], 0.0);
+    assert_eq!(s["suyun_phase_duration_seconds_bucket{phase=\"Verifying\",le=\"300\"}"], 2.0);
+}
+
+#[test]
+fn reconciles_leadership_and_publishes_are_counted() {
+    let m = Metrics::new(true);
+    let s = samples(&m.render());
+    assert_eq!(s["suyun_reconcile_total{controller=\"migration\"}"], 0.0, "counters exist before the first");
+    assert_eq!(s["suyun_leader"], 0.0);
+    assert!(!s.keys().any(|k| k.starts_with("suyun_store_last_publish")), "no publish yet: absent, not 0");
+    m.observe_reconcile(Reconciler::Tenant, Duration::from_millis(3), true);
+    m.set_leader(true);
+    m.observe_publish(PublishOutcome::Failed, 0);
+    m.observe_publish(PublishOutcome::Committed { lag: Duration::from_millis(250) }, 1_800_000_000);
+    let s = samples(&m.render());
+    assert_eq!(s["suyun_reconcile_total{controller=\"tenant\"}"], 1.0);
+    assert_eq!(s["suyun_reconcile_errors_total{controller=\"tenant\"}"], 1.0);
+    assert_eq!(s["suyun_leader"], 1.0);
+    assert_eq!(s["suyun_store_publish_errors_total"], 1.0);
+    assert_eq!(s["suyun_store_publish_lag_seconds"], 0.25);
+    assert_eq!(s["suyun_store_last_publish_timestamp_seconds"], 1.8e9);
+}
+
+#[test]
+fn reason_labels_are_bounded() {
+    for (i, r) in PLANNER_REASONS.iter().enumerate() {
+        assert_eq!(state::reason_position(*r), i, "{r}");
+    }
+    assert_eq!(state::blocked_reason("InsufficientCapacity"), "InsufficientCapacity");
+    assert_eq!(state::blocked_reason("InvalidSpec"), "InvalidSpec");
+    assert_eq!(state::blocked_reason("anything a user could write"), "Other");
+    assert_eq!(state::blocked_reasons().count(), PLANNER_REASONS.len() + 3);
+}
+
+#[test]
+fn utilization_is_zero_without_allocatable() {
+    assert_eq!(state::ratio(5, 0), 0.0);
+    assert_eq!(state::ratio(0, 0), 0.0);
+    assert_eq!(state::ratio(1, 4), 0.25);
+}
+
+#[tokio::test]
+async fn readyz_follows_readiness_and_healthz_always_answers() {
+    use tower::ServiceExt;
+    let m = Arc::new(Metrics::new(false));
+    let get = |path: &'static str| {
+        let app = router(m.clone());
+        async move {
+            let request = http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    assert_eq!(get("/readyz").await.0, http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(get("/healthz").await.0, http::StatusCode::OK);
+    m.set_readiness(Readiness::Standby);
+    assert_eq!(get("/readyz").await, (http::StatusCode::OK, "standby\n".into()));
+    m.set_readiness(Readiness::Syncing);
+    assert_eq!(get("/readyz").await.0, http::StatusCode::SERVICE_UNAVAILABLE);
+    m.set_readiness(Readiness::Leading);
+    assert_eq!(get("/readyz").await.0, http::StatusCode::OK);
+    let (status, body) = get("/metrics").await;
+    assert_eq!(status, http::StatusCode::OK);
+    assert!(body.contains("# TYPE suyun_leader gauge"), "{body}");
+}
+
+fn system(ns: &str, id: &str, wave: &str, cpu: &str) -> suyun_crds::v1alpha1::GovSystem {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "suyun.io/v1alpha1", "kind": "GovSystem",
+        "metadata": {"name": id.to_lowercase(), "namespace": ns, "labels": {"suyun.io/wave": wave}},
+        "spec": {"systemId": id, "displayName": id, "classification": "Internal", "securityLevel": 2,
+                 "resources": {"cpu": cpu, "memory": "1Gi", "storage": "10Gi"}}
+    }))
+    .unwrap()
+}
+
+fn wave(name: &str, budget: u32) -> suyun_crds::v1alpha1::MigrationWave {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "suyun.io/v1alpha1", "kind": "MigrationWave", "metadata": {"name": name},
+        "spec": {"selector": {"matchLabels": {"suyun.io/wave": name}}, "failureBudget": budget, "executor": "Simulated"}
+    }))
+    .unwrap()
+}
+
+fn tenant(name: &str, code: &str) -> suyun_crds::v1alpha1::Tenant {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "suyun.io/v1alpha1", "kind": "Tenant", "metadata": {"name": name},
+        "spec": {"displayName": name, "level": "City", "regionCode": code, "homeNode": "nanjing", "securityLevel": 2,
+                 "quota": {"cpu": "100", "memory": "1Ti", "storage": "10Ti", "maxSystems": 10}}
+    }))
+    .unwrap()
+}
+
+/// Runs the loop's update over `systems` (with their statuses) and `waves`.
+fn observe_loop(
+    m: &Metrics,
+    systems: &[(suyun_crds::v1alpha1::GovSystem, GovSystemStatus)],
+    waves: &[suyun_crds::v1alpha1::MigrationWave],
+    eta: Option<i64>,
+) {
+    let nodes = vec![Arc::new(cloud_node("nanjing", "City", "320100"))];
+    let tenants = vec![Arc::new(tenant("nj-data", "320100"))];
+    let objects: Vec<Arc<suyun_crds::v1alpha1::GovSystem>> = systems.iter().map(|(s, _)| Arc::new(s.clone())).collect();
+    let statuses: Vec<GovSystemStatus> = systems.iter().map(|(_, st)| st.clone()).collect();
+    let waves: Vec<Arc<suyun_crds::v1alpha1::MigrationWave>> = waves.iter().cloned().map(Arc::new).collect();
+    let wave_of: Vec<Option<String>> = objects
+        .iter()
+        .map(|s| crate::plan_input::wave_of(s, &waves).map(|w| w.metadata.name.clone().unwrap_or_default()))
+        .collect();
+    let mut members: std::collections::HashMap<String, Vec<&GovSystemStatus>> = Default::default();
+    for (w, st) in wave_of.iter().zip(&statuses) {
+        if let Some(w) = w {
+            members.entry(w.clone()).or_default().push(st);
+        }
+    }
+    let wave_states = crate::migration::facts::wave_states(&waves, &members, 2_000);
+    let accounts = crate::migration::accounts::compute(objects.iter().map(Arc::as_ref).zip(statuses.iter()), &tenants);
+    let mut plan = suyun_planner::plan(&suyun_planner::model::PlanInput::default());
+    plan.waves = waves
+        .iter()
+        .map(|w| suyun_planner::WaveSummary {
+            name: w.metadata.name.clone().unwrap_or_default(),
+            order: 1,
+            not_before: None,
+            systems: 0,
+            placed: 0,
+            start: None,
+            end: eta,
+        })
+        .collect();
+    m.observe_loop(&state::LoopState {
+        cloud_nodes: &nodes,
+        tenants: &tenants,
+        systems: &objects,
+        statuses: &statuses,
+        wave_of: &wave_of,
+        waves: &wave_states,
+        accounts: &accounts,
+        plan: &plan,
+    });
+}
+
+#[test]
+fn the_loop_state_counts_systems_blocked_reasons_waves_and_tenants() {
+    let m = Metrics::new(false);
+    let at = |s: i64| Some(Time(Timestamp::from_second(s).unwrap()));
+    let on = |phase: Phase, started: i64| GovSystemStatus {
+        phase: Some(phase),
+        node: Some("nanjing".into()),
+        phase_started_at: at(started),
+        ..Default::default()
+    };
+    let mut blocked = GovSystemStatus { phase: Some(Phase::Blocked), phase_started_at: at(1200), ..Default::default() };
+    blocked.conditions = vec![Condition {
+        type_: "Blocked".into(),
+        status: "True".into(),
+        reason: "InsufficientCapacity".into(),
+        message: String::new(),
+        last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        observed_generation: None,
+    }];
+    let systems = vec![
+        (system("nj-data", "JS-320100-0001", "w1", "2"), on(Phase::Completed, 1500)),
+        (system("nj-data", "JS-320100-0002", "w1", "3"), on(Phase::Replicating, 1000)),
+        (system("nj-data", "JS-320100-0003", "w1", "64"), blocked),
+        (system("nj-data", "JS-320100-0004", "w2", "1"), GovSystemStatus::default()),
+    ];
+    observe_loop(&m, &systems, &[wave("w1", 10), wave("w2", 5)], Some(1_800_000_000));
+    let s = samples(&m.render());
+    let systems_on = |node: &str, code: &str, phase: &str| {
+        s[&format!("suyun_systems{{node=\"{node}\",phase=\"{phase}\",region_code=\"{code}\"}}")]
+    };
+    assert_eq!(systems_on("nanjing", "320100", "Completed"), 1.0);
+    assert_eq!(systems_on("nanjing", "320100", "Replicating"), 1.0);
+    assert_eq!(systems_on("nanjing", "320100", "Failed"), 0.0, "every phase is listed");
+    assert_eq!(systems_on("", "", "Blocked"), 1.0);
+    assert_eq!(systems_on("", "", "Pending"), 1.0);
+    assert_eq!(s.iter().filter(|(k, _)| k.starts_with("suyun_systems{")).map(|(_, v)| v).sum::<f64>(), 4.0);
+    assert_eq!(s["suyun_systems_blocked{reason=\"InsufficientCapacity\"}"], 1.0);
+    assert_eq!(s["suyun_systems_blocked{reason=\"Other\"}"], 0.0);
+    assert_eq!(s["suyun_wave_systems{phase=\"Blocked\",wave=\"w1\"}"], 1.0);
+    assert_eq!(s["suyun_wave_progress_ratio{wave=\"w1\"}"], 1.0 / 3.0);
+    assert_eq!(s["suyun_wave_failure_budget_ratio{wave=\"w2\"}"], 0.05);
+    assert_eq!(s["suyun_wave_last_transition_timestamp_seconds{wave=\"w1\"}"], 1500.0);
+    assert!(!s.contains_key("suyun_wave_last_transition_timestamp_seconds{wave=\"w2\"}"), "no transition yet");
+    assert_eq!(s["suyun_wave_eta_timestamp_seconds{wave=\"w1\"}"], 1.8e9);
+    assert_eq!(s["suyun_wave_active{wave=\"w1\"}"], 1.0);
+    // Completed and Replicating hold capacity: 2 + 3 cores.
+    let usage = "region_code=\"320100\",resource=\"cpu\",tenant=\"nj-data\",unit=\"core\"";
+    assert_eq!(s[&format!("suyun_tenant_usage{{{usage}}}")], 5.0);
+    assert_eq!(s[&format!("suyun_tenant_quota{{{usage}}}")], 100.0);
+    assert_eq!(s["suyun_migrations_completed_total{wave=\"w2\"}"], 0.0, "counters exist for every wave");
+
+    // w2 deleted, its system gone, the ETA unknown: their series leave.
+    observe_loop(&m, &systems[..3], &[wave("w1", 10)], None);
+    let text = m.render();
+    assert!(!text.lines().any(|l| l.starts_with("suyun_wave_") && l.contains("wave=\"w2\"")), "{text}");
+    assert!(!text.contains("suyun_wave_eta_timestamp_seconds{"), "{text}");
+    let s = samples(&text);
+    assert_eq!(s.iter().filter(|(k, _)| k.starts_with("suyun_systems{")).map(|(_, v)| v).sum::<f64>(), 3.0);
+}
