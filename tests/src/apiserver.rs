@@ -52,6 +52,15 @@ impl TestServer {
     /// Starts a server reading `prefix` from `endpoint`, with an empty token file reloaded every
     /// 100 ms and the store probed every `probe_ms`; waits until the first read is done.
     pub async fn start(endpoint: &str, prefix: &str, probe_ms: u64) -> anyhow::Result<TestServer> {
+        let mut etcd = EtcdConfig::new(vec![endpoint.to_owned()], prefix);
+        etcd.probe_ms = probe_ms;
+        Self::start_with_store(etcd).await
+    }
+
+    /// Starts a server reading the status store as `etcd` says (endpoints, TLS, prefix, probe
+    /// interval), with an empty token file; waits until the first read is done.
+    pub async fn start_with_store(etcd: EtcdConfig) -> anyhow::Result<TestServer> {
+        let prefix = etcd.prefix.clone();
         let dir = crate::repo_root().join("target/test-pki").join(prefix.trim_matches('/').replace('/', "_"));
         let ca = TestCa::new("suyun-test-client-ca");
         let wrong_ca = TestCa::new("someone-else");
@@ -59,9 +68,7 @@ impl TestServer {
         let token_file = write(&dir, "tokens", "# no tokens yet\n");
         let tls =
             server::tls_config(server_pem.cert.as_bytes(), server_pem.key.as_bytes(), Some(ca.pem.cert.as_bytes()))?;
-        let state = AppState::new(Keys::new(prefix), TokenStore::load(&token_file)?);
-        let mut etcd = EtcdConfig::new(vec![endpoint.to_owned()], prefix);
-        etcd.probe_ms = probe_ms;
+        let state = AppState::new(Keys::new(&prefix), TokenStore::load(&token_file)?);
         let tasks = vec![state.spawn_sync(etcd), state.tokens.spawn_reloader(Duration::from_millis(100))];
 
         let listener = TcpListener::bind("127.0.0.1:0").await?;

@@ -1,6 +1,7 @@
 //! etcd for status-store tests: unique key prefixes on the shared status-store etcd, and
 //! private etcd processes (from the binary `tests/cluster/build` caches) that a test may kill
-//! and restart on the same port and data directory.
+//! and restart on the same port and data directory, over plain HTTP or over TLS with client
+//! certificates required.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 
 use crate::repo_root;
+use crate::tls::{Pem, TestCa, write};
 
 /// A key prefix no other test (or run) uses: `/suyun-test/<name>-<pid>-<nanos>/`.
 pub fn unique_prefix(name: &str) -> String {
@@ -44,6 +46,46 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The PEM files of a TLS etcd: its CA, its server certificate, and a client certificate the
+/// server accepts (`CN=suyun-test-client`).
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    /// CA that signed the server and client certificates.
+    pub ca: PathBuf,
+    /// Server certificate and key.
+    pub server_cert: PathBuf,
+    /// Server key.
+    pub server_key: PathBuf,
+    /// A client certificate signed by the CA.
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
+}
+
+impl EtcdTls {
+    fn generate(dir: &std::path::Path, ca: &TestCa) -> EtcdTls {
+        let server = ca.server();
+        let Pem { cert, key } = ca.client("suyun-test-client", &[]);
+        EtcdTls {
+            ca: write(dir, "ca.pem", &ca.pem.cert),
+            server_cert: write(dir, "server.pem", &server.cert),
+            server_key: write(dir, "server-key.pem", &server.key),
+            client_cert: write(dir, "client.pem", &cert),
+            client_key: write(dir, "client-key.pem", &key),
+        }
+    }
+
+    /// Client TLS options with the CA and the client certificate.
+    pub fn client_options(&self) -> anyhow::Result<etcd_client::TlsOptions> {
+        Ok(etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(std::fs::read(&self.ca)?))
+            .identity(etcd_client::Identity::from_pem(
+                std::fs::read(&self.client_cert)?,
+                std::fs::read(&self.client_key)?,
+            )))
+    }
+}
+
 /// An etcd process of the test's own, on loopback, with its data under `target/`.
 #[derive(Debug)]
 pub struct EtcdProcess {
@@ -51,29 +93,58 @@ pub struct EtcdProcess {
     data_dir: PathBuf,
     client_port: u16,
     peer_port: u16,
+    tls: Option<EtcdTls>,
     child: Option<Child>,
 }
 
 impl EtcdProcess {
-    /// Starts a fresh etcd named `name` and waits until it answers.
+    /// Starts a fresh etcd named `name` (plain HTTP) and waits until it answers.
     pub async fn start(name: &str) -> anyhow::Result<EtcdProcess> {
+        Self::start_with(name, None).await
+    }
+
+    /// Starts a fresh etcd named `name` serving clients over TLS with a server certificate of
+    /// `ca` and requiring client certificates signed by `ca`; waits until it answers.
+    pub async fn start_tls(name: &str, ca: &TestCa) -> anyhow::Result<EtcdProcess> {
+        Self::start_with(name, Some(ca)).await
+    }
+
+    async fn start_with(name: &str, ca: Option<&TestCa>) -> anyhow::Result<EtcdProcess> {
         let data_dir = repo_root().join("target/test-etcd").join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         std::fs::create_dir_all(&data_dir)?;
+        let tls = ca.map(|ca| EtcdTls::generate(&data_dir.join("pki"), ca));
         let mut etcd = EtcdProcess {
             name: name.to_owned(),
             data_dir,
             client_port: free_port()?,
             peer_port: free_port()?,
+            tls,
             child: None,
         };
         etcd.restart().await?;
         Ok(etcd)
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://…` for a TLS etcd.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The PEM files of a TLS etcd.
+    pub fn tls(&self) -> Option<&EtcdTls> {
+        self.tls.as_ref()
+    }
+
+    async fn probe(&self) -> anyhow::Result<()> {
+        let mut options = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_secs(2));
+        if let Some(tls) = &self.tls {
+            options = options.with_tls(tls.client_options()?);
+        }
+        let mut client = etcd_client::Client::connect([self.endpoint()], Some(options)).await?;
+        client.status().await?;
+        Ok(())
     }
 
     /// Kills the process (SIGKILL) and waits for it to exit.
@@ -87,10 +158,21 @@ impl EtcdProcess {
     /// (Re)starts the process on the same ports and data directory and waits until it answers.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::File::create(self.data_dir.with_extension("log"))?;
-        let child = Command::new(etcd_binary()?)
+        let mut command = Command::new(etcd_binary()?);
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .args(["--name", &self.name, "--data-dir"])
             .arg(self.data_dir.join("data"))
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
@@ -102,13 +184,9 @@ impl EtcdProcess {
             .spawn()
             .context("starting etcd")?;
         self.child = Some(child);
-        crate::eventually(Duration::from_secs(20), || async {
-            let mut client = connect(&self.endpoint()).await?;
-            client.status().await?;
-            Ok(())
-        })
-        .await
-        .with_context(|| format!("etcd {} did not become ready", self.name))
+        crate::eventually(Duration::from_secs(20), || self.probe())
+            .await
+            .with_context(|| format!("etcd {} did not become ready", self.name))
     }
 }
 
