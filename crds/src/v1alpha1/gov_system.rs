@@ -276,7 +276,7 @@ pub struct GovSystemStatus {
     /// MigrationWave the system belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wave: Option<String>,
-    /// When the planner expects the migration to start.
+    /// When the planner expects the migration to start (only for a system in a MigrationWave).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned_start: Option<Time>,
     /// When the migration started.

@@ -211,8 +211,20 @@ pub struct Outcome {
 }
 
 /// How far a new planned start may be from the one in status before status is rewritten
-/// (seconds).
+/// (seconds), at least: further ahead the tolerance is a tenth of the time until the start.
 pub const PLANNED_START_TOLERANCE: i64 = 1800;
+
+/// Whether a waiting system's planned start moved enough from `old` to `new` to be rewritten
+/// at `now`: by more than 30 minutes, and by more than a tenth of the time until it. The
+/// planner schedules from "now", so the planned starts of thousands of waiting systems drift on
+/// every run; a start 10 hours away is shown to the hour, one 1 hour away to 30 minutes.
+pub fn planned_start_moved(old: Option<i64>, new: Option<i64>, now: i64) -> bool {
+    match (old, new) {
+        (Some(old), Some(new)) => (old - new).abs() > PLANNED_START_TOLERANCE.max((new.min(old) - now) / 10),
+        (None, None) => false,
+        _ => true,
+    }
+}
 
 /// Reason of a Failed system whose rollback gave up.
 const ROLLBACK_FAILED: &str = "RollbackFailed";
@@ -303,14 +315,11 @@ impl Stepper<'_> {
             }
             Verdict::Placed { node, planned_start } => {
                 self.status.node = Some(node.clone());
-                // The planner schedules from "now", so a waiting system's planned start drifts a
-                // little on every run; rewriting it each time would rewrite every status.
-                let drift = match (secs(&self.status.planned_start), planned_start) {
-                    (Some(old), Some(new)) => (old - new).abs(),
-                    (None, None) => 0,
-                    _ => i64::MAX,
-                };
-                if drift > PLANNED_START_TOLERANCE {
+                // A system in no wave has no schedule: the planner's start for it is a guess
+                // that moves with every change elsewhere, not a plan anyone acts on.
+                let planned_start = planned_start.filter(|_| self.wave().is_some());
+                // Rewriting every drift would rewrite every waiting system's status each run.
+                if planned_start_moved(secs(&self.status.planned_start), planned_start, self.facts.now) {
                     self.status.planned_start = planned_start.map(time);
                 }
                 self.status.wave = self.wave().map(|w| w.name.clone());

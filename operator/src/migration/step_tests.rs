@@ -244,3 +244,30 @@ fn a_small_drift_of_the_planned_start_does_not_rewrite_the_status() {
     let later = step("sys", &first.status, &moved);
     assert_ne!(later.status.planned_start, first.status.planned_start, "2 hours later: rewritten");
 }
+
+#[test]
+fn the_planned_start_tolerance_grows_with_the_time_until_the_start() {
+    let hour = 3600;
+    // Soon: 30 minutes.
+    assert!(!planned_start_moved(Some(NOW + hour), Some(NOW + hour - 1700), NOW));
+    assert!(planned_start_moved(Some(NOW + hour), Some(NOW + hour - 1900), NOW));
+    // A day ahead: a tenth of the time until it (about 2.4 hours).
+    assert!(!planned_start_moved(Some(NOW + 24 * hour), Some(NOW + 22 * hour), NOW));
+    assert!(planned_start_moved(Some(NOW + 24 * hour), Some(NOW + 20 * hour), NOW));
+    // Appearing or going always counts.
+    assert!(planned_start_moved(None, Some(NOW), NOW));
+    assert!(planned_start_moved(Some(NOW), None, NOW));
+    assert!(!planned_start_moved(None, None, NOW));
+}
+
+#[test]
+fn a_system_in_no_wave_is_placed_without_a_planned_start() {
+    let f = Facts { wave: None, ..facts() };
+    let o = step("sys", &GovSystemStatus::default(), &f);
+    assert_eq!(phase(&o), Phase::Scheduled);
+    assert_eq!(o.status.reason.as_deref(), Some("NoWave"));
+    assert_eq!(o.status.node.as_deref(), Some("nanjing"));
+    assert_eq!(o.status.planned_start, None);
+    let in_wave = step("sys", &GovSystemStatus::default(), &Facts { slot_free: false, ..facts() });
+    assert!(in_wave.status.planned_start.is_some(), "a system in a wave has one");
+}
