@@ -9,7 +9,7 @@ use suyun_crds::readmodel::{
     ApprovalState, ConditionSummary, JournalEntry, NodeRecord, QuotaAmounts, Record, ResourceAmounts, SystemRecord,
     TenantRecord, Utilization, WaveRecord,
 };
-use suyun_crds::v1alpha1::{CloudNode, GovSystemStatus, Tenant};
+use suyun_crds::v1alpha1::{CloudNode, GovSystem, GovSystemStatus, Tenant};
 use suyun_planner::Plan;
 
 use crate::capacity::Amounts;
@@ -101,6 +101,39 @@ pub fn regions(tenants: &[std::sync::Arc<Tenant>]) -> HashMap<String, String> {
     tenants.iter().map(|t| (t.name_any(), t.spec.region_code.clone())).collect()
 }
 
+/// The record of one system with effective status `st`, in `region`, selected by `wave`.
+pub fn system(
+    s: &GovSystem,
+    st: &GovSystemStatus,
+    region: String,
+    wave: Option<String>,
+    approval_required: bool,
+) -> SystemRecord {
+    SystemRecord {
+        system_id: s.spec.system_id.clone(),
+        name: s.name_any(),
+        tenant: s.namespace().unwrap_or_default(),
+        display_name: s.spec.display_name.clone(),
+        region_code: region,
+        security_level: s.spec.security_level,
+        phase: st.phase.unwrap_or_default().as_str().to_owned(),
+        node: st.node.clone(),
+        wave,
+        planned_start: time(&st.planned_start),
+        started_at: time(&st.started_at),
+        completed_at: time(&st.completed_at),
+        attempts: st.attempts,
+        reason: st.reason.clone(),
+        message: st.message.clone(),
+        approval: ApprovalState { required: approval_required, approved_by: st.approved_by.clone(), approved_at: None },
+    }
+}
+
+/// Whether the cutover of a system in `wave` needs an approval.
+pub fn approval_required(wave: Option<&String>, waves: &BTreeMap<String, WaveState>) -> bool {
+    wave.and_then(|w| waves.get(w)).is_some_and(|w| w.wave.spec.approval.as_ref().is_some_and(|a| a.required))
+}
+
 /// Every record of the read-model. `statuses[i]` is the effective status of
 /// `objects.systems[i]`, `wave_of[i]` its wave.
 pub fn records(
@@ -130,32 +163,7 @@ pub fn records(
                 .entry(phase.clone())
                 .or_default() += 1;
         }
-        let approval_required = wave
-            .as_ref()
-            .and_then(|w| waves.get(w))
-            .is_some_and(|w| w.wave.spec.approval.as_ref().is_some_and(|a| a.required));
-        out.push(Record::System(SystemRecord {
-            system_id: s.spec.system_id.clone(),
-            name: s.name_any(),
-            tenant: namespace,
-            display_name: s.spec.display_name.clone(),
-            region_code: region,
-            security_level: s.spec.security_level,
-            phase,
-            node: st.node.clone(),
-            wave: wave.clone(),
-            planned_start: time(&st.planned_start),
-            started_at: time(&st.started_at),
-            completed_at: time(&st.completed_at),
-            attempts: st.attempts,
-            reason: st.reason.clone(),
-            message: st.message.clone(),
-            approval: ApprovalState {
-                required: approval_required,
-                approved_by: st.approved_by.clone(),
-                approved_at: None,
-            },
-        }));
+        out.push(Record::System(system(s, st, region, wave.clone(), approval_required(wave.as_ref(), waves))));
     }
     let eta: BTreeMap<&str, i64> = plan.waves.iter().filter_map(|w| w.end.map(|e| (w.name.as_str(), e))).collect();
     for (name, w) in waves {

@@ -10,7 +10,10 @@
 //! minimal axum + rustls server (same TLS settings, same accept loop) whose handler returns the
 //! very bytes the apiserver returned. The load comes from a second process (this binary with
 //! `load`), over loopback, HTTP/1.1 keep-alive with a 苏州 (320500) client certificate; each
-//! run is bounded in time and in requests.
+//! run is bounded in time and in requests. Throughput runs send back to back (closed loop); the
+//! latency runs at 256 connections are made twice: back to back (the latency of a saturated
+//! server, mostly queueing) and at a fixed offered rate (`--p99-rate`, open loop, latency from
+//! each request's scheduled time).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,6 +44,9 @@ struct Args {
     /// Connections of the latency runs.
     #[arg(long, default_value_t = 256)]
     p99_connections: usize,
+    /// Offered load of the fixed-rate latency runs, requests per second over all connections.
+    #[arg(long, default_value_t = 4000)]
+    p99_rate: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +65,12 @@ enum Load {
         seconds: u64,
         #[arg(long, default_value_t = 3_000_000)]
         max_requests: u64,
+        /// Open loop: this many requests per second over all connections, each connection
+        /// sending on its own fixed schedule, latency counted from the scheduled time (so a
+        /// slow response delays the next one's clock, not the measurement). Without it each
+        /// connection sends back to back (closed loop).
+        #[arg(long)]
+        rate: Option<u64>,
     },
 }
 
@@ -76,9 +88,9 @@ struct Stats {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.load {
-        Some(Load::Load { addr, path, pki, connections, seconds, max_requests }) => {
+        Some(Load::Load { addr, path, pki, connections, seconds, max_requests, rate }) => {
             let runtime = tokio::runtime::Runtime::new()?;
-            let stats = runtime.block_on(load(addr, &path, &pki, connections, seconds, max_requests))?;
+            let stats = runtime.block_on(load(addr, &path, &pki, connections, seconds, max_requests, rate))?;
             println!("{}", serde_json::to_string(&stats)?);
             Ok(())
         }
@@ -93,6 +105,7 @@ async fn load(
     connections: usize,
     seconds: u64,
     max: u64,
+    rate: Option<u64>,
 ) -> anyhow::Result<Stats> {
     let read = |name: &str| std::fs::read_to_string(pki.join(name));
     let tls = client_config(&read("ca.crt")?, Some((&read("client.crt")?, &read("client.key")?)))?;
@@ -103,15 +116,26 @@ async fn load(
     let per_connection = max / connections as u64;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
+    // Open loop: connection i sends at started + offset_i + k × interval.
+    let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r.max(1) as f64));
     let tasks: Vec<_> = open
         .into_iter()
-        .map(|mut connection| {
+        .enumerate()
+        .map(|(i, mut connection)| {
             let path = path.to_owned();
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(65_536);
                 let mut errors = 0u64;
+                let mut next = interval.map(|every| started + every.mul_f64(i as f64 / connections as f64));
                 while Instant::now() < deadline && (latencies.len() as u64) < per_connection {
-                    let t0 = Instant::now();
+                    let t0 = match (next, interval) {
+                        (Some(at), Some(every)) => {
+                            tokio::time::sleep_until(at.into()).await;
+                            next = Some(at + every);
+                            at
+                        }
+                        _ => Instant::now(),
+                    };
                     match connection.send(Method::GET, &path, &[], Bytes::new()).await {
                         Ok(reply) if reply.status.is_success() => latencies.push(t0.elapsed().as_micros() as u32),
                         _ => errors += 1,
@@ -145,12 +169,25 @@ async fn load(
     })
 }
 
-fn run_load(addr: SocketAddr, path: &str, pki: &Path, connections: usize, seconds: u64) -> anyhow::Result<Stats> {
-    let output = std::process::Command::new(std::env::current_exe()?)
-        .args(["load", "--addr", &addr.to_string(), "--path", path, "--pki"])
-        .arg(pki)
-        .args(["--connections", &connections.to_string(), "--seconds", &seconds.to_string()])
-        .output()?;
+fn run_load(
+    addr: SocketAddr,
+    path: &str,
+    pki: &Path,
+    connections: usize,
+    seconds: u64,
+    rate: Option<u64>,
+) -> anyhow::Result<Stats> {
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args(["load", "--addr", &addr.to_string(), "--path", path, "--pki"]).arg(pki).args([
+        "--connections",
+        &connections.to_string(),
+        "--seconds",
+        &seconds.to_string(),
+    ]);
+    if let Some(rate) = rate {
+        command.args(["--rate", &rate.to_string()]);
+    }
+    let output = command.output()?;
     anyhow::ensure!(output.status.success(), "load generator failed: {}", String::from_utf8_lossy(&output.stderr));
     Ok(serde_json::from_slice(&output.stdout)?)
 }
@@ -221,22 +258,24 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     tokio::spawn(suyun_apiserver::serve(listener, tls, baseline, std::future::pending()));
 
     println!();
-    println!("| endpoint | server | connections | requests | req/s | p50 ms | p99 ms | max ms | errors |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| endpoint | server | connections | offered | requests | req/s | p50 ms | p99 ms | max ms | errors |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
     for (name, path) in &targets {
         let mut rps = [0.0; 2];
         for (i, (label, addr)) in
             [("minimal axum+rustls", baseline_addr), ("suyun-apiserver", server.addr)].iter().enumerate()
         {
-            let stats = run_load(*addr, path, &pki, args.connections, args.seconds)?;
-            row(name, label, args.connections, &stats);
+            let stats = run_load(*addr, path, &pki, args.connections, args.seconds, None)?;
+            row(name, label, args.connections, None, &stats);
             rps[i] = stats.rps;
         }
         ratios.push((name, rps[1] / rps[0]));
-        for (label, addr) in [("minimal axum+rustls", baseline_addr), ("suyun-apiserver", server.addr)] {
-            let stats = run_load(addr, path, &pki, args.p99_connections, args.seconds)?;
-            row(name, label, args.p99_connections, &stats);
+        for rate in [None, Some(args.p99_rate)] {
+            for (label, addr) in [("minimal axum+rustls", baseline_addr), ("suyun-apiserver", server.addr)] {
+                let stats = run_load(addr, path, &pki, args.p99_connections, args.seconds, rate)?;
+                row(name, label, args.p99_connections, rate, &stats);
+            }
         }
     }
     println!();
@@ -249,9 +288,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn row(name: &str, label: &str, connections: usize, s: &Stats) {
+fn row(name: &str, label: &str, connections: usize, rate: Option<u64>, s: &Stats) {
+    let offered = rate.map_or("as fast as answered".to_owned(), |r| format!("{r}/s"));
     println!(
-        "| {name} | {label} | {connections} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+        "| {name} | {label} | {connections} | {offered} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
         s.requests, s.rps, s.p50_ms, s.p99_ms, s.max_ms, s.errors
     );
 }

@@ -35,16 +35,14 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use suyun_crds::v1alpha1::{CloudNode, GovSystem, Phase, Tenant};
-use suyun_planner::model;
 use suyun_tests::operator::OperatorProcess;
+use suyun_tests::synthetic::{MANAGER, cloud_node, create_all, system, tenant};
 use suyun_tests::{Cluster, install_crds, repo_root};
-
-const MANAGER: &str = "suyun-bench";
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark of the Suyun operator on the synthetic Jiangsu set (7,900 GovSystems)")]
@@ -82,151 +80,7 @@ fn main() -> anyhow::Result<()> {
         operator.display()
     );
     // A fresh control plane: stop whatever ran in that directory before (its data goes).
-    cluster_script("down", &dir)?;
-    let cluster = cluster_up(&dir)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = runtime.block_on(run(&args, &cluster));
-    drop(runtime);
-    if args.keep_cluster {
-        eprintln!("[bench] control plane kept; environment in {}/env", dir.display());
-    } else if let Err(e) = cluster_script("down", &dir) {
-        eprintln!("[bench] stopping the control plane failed: {e:#}");
-    }
-    result
-}
-
-fn cluster_script(name: &str, dir: &Path) -> anyhow::Result<std::process::Output> {
-    let script = repo_root().join("tests/cluster").join(name);
-    let output = Command::new("bash")
-        .arg(&script)
-        .env("SUYUN_TEST_CLUSTER_DIR", dir)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    anyhow::ensure!(output.status.success(), "{} failed", script.display());
-    Ok(output)
-}
-
-/// Starts the control plane in `dir` (the harness's own start-up, in another directory).
-fn cluster_up(dir: &Path) -> anyhow::Result<Cluster> {
-    suyun_tests::start_cluster_in(Some(dir))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The synthetic set as Kubernetes objects.
-
-fn typed<K: serde::de::DeserializeOwned>(value: Value) -> anyhow::Result<K> {
-    serde_json::from_value(value).context("building an object")
-}
-
-fn resources(r: &model::Resources) -> Value {
-    let mut v =
-        json!({ "cpu": format!("{}m", r.cpu), "memory": r.memory.to_string(), "storage": r.storage.to_string() });
-    if r.gpu > 0 {
-        v["gpu"] = json!(r.gpu.to_string());
-    }
-    v
-}
-
-fn cloud_node(n: &model::Node) -> anyhow::Result<CloudNode> {
-    typed(json!({
-        "apiVersion": "suyun.io/v1alpha1",
-        "kind": "CloudNode",
-        "metadata": { "name": n.name },
-        "spec": {
-            "tier": n.tier,
-            "regionCode": n.region_code,
-            "displayName": n.display_name,
-            "parent": n.parent,
-            "capacity": resources(&n.allocatable),
-            "securityLevel": n.security_level,
-            "architectures": n.architectures,
-            "maxConcurrentMigrations": n.max_concurrent_migrations,
-            "migrationBandwidthMbps": n.migration_bandwidth_mbps,
-            "cordoned": n.cordoned,
-        }
-    }))
-}
-
-fn tenant(t: &model::Tenant) -> anyhow::Result<Tenant> {
-    typed(json!({
-        "apiVersion": "suyun.io/v1alpha1",
-        "kind": "Tenant",
-        "metadata": { "name": t.name },
-        "spec": {
-            "displayName": t.display_name,
-            "level": t.level,
-            "regionCode": t.region_code,
-            "homeNode": t.home_node,
-            "quota": {
-                "cpu": format!("{}m", t.quota.cpu),
-                "memory": t.quota.memory.to_string(),
-                "storage": t.quota.storage.to_string(),
-                "maxSystems": t.quota.max_systems.min(100_000),
-            },
-            "owners": [{ "kind": "Group", "name": format!("{}-admins", t.name) }],
-            "securityLevel": t.security_level,
-        }
-    }))
-}
-
-fn system(s: &model::System) -> anyhow::Result<GovSystem> {
-    let classification = match s.security_level {
-        1 => "Public",
-        2 => "Internal",
-        _ => "Sensitive",
-    };
-    let mut spec = json!({
-        "systemId": s.system_id,
-        "displayName": s.display_name,
-        "classification": classification,
-        "securityLevel": s.security_level,
-        "architecture": s.architecture,
-        "resources": resources(&s.resources),
-        "priority": s.priority,
-        "strategy": s.strategy,
-    });
-    if s.data_volume > 0 {
-        spec["dataVolume"] = json!(s.data_volume.to_string());
-    }
-    for (field, list) in
-        [("dependsOn", &s.depends_on), ("sameNodeAs", &s.same_node_as), ("antiAffinityWith", &s.anti_affinity_with)]
-    {
-        if !list.is_empty() {
-            spec[field] = json!(list);
-        }
-    }
-    let p = &s.placement;
-    if p.preferred_node.is_some() || !p.allowed_nodes.is_empty() || p.allow_spillover {
-        spec["placement"] = json!({
-            "preferredNode": p.preferred_node,
-            "allowedNodes": p.allowed_nodes,
-            "allowSpillover": p.allow_spillover,
-        });
-    }
-    let mut metadata = json!({ "name": s.name, "namespace": s.tenant });
-    if let Some(wave) = &s.wave {
-        metadata["labels"] = json!({ "suyun.io/wave": wave });
-    }
-    typed(json!({ "apiVersion": "suyun.io/v1alpha1", "kind": "GovSystem", "metadata": metadata, "spec": spec }))
-}
-
-/// Creates every object with `concurrency` requests in flight; returns the failures.
-async fn create_all<K>(api_of: impl Fn(&K) -> Api<K>, objects: Vec<K>, concurrency: usize) -> Vec<String>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let pp = PostParams { field_manager: Some(MANAGER.into()), ..Default::default() };
-    futures::stream::iter(objects)
-        .map(|o| {
-            let api = api_of(&o);
-            let pp = pp.clone();
-            async move { api.create(&pp, &o).await.err().map(|e| format!("{}: {e}", o.name_any())) }
-        })
-        .buffer_unordered(concurrency)
-        .filter_map(|r| async move { r })
-        .collect()
-        .await
+    suyun_tests::with_own_cluster(&dir, args.keep_cluster, |cluster| async move { run(&args, &cluster).await })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -340,7 +194,7 @@ impl Operator {
         let log = logs.join(format!("{name}.log"));
         let file = std::fs::File::create(&log)?;
         let child = Command::new(suyun_tests::operator::binary())
-            .args([&format!("--lease-name={name}"), "--log-format=json"])
+            .args([&format!("--lease-name={name}"), "--log-format=json", "--metrics-listen=127.0.0.1:0"])
             .env("KUBECONFIG", &cluster.kubeconfig)
             .env("POD_NAME", name)
             .env("RUST_LOG", "info,suyun_operator::migration=debug")

@@ -3,7 +3,8 @@
 //! user, has no RUN or SHELL (there is no shell to run them), starts its binary with an
 //! exec-form ENTRYPOINT, carries the OCI labels, and copies only binaries that the workspace
 //! builds; the builder installs protoc and builds with `--locked`; `.dockerignore` keeps
-//! `target/` and `.git` out of the build context.
+//! `target/` and `.git` out of the build context; and hadolint (pinned, installed from PyPI by
+//! `tests/cluster/hadolint`) finds nothing to warn about.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -194,4 +195,30 @@ fn the_build_context_leaves_out_target_and_git() {
     for member in ["crds", "operator", "apiserver", "tests", "Cargo.toml", "Cargo.lock"] {
         assert!(!patterns.contains(member), ".dockerignore must not drop {member}");
     }
+}
+
+/// Runs `tests/cluster/hadolint` on `dockerfile`; returns (success, output).
+fn hadolint(dockerfile: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("tests/cluster/hadolint"))
+        .args(["--failure-threshold", "info", "--no-color"])
+        .arg(dockerfile)
+        .output()
+        .expect("running tests/cluster/hadolint");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn hadolint_finds_nothing_in_the_dockerfile_and_does_flag_a_bad_one() {
+    let (ok, output) = hadolint(&repo_root().join("Dockerfile"));
+    assert!(ok, "hadolint on Dockerfile:\n{output}");
+    // The control: a Dockerfile with well-known mistakes is refused, so a pass above means
+    // hadolint really ran and checked.
+    let dir = repo_root().join("target/test-dockerfile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("Dockerfile.bad");
+    std::fs::write(&bad, "FROM debian:latest\nRUN cd /tmp && apt-get install curl\nUSER root\n").unwrap();
+    let (ok, output) = hadolint(&bad);
+    assert!(!ok, "hadolint accepted a bad Dockerfile:\n{output}");
+    assert!(output.contains("DL3007") || output.contains("DL3003"), "{output}");
 }

@@ -144,7 +144,7 @@ impl StoreSink {
         records: Vec<suyun_crds::readmodel::Record>,
         journal: Vec<suyun_crds::readmodel::JournalEntry>,
     ) -> Result<bool, ()> {
-        use crate::store::{Change, StoreError};
+        use crate::store::Change;
         let keys = self.publisher.fence().keys().clone();
         let current: HashMap<String, crate::store::RecordKey> =
             records.iter().map(|r| (r.key(&keys), Self::record_key(r))).collect();
@@ -163,13 +163,33 @@ impl StoreSink {
             Ok(_) if !journal.is_empty() => self.publisher.append_journal(journal).await.map(|_| ()),
             _ => Ok(()),
         };
-        match result.and(journal_result) {
-            Ok(()) => {
-                self.reconciled = true;
-                self.published = current;
-                Ok(true)
-            }
-            Err(e @ StoreError::Fenced { .. }) => {
+        let outcome = Self::outcome(result.and(journal_result));
+        if outcome == Ok(true) {
+            self.reconciled = true;
+            self.published = current;
+        }
+        outcome
+    }
+
+    /// Publishes the records of systems whose status was just written, and their journal
+    /// entries, ahead of the iteration's full publish; only once the store was reconciled.
+    async fn publish_systems(
+        &mut self,
+        records: Vec<suyun_crds::readmodel::Record>,
+        journal: Vec<suyun_crds::readmodel::JournalEntry>,
+    ) -> Result<bool, ()> {
+        let result = self.publisher.publish(records.into_iter().map(crate::store::Change::Put)).await;
+        let journal_result = match &result {
+            Ok(_) if !journal.is_empty() => self.publisher.append_journal(journal).await.map(|_| ()),
+            _ => Ok(()),
+        };
+        Self::outcome(result.and(journal_result))
+    }
+
+    fn outcome(result: Result<(), crate::store::StoreError>) -> Result<bool, ()> {
+        match result {
+            Ok(()) => Ok(true),
+            Err(e @ crate::store::StoreError::Fenced { .. }) => {
                 tracing::error!(error = %e, "fenced out of the status store: another replica leads");
                 Err(())
             }
@@ -425,10 +445,53 @@ impl MigrationLoop {
             outcomes.push((i, outcome));
         }
 
+        // Each status written is published at once, while the others are still being written:
+        // what city operators see follows Kubernetes by one etcd transaction, not by the
+        // iteration's slowest write.
         let writing = std::time::Instant::now();
-        let applied =
-            writes::apply(&self.ctx, &objects.systems, &statuses, &outcomes, &waves_runner(&objects.waves, &wave_of))
-                .await;
+        let regions = crate::readmodel::regions(&objects.tenants);
+        let (progress, written_now) = futures::channel::mpsc::unbounded::<(usize, GovSystemStatus)>();
+        let early_store = self.store.as_mut().filter(|s| s.reconciled);
+        let progress = early_store.is_some().then_some(progress);
+        let early = async {
+            let mut published: HashSet<usize> = HashSet::new();
+            let mut fenced = false;
+            let Some(store) = early_store else { return (published, fenced) };
+            let mut batches = written_now.ready_chunks(256);
+            while let Some(batch) = batches.next().await {
+                if fenced {
+                    continue;
+                }
+                let mut records = Vec::with_capacity(batch.len());
+                let mut journal = Vec::new();
+                for (i, status) in &batch {
+                    let s = &objects.systems[*i];
+                    let region = regions.get(&s.namespace().unwrap_or_default()).cloned().unwrap_or_default();
+                    let wave = wave_of[*i].clone();
+                    let approval = crate::readmodel::approval_required(wave.as_ref(), &waves);
+                    journal.extend(crate::readmodel::journal_entry(
+                        &s.spec.system_id,
+                        &region,
+                        &statuses[*i],
+                        status,
+                        now,
+                    ));
+                    records.push(suyun_crds::readmodel::Record::System(crate::readmodel::system(
+                        s, status, region, wave, approval,
+                    )));
+                }
+                match store.publish_systems(records, journal).await {
+                    Ok(true) => published.extend(batch.iter().map(|(i, _)| *i)),
+                    Ok(false) => {}
+                    Err(()) => fenced = true,
+                }
+            }
+            (published, fenced)
+        };
+        let runners = waves_runner(&objects.waves, &wave_of);
+        let apply = writes::apply(&self.ctx, &objects.systems, &statuses, &outcomes, &runners, progress);
+        let (applied, (published_early, fenced_early)) = futures::join!(apply, early);
+        self.fenced |= fenced_early;
         let writes_elapsed = writing.elapsed();
         let mut failures = applied.failures;
         let written = applied.written;
@@ -436,9 +499,9 @@ impl MigrationLoop {
         for (i, _, status) in &written {
             self.ctx.metrics.observe_transition(wave_of[*i].as_deref(), &statuses[*i], status, now);
         }
-        let regions = crate::readmodel::regions(&objects.tenants);
         let journal: Vec<_> = written
             .iter()
+            .filter(|(i, _, _)| !published_early.contains(i))
             .filter_map(|(i, _, status)| {
                 let s = &objects.systems[*i];
                 let region = regions.get(&s.namespace().unwrap_or_default()).map(String::as_str).unwrap_or_default();

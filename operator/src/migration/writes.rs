@@ -48,13 +48,15 @@ pub struct Applied {
 }
 
 /// Writes every changed status and creates the Jobs the steps asked for; returns their Events
-/// for [`post_events`].
+/// for [`post_events`]. Each status written is also sent to `progress` as soon as it is, so
+/// that it can be published while the other writes are still in flight.
 pub async fn apply(
     ctx: &Context,
     systems: &[Arc<GovSystem>],
     before: &[GovSystemStatus],
     outcomes: &[(usize, Outcome)],
     runners: &[Option<&Runner>],
+    progress: Option<futures::channel::mpsc::UnboundedSender<(usize, GovSystemStatus)>>,
 ) -> Applied {
     // Jobs first: a status that names a Job is written only once the Job exists.
     let job_results = futures::stream::iter(outcomes.iter().flat_map(|(i, o)| {
@@ -108,8 +110,14 @@ pub async fn apply(
             })
             .buffer_unordered(CONCURRENCY)
             .filter_map(|r| async move { r })
+            .inspect(|(i, _, status)| {
+                if let Some(tx) = &progress {
+                    let _ = tx.unbounded_send((*i, status.clone()));
+                }
+            })
             .collect::<Vec<_>>()
             .await;
+    drop(progress);
 
     let wrote: std::collections::HashSet<usize> = written.iter().map(|(i, _, _)| *i).collect();
     let events = outcomes
