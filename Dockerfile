@@ -14,11 +14,13 @@ ARG DEBIAN_RELEASE=bookworm
 
 # --- builder: the Rust toolchain on the same Debian release as the runtime (same glibc) ---
 FROM docker.io/library/rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS builder
-# etcd-client compiles etcd's protobuf definitions with protoc at build time. The builder is not
-# shipped, and its packages come from the one Debian release pinned above.
+# etcd-client compiles etcd's protobuf definitions with protoc at build time; they import
+# google/protobuf/*.proto, which Debian ships in libprotobuf-dev (not pulled in without
+# recommends). The builder is not shipped, and its packages come from the one Debian release
+# pinned above.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends protobuf-compiler \
+ && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -167,6 +167,10 @@ fn the_builder_builds_every_copied_binary_with_the_lock_file() {
     assert!(builder.from.contains("rust:"), "the builder is a Rust image: {}", builder.from);
     let runs: String = builder.instructions.iter().filter(|i| i.keyword == "RUN").map(|i| i.args.as_str()).collect();
     assert!(runs.contains("protobuf-compiler"), "protoc is installed (etcd-client needs it)");
+    assert!(
+        runs.contains("libprotobuf-dev"),
+        "protoc's well-known .proto files are installed (etcd's definitions import descriptor.proto)"
+    );
     assert!(runs.contains("cargo build --release --locked"), "a release build from Cargo.lock");
     for bin in ["suyun-operator", "suyunctl", "suyun-apiserver"] {
         assert!(runs.contains(&format!("target/release/{bin}")), "the builder collects {bin}");
