@@ -295,6 +295,12 @@ pub struct JournalEntry {
     pub time: String,
     /// Who caused it: `suyun-operator`, or the identity that approved a cutover.
     pub actor: String,
+    /// For a cutover that was approved: when the approval was given (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<String>,
+    /// For a cutover that was approved: the reason or ticket reference given with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_reason: Option<String>,
 }
 
 /// A cutover approval (`approvals/<systemId>`), written by the apiserver, applied by the
@@ -312,6 +318,9 @@ pub struct ApprovalRecord {
     pub scope: String,
     /// When (RFC 3339).
     pub time: String,
+    /// Why, or the change ticket it belongs to (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Value of the leader key: who holds the operator's write fence.

@@ -22,6 +22,7 @@ pub mod cloud_node;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod identity;
 pub mod leader;
 pub mod manifests;
 pub mod metrics;
@@ -163,13 +164,21 @@ async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>) -> anyh
     // The migration loop stops by itself when another replica fenced this one out of the
     // status store: then this replica must stop leading too, or migrations would stall behind
     // a Lease it still holds.
-    let migration = migration::MigrationLoop::new(ctx.clone(), caches.clone(), store).run(notify, stop.clone()).fuse();
+    // REST approvals are read from the store by the loop, which the mirror wakes on changes.
+    let (approvals, approvals_task) = match approval_source {
+        Some((etcd, keys)) => {
+            let (mirror, task) = store::ApprovalMirror::start(etcd, keys, notify.clone());
+            (Some(mirror), Some(task))
+        }
+        None => (None, None),
+    };
+    let migration =
+        migration::MigrationLoop::new(ctx.clone(), caches.clone(), store, approvals).run(notify, stop.clone()).fuse();
     let others = futures::future::join(
         cloud_node::run(controller, ctx.clone(), node_changes, nodes_rx, stop.clone()),
         tenant::run(ctx.clone(), tenants_rx, stop.clone()),
     )
     .fuse();
-    let approvals = tokio::spawn(approvals::apply(ctx.clone(), caches.systems.clone(), approval_source));
     futures::pin_mut!(migration, others);
     let outcome = tokio::select! {
         () = terminated => Ok(()),
@@ -194,7 +203,9 @@ async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>) -> anyh
     for task in watch_tasks {
         task.abort();
     }
-    approvals.abort();
+    if let Some(task) = approvals_task {
+        task.abort();
+    }
     leadership.release().await;
     tracing::info!("shut down");
     outcome

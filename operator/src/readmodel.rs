@@ -9,7 +9,7 @@ use suyun_crds::readmodel::{
     ApprovalState, ConditionSummary, JournalEntry, NodeRecord, QuotaAmounts, Record, ResourceAmounts, SystemRecord,
     TenantRecord, Utilization, WaveRecord,
 };
-use suyun_crds::v1alpha1::{CloudNode, GovSystem, GovSystemStatus, Tenant};
+use suyun_crds::v1alpha1::{CloudNode, GovSystem, GovSystemStatus, Phase, Tenant};
 use suyun_planner::Plan;
 
 use crate::capacity::Amounts;
@@ -125,7 +125,11 @@ pub fn system(
         attempts: st.attempts,
         reason: st.reason.clone(),
         message: st.message.clone(),
-        approval: ApprovalState { required: approval_required, approved_by: st.approved_by.clone(), approved_at: None },
+        approval: ApprovalState {
+            required: approval_required,
+            approved_by: st.approved_by.clone(),
+            approved_at: time(&st.approved_at),
+        },
     }
 }
 
@@ -135,9 +139,11 @@ pub fn approval_required(wave: Option<&String>, waves: &BTreeMap<String, WaveSta
 }
 
 /// Every record of the read-model. `statuses[i]` is the effective status of
-/// `objects.systems[i]`, `wave_of[i]` its wave.
+/// `objects.systems[i]`, `wave_of[i]` its wave; only systems that own their `systemId`
+/// (`owned[i]`, see `identity`) are published: a duplicate never shadows the owner's record.
 pub fn records(
     objects: &Objects,
+    owned: &[bool],
     statuses: &[GovSystemStatus],
     wave_of: &[Option<String>],
     accounts: &Accounts,
@@ -150,7 +156,7 @@ pub fn records(
     out.extend(objects.cloud_nodes.iter().map(|n| Record::Node(node(n, accounts))));
     out.extend(objects.tenants.iter().map(|t| Record::Tenant(tenant(t, accounts))));
     let mut counts: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>> = BTreeMap::new();
-    for ((s, st), wave) in objects.systems.iter().zip(statuses).zip(wave_of) {
+    for (((s, st), wave), _) in objects.systems.iter().zip(statuses).zip(wave_of).zip(owned).filter(|(_, o)| **o) {
         let namespace = s.namespace().unwrap_or_default();
         let region = regions.get(&namespace).cloned().unwrap_or_default();
         let phase = st.phase.unwrap_or_default().as_str().to_owned();
@@ -183,7 +189,7 @@ pub fn records(
 }
 
 /// A journal entry for a phase transition the loop wrote. The actor is whoever approved the
-/// cutover for that step, the operator otherwise.
+/// cutover for that step (with when and why), the operator otherwise.
 pub fn journal_entry(
     system_id: &str,
     region: &str,
@@ -195,7 +201,11 @@ pub fn journal_entry(
     if from == to {
         return None;
     }
-    let approved_now = after.approved_by.is_some() && before.approved_by != after.approved_by;
+    // A cutover that used an approval: the approval it used is new in this transition.
+    let approved_now = to == Phase::CuttingOver
+        && after.approved_by.is_some()
+        && after.consumed_approval.is_some()
+        && before.consumed_approval != after.consumed_approval;
     Some(JournalEntry {
         system_id: system_id.to_owned(),
         region_code: region.to_owned(),
@@ -209,13 +219,14 @@ pub fn journal_entry(
         } else {
             suyun_crds::FIELD_MANAGER.to_owned()
         },
+        approved_at: approved_now.then(|| time(&after.approved_at)).flatten(),
+        approval_reason: approved_now.then(|| after.approval_reason.clone()).flatten(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use suyun_crds::v1alpha1::Phase;
 
     #[test]
     fn a_journal_entry_per_phase_change_with_the_approver_as_actor() {
@@ -223,6 +234,11 @@ mod tests {
         let after = GovSystemStatus {
             phase: Some(Phase::CuttingOver),
             approved_by: Some("ops@nanjing".into()),
+            approved_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(1_799_999_000).unwrap(),
+            )),
+            approval_reason: Some("CHG-2026-0042".into()),
+            consumed_approval: Some("store:17".into()),
             reason: Some("CuttingOver".into()),
             ..Default::default()
         };
@@ -231,6 +247,8 @@ mod tests {
             (e.from.as_str(), e.to.as_str(), e.actor.as_str()),
             ("AwaitingCutover", "CuttingOver", "ops@nanjing")
         );
+        assert_eq!(e.approval_reason.as_deref(), Some("CHG-2026-0042"));
+        assert_eq!(e.approved_at.as_deref(), Some("2027-01-15T07:43:20Z"));
         assert_eq!(e.region_code, "320100");
         let next = GovSystemStatus { phase: Some(Phase::Verifying), ..after.clone() };
         assert_eq!(journal_entry("JS-320100-0001", "320100", &after, &next, 0).unwrap().actor, "suyun-operator");

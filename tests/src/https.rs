@@ -137,13 +137,34 @@ impl Caller {
         self.call(Method::POST, path, &[]).await
     }
 
+    /// Any request, with headers and a body, on a fresh connection.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
+        self.call_with_body(method, path, headers, Bytes::from(body)).await
+    }
+
     async fn call(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<Reply> {
+        self.call_with_body(method, path, headers, Bytes::new()).await
+    }
+
+    async fn call_with_body(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> anyhow::Result<Reply> {
         let mut connection = Connection::open(self.addr, self.tls.clone()).await?;
         let authorization = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let mut all: Vec<(&str, &str)> = headers.to_vec();
         if let Some(value) = &authorization {
             all.push(("authorization", value));
         }
-        connection.send(method, path, &all, Bytes::new()).await
+        connection.send(method, path, &all, body).await
     }
 }

@@ -68,15 +68,38 @@ async fn a_city_approves_a_cutover_through_the_rest_api_and_the_system_completes
 
     // 南京 approves; the operator applies it and the system completes.
     let approved_at = Instant::now();
-    let reply = nanjing.post("/api/v1/systems/JS-320100-0001/cutover-approval").await.unwrap();
+    let reply = nanjing
+        .send(
+            http::Method::POST,
+            "/api/v1/systems/JS-320100-0001/cutover-approval",
+            &[("content-type", "application/json")],
+            br#"{"reason": "CHG-2026-1129"}"#.to_vec(),
+        )
+        .await
+        .unwrap();
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
     let done = fixtures::wait_system(&client, "JS-320100-0001", "Completed", |s| {
         s.status.as_ref().and_then(|s| s.phase) == Some(Phase::Completed)
     })
     .await;
     eprintln!("approval to Completed in {:?}", approved_at.elapsed());
-    assert_eq!(done.annotations().get(CUTOVER_APPROVED_BY).map(String::as_str), Some("zhang.wei"));
-    assert_eq!(done.status.unwrap().approved_by.as_deref(), Some("zhang.wei"));
+    assert!(done.annotations().get(CUTOVER_APPROVED_BY).is_none(), "REST approvals are not copied onto the object");
+    let status = done.status.unwrap();
+    assert_eq!(status.approved_by.as_deref(), Some("zhang.wei"));
+    assert_eq!(status.approval_reason.as_deref(), Some("CHG-2026-1129"));
+    // The cutover used the approval up: it is gone from the store.
+    let keys = suyun_crds::readmodel::Keys::new(&prefix);
+    let etcd = suyun_tests::etcd::connect(&endpoint).await.unwrap();
+    eventually(Duration::from_secs(10), || {
+        let (mut etcd, key) = (etcd.clone(), keys.approval("JS-320100-0001"));
+        async move {
+            let left = etcd.get(key, None).await?.kvs().len();
+            anyhow::ensure!(left == 0, "the used approval is still in the store");
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
 
     // The API shows the completion and the history names the approver.
     eventually(Duration::from_secs(10), || async {
@@ -84,6 +107,8 @@ async fn a_city_approves_a_cutover_through_the_rest_api_and_the_system_completes
         let entries = history["item"]["entries"].as_array().cloned().unwrap_or_default();
         let cutover = entries.iter().find(|e| e["from"] == "AwaitingCutover" && e["to"] == "CuttingOver");
         anyhow::ensure!(cutover.is_some_and(|e| e["actor"] == "zhang.wei"), "history: {history}");
+        anyhow::ensure!(cutover.is_some_and(|e| e["approvalReason"] == "CHG-2026-1129"), "history: {history}");
+        anyhow::ensure!(cutover.is_some_and(|e| e["approvedAt"].is_string()), "history: {history}");
         anyhow::ensure!(entries.last().is_some_and(|e| e["to"] == "Completed"), "history: {history}");
         anyhow::ensure!(history["item"]["approval"]["approvedBy"] == "zhang.wei", "history: {history}");
         Ok(())

@@ -17,9 +17,9 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
 use serde_json::json;
-use suyun_crds::v1alpha1::{CUTOVER_APPROVED_BY, CloudNode, GovSystem, MigrationWave, Phase, Tenant, WavePhase};
+use suyun_crds::v1alpha1::{CloudNode, GovSystem, MigrationWave, Phase, Tenant, WavePhase};
 use suyun_tests::apiserver::TestServer;
 use suyun_tests::etcd::unique_prefix;
 use suyun_tests::fixtures::{self, JOB_RUNNER, JobRunner, Outcome, apply};
@@ -179,7 +179,8 @@ async fn the_operator_migrates_end_to_end_with_exactly_the_charts_rbac() {
         apply::<GovSystem>(&client, &fixtures::system(namespace, id, "rbac", 2, "")).await;
     }
 
-    // Each city approves its own systems through the REST API; the operator annotates them.
+    // Each city approves its own systems through the REST API; the operator reads the approvals
+    // from the status store.
     let province = server.with_certificate("ops.province", &["province"]);
     let nanjing = server.with_certificate("zhang.wei", &["320100"]);
     let all = Api::<GovSystem>::all(client.clone());
@@ -189,7 +190,7 @@ async fn the_operator_migrates_end_to_end_with_exactly_the_charts_rbac() {
             let listed = all.list(&ListParams::default()).await?.items;
             for s in &listed {
                 let waiting = s.status.as_ref().and_then(|st| st.phase) == Some(Phase::AwaitingCutover);
-                if waiting && !s.annotations().contains_key(CUTOVER_APPROVED_BY) {
+                if waiting {
                     let caller = if s.spec.system_id.starts_with("JS-320100") { nanjing } else { province };
                     let path = format!("/api/v1/systems/{}/cutover-approval", s.spec.system_id);
                     let reply = caller.post(&path).await?;
@@ -215,9 +216,9 @@ async fn the_operator_migrates_end_to_end_with_exactly_the_charts_rbac() {
 
     eprintln!("{:?} systems completed", started.elapsed());
     for s in all.list(&ListParams::default()).await.unwrap() {
-        let by = s.annotations().get(CUTOVER_APPROVED_BY).cloned();
+        let by = s.status.as_ref().and_then(|st| st.approved_by.clone());
         let want = if s.spec.system_id.starts_with("JS-320100") { "zhang.wei" } else { "ops.province" };
-        assert_eq!(by.as_deref(), Some(want), "{}: the operator applied the REST approval", s.spec.system_id);
+        assert_eq!(by.as_deref(), Some(want), "{}: the operator used the REST approval", s.spec.system_id);
     }
     // Statuses of every kind, Events, and the Lease.
     let wave = Api::<MigrationWave>::all(client.clone()).get("rbac").await.unwrap();

@@ -123,7 +123,7 @@ async fn journal_sequences_continue_across_leaders() {
         reason: "PhaseCompleted".into(),
         time: "2025-03-03T08:00:00Z".into(),
         actor: "suyun-operator".into(),
-        sequence: 0,
+        ..Default::default()
     };
     let written = publisher
         .append_journal(vec![

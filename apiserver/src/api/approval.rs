@@ -68,6 +68,7 @@ pub(super) async fn approve(
         approved_by: identity.name.clone(),
         scope: identity.scope.as_str().to_owned(),
         time: format!("{:.0}", jiff::Timestamp::now()),
+        reason: None,
     };
     let key = state.keys.approval(&system_id);
     let value = serde_json::to_vec(&record).expect("approvals serialise");

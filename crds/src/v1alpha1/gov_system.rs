@@ -9,9 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use super::common::Resources;
 
-/// Annotation a city operator (or the REST API on their behalf) sets on a GovSystem to approve
-/// its cutover; the value names who approved.
+/// Annotation a platform engineer sets on a GovSystem (with kubectl) to approve its next cutover;
+/// the value names who approved. Removing it before the cutover starts revokes the approval; a
+/// cutover uses it up (the operator then removes it). Approvals given through the REST API live
+/// in the status store instead and are revoked there.
 pub const CUTOVER_APPROVED_BY: &str = "suyun.io/cutover-approved-by";
+/// Optional annotation beside [`CUTOVER_APPROVED_BY`]: why, or the change ticket it belongs to.
+pub const CUTOVER_APPROVAL_REASON: &str = "suyun.io/cutover-approval-reason";
 /// Label on every object the operator creates for a system (its Jobs): the systemId.
 pub const SYSTEM_ID_LABEL: &str = "suyun.io/system-id";
 /// Label on a migration Job: the phase it runs.
@@ -300,6 +304,17 @@ pub struct GovSystemStatus {
     /// Who approved the cutover, when the wave requires approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// When that approval was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Time>,
+    /// The reason or ticket reference given with that approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_reason: Option<String>,
+    /// The approval a cutover attempt has used (`annotation:<who>` or `store:<revision>`),
+    /// until it is gone from the object and the status store: it never approves another
+    /// attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumed_approval: Option<String>,
     /// Short machine-readable reason of the current state (e.g. InsufficientCapacity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

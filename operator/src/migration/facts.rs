@@ -207,11 +207,26 @@ pub fn cutover_window(
 /// `Ok` when every dependency of `system` is Completed (or never migrated: a Retain system
 /// stays where it runs, a Retired one goes away — as the planner sees it), else the first that
 /// is not.
-pub fn dependencies(system: &GovSystem, phases: &HashMap<&str, Phase>) -> Result<(), String> {
+/// What a dependent system may learn of the system it depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dependency<'a> {
+    /// Its phase.
+    pub phase: Phase,
+    /// Its tenant's region code.
+    pub region: &'a str,
+}
+
+/// `Ok` when every dependency of `system` (whose tenant is in region `home`) is Completed or
+/// never migrated. A dependency in another jurisdiction is named without its phase: what
+/// another city's system is doing is not this tenant's to read.
+pub fn dependencies(system: &GovSystem, home: &str, phases: &HashMap<&str, Dependency<'_>>) -> Result<(), String> {
     for dep in &system.spec.depends_on {
         match phases.get(dep.as_str()) {
-            Some(Phase::Completed | Phase::NotMigrated) => {}
-            Some(p) => return Err(format!("depends on {dep}, which is {}", p.as_str())),
+            Some(Dependency { phase: Phase::Completed | Phase::NotMigrated, .. }) => {}
+            Some(d) if crate::identity::within_jurisdiction(home, d.region) => {
+                return Err(format!("depends on {dep}, which is {}", d.phase.as_str()));
+            }
+            Some(_) => return Err(format!("depends on {dep}, which has not completed its migration yet")),
             None => return Err(format!("depends on {dep}, which does not exist")),
         }
     }
@@ -233,10 +248,22 @@ mod tests {
 
     #[test]
     fn dependencies_wait_for_completed_or_never_migrated_systems() {
-        let phases = HashMap::from([("A", Phase::Completed), ("B", Phase::NotMigrated), ("C", Phase::Replicating)]);
-        assert_eq!(dependencies(&system(&["A", "B"]), &phases), Ok(()));
-        assert_eq!(dependencies(&system(&["A", "C"]), &phases), Err("depends on C, which is Replicating".into()));
-        assert_eq!(dependencies(&system(&["Z"]), &phases), Err("depends on Z, which does not exist".into()));
+        let d = |phase, region| Dependency { phase, region };
+        let phases = HashMap::from([
+            ("A", d(Phase::Completed, "320500")),
+            ("B", d(Phase::NotMigrated, "320100")),
+            ("C", d(Phase::Replicating, "320583")),
+            ("D", d(Phase::Replicating, "320100")),
+        ]);
+        let home = "320500";
+        assert_eq!(dependencies(&system(&["A", "B"]), home, &phases), Ok(()));
+        assert_eq!(dependencies(&system(&["A", "C"]), home, &phases), Err("depends on C, which is Replicating".into()));
+        assert_eq!(
+            dependencies(&system(&["D"]), home, &phases),
+            Err("depends on D, which has not completed its migration yet".into()),
+            "another city's phase is not revealed"
+        );
+        assert_eq!(dependencies(&system(&["Z"]), home, &phases), Err("depends on Z, which does not exist".into()));
     }
 
     fn wave(name: &str, order: u32, budget: u32) -> Arc<MigrationWave> {

@@ -31,13 +31,12 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use suyun_crds::v1alpha1::{
-    CUTOVER_APPROVED_BY, GovSystem, GovSystemStatus, MANAGED_BY, MANAGED_BY_LABEL, MigrationWave, Phase, Tenant,
-};
+use suyun_crds::v1alpha1::{GovSystem, GovSystemStatus, MANAGED_BY, MANAGED_BY_LABEL, MigrationWave, Tenant};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::context::Context;
+use crate::identity;
 use crate::metrics::{PublishOutcome, Reconciler};
 use crate::plan_input::{self, Objects};
 use step::{Facts, Outcome, Verdict};
@@ -124,6 +123,11 @@ impl StoreSink {
         Self { publisher, published: HashMap::new(), reconciled: false }
     }
 
+    /// The publisher, for writes outside the read-model (approvals).
+    fn publisher_mut(&mut self) -> &mut crate::store::Publisher {
+        &mut self.publisher
+    }
+
     fn record_key(record: &suyun_crds::readmodel::Record) -> crate::store::RecordKey {
         use crate::store::RecordKey;
         use suyun_crds::readmodel::Record;
@@ -207,6 +211,7 @@ pub struct MigrationLoop {
     caches: Caches,
     overlay: HashMap<String, Written>,
     store: Option<StoreSink>,
+    approvals: Option<crate::store::ApprovalMirror>,
     fenced: bool,
 }
 
@@ -217,9 +222,15 @@ impl std::fmt::Debug for MigrationLoop {
 }
 
 impl MigrationLoop {
-    /// A loop over the given caches.
-    pub fn new(ctx: Arc<Context>, caches: Caches, store: Option<StoreSink>) -> Self {
-        Self { ctx, caches, overlay: HashMap::new(), store, fenced: false }
+    /// A loop over the given caches, publishing to `store` and reading the REST API's
+    /// approvals from `approvals` when there is a status store.
+    pub fn new(
+        ctx: Arc<Context>,
+        caches: Caches,
+        store: Option<StoreSink>,
+        approvals: Option<crate::store::ApprovalMirror>,
+    ) -> Self {
+        Self { ctx, caches, overlay: HashMap::new(), store, approvals, fenced: false }
     }
 
     /// Runs until `shutdown` resolves: waits for a change or the next deadline, debounces, runs
@@ -303,10 +314,20 @@ impl MigrationLoop {
         let live: HashSet<String> = objects.systems.iter().filter_map(|s| s.uid()).collect();
         self.overlay.retain(|uid, _| live.contains(uid));
         let statuses: Vec<GovSystemStatus> = objects.systems.iter().map(|s| self.effective(s)).collect();
+        let regions = crate::readmodel::regions(&objects.tenants);
+
+        // Who owns each systemId, and which systems may not reach the planner (duplicates,
+        // placement rules naming another city's systems): see `identity`. Only owners are
+        // planned, published, journaled and approved.
+        let screening = identity::screen(&objects.systems, |i| statuses[i].phase.unwrap_or_default(), &regions);
+        let owned: Vec<bool> = objects.systems.iter().enumerate().map(|(i, s)| screening.owns(i, s)).collect();
+        let plannable = Objects { systems: identity::plannable(&objects.systems, &screening), ..objects.clone() };
+        let store_approvals = self.approvals.as_ref().map(|m| m.snapshot()).unwrap_or_default();
+        let given = crate::approvals::gather(&objects.systems, &owned, &regions, &store_approvals);
 
         // An object that cannot be converted is left out of the plan; a system among them is
         // Blocked with the reason, the rest keeps moving.
-        let (mut input, errors) = plan_input::plan_input_lenient(&objects, now);
+        let (mut input, errors) = plan_input::plan_input_lenient(&plannable, now);
         let mut invalid: HashMap<String, String> = HashMap::new();
         for e in &errors {
             if e.kind == "GovSystem" {
@@ -316,8 +337,14 @@ impl MigrationLoop {
             }
         }
         // The planner sees the effective phases and nodes.
-        let by_id: HashMap<&str, &GovSystemStatus> =
-            objects.systems.iter().zip(&statuses).map(|(s, st)| (s.spec.system_id.as_str(), st)).collect();
+        let by_id: HashMap<&str, &GovSystemStatus> = objects
+            .systems
+            .iter()
+            .zip(&statuses)
+            .zip(&owned)
+            .filter(|(_, owns)| **owns)
+            .map(|((s, st), _)| (s.spec.system_id.as_str(), st))
+            .collect();
         for system in &mut input.systems {
             if let Some(status) = by_id.get(system.system_id.as_str()) {
                 if let Some(p) = status.phase {
@@ -346,11 +373,16 @@ impl MigrationLoop {
             }
         }
         let waves = facts::wave_states(&objects.waves, &members, now);
-        let phases: HashMap<&str, Phase> = objects
+        let phases: HashMap<&str, facts::Dependency> = objects
             .systems
             .iter()
             .zip(&statuses)
-            .map(|(s, st)| (s.spec.system_id.as_str(), st.phase.unwrap_or_default()))
+            .zip(&owned)
+            .filter(|(_, owns)| **owns)
+            .map(|((s, st), _)| {
+                let region = regions.get(&s.namespace().unwrap_or_default()).map_or("", String::as_str);
+                (s.spec.system_id.as_str(), facts::Dependency { phase: st.phase.unwrap_or_default(), region })
+            })
             .collect();
 
         // Concurrency in use, per node and per wave.
@@ -388,12 +420,17 @@ impl MigrationLoop {
             let system = &objects.systems[i];
             let status = &statuses[i];
             let key = format!("{}/{}", system.namespace().unwrap_or_default(), system.name_any());
-            let verdict = match invalid.get(&key) {
-                Some(problem) => Verdict::Blocked { reason: "InvalidSpec".into(), message: problem.clone() },
-                None => verdicts.get(system.spec.system_id.as_str()).cloned().unwrap_or_else(|| Verdict::Blocked {
-                    reason: "NotPlanned".into(),
-                    message: "the planner did not consider this system".into(),
-                }),
+            let verdict = match (screening.refused.get(&i), invalid.get(&key)) {
+                (Some(refusal), _) => {
+                    Verdict::Blocked { reason: refusal.reason.into(), message: refusal.message.clone() }
+                }
+                (None, Some(problem)) => Verdict::Blocked { reason: "InvalidSpec".into(), message: problem.clone() },
+                (None, None) => {
+                    verdicts.get(system.spec.system_id.as_str()).cloned().unwrap_or_else(|| Verdict::Blocked {
+                        reason: "NotPlanned".into(),
+                        message: "the planner did not consider this system".into(),
+                    })
+                }
             };
             let node = match (&verdict, &status.node) {
                 (_, Some(n)) if status.phase.unwrap_or_default().is_active() => Some(n.clone()),
@@ -423,11 +460,16 @@ impl MigrationLoop {
                 generation: system.metadata.generation,
                 verdict,
                 wave: wave_view,
-                dependencies: facts::dependencies(system, &phases),
+                dependencies: facts::dependencies(
+                    system,
+                    regions.get(&system.namespace().unwrap_or_default()).map_or("", String::as_str),
+                    &phases,
+                ),
                 slot_free,
                 job: jobs::state(job.map(Arc::as_ref)),
                 window,
-                approved_by: system.annotations().get(CUTOVER_APPROVED_BY).cloned(),
+                approvals: given.approvals.get(&i).cloned().unwrap_or_default(),
+                refused_approval: given.refused.get(&i).cloned(),
                 backoff_base: self.ctx.config.retry_backoff_seconds,
             };
             let outcome = step::step(&system.name_any(), status, &f);
@@ -449,7 +491,6 @@ impl MigrationLoop {
         // what city operators see follows Kubernetes by one etcd transaction, not by the
         // iteration's slowest write.
         let writing = std::time::Instant::now();
-        let regions = crate::readmodel::regions(&objects.tenants);
         let (progress, written_now) = futures::channel::mpsc::unbounded::<(usize, GovSystemStatus)>();
         let early_store = self.store.as_mut().filter(|s| s.reconciled);
         let progress = early_store.is_some().then_some(progress);
@@ -464,7 +505,7 @@ impl MigrationLoop {
                 }
                 let mut records = Vec::with_capacity(batch.len());
                 let mut journal = Vec::new();
-                for (i, status) in &batch {
+                for (i, status) in batch.iter().filter(|(i, _)| owned[*i]) {
                     let s = &objects.systems[*i];
                     let region = regions.get(&s.namespace().unwrap_or_default()).cloned().unwrap_or_default();
                     let wave = wave_of[*i].clone();
@@ -501,7 +542,7 @@ impl MigrationLoop {
         }
         let journal: Vec<_> = written
             .iter()
-            .filter(|(i, _, _)| !published_early.contains(i))
+            .filter(|(i, _, _)| owned[*i] && !published_early.contains(i))
             .filter_map(|(i, _, status)| {
                 let s = &objects.systems[*i];
                 let region = regions.get(&s.namespace().unwrap_or_default()).map(String::as_str).unwrap_or_default();
@@ -543,7 +584,7 @@ impl MigrationLoop {
         // A deleted node's gauges leave even when no CloudNode is left to reconcile.
         metrics.retain_nodes(&objects.cloud_nodes.iter().map(|n| n.name_any()).collect());
         if let Some(store) = &mut self.store {
-            let records = crate::readmodel::records(&objects, &effective, &wave_of, &accounts, &waves, &plan);
+            let records = crate::readmodel::records(&objects, &owned, &effective, &wave_of, &accounts, &waves, &plan);
             let published = store.publish(records, journal).await;
             let committed_at = k8s_openapi::jiff::Timestamp::now().as_second();
             match published {
@@ -562,8 +603,17 @@ impl MigrationLoop {
             }
         }
         let published_ms = snapshot.elapsed().as_millis() as u64;
-        let events = applied.events.len();
-        writes::post_events(&self.ctx, &objects.systems, applied.events).await;
+        let mut events = applied.events;
+        self.take_used_approvals(&objects.systems, &outcomes, &effective).await;
+        self.delete_refused_approvals(&given.to_delete).await;
+        events.extend(given.refused.iter().map(|(i, why)| writes::PendingEvent {
+            system: *i,
+            warning: true,
+            reason: "ApprovalRefused".into(),
+            message: why.clone(),
+        }));
+        let event_count = events.len();
+        writes::post_events(&self.ctx, &objects.systems, events).await;
         failures += writes::wave_statuses(&self.ctx, &waves, &plan, now).await;
         self.ctx.publish_accounts(accounts);
         self.ctx.metrics.observe_reconcile(Reconciler::Migration, snapshot.elapsed(), failures > 0);
@@ -573,7 +623,48 @@ impl MigrationLoop {
             statuses: status_count,
             writes_ms: writes_elapsed.as_millis() as u64,
             published_ms,
-            events,
+            events: event_count,
+        }
+    }
+
+    /// Takes away the approvals that cutovers used, once the statuses saying so are written
+    /// (`effective` holds what is written): a crash in between leaves the status, and the next
+    /// iteration, here or on a new leader, finishes the job.
+    async fn take_used_approvals(
+        &mut self,
+        systems: &[Arc<GovSystem>],
+        outcomes: &[(usize, Outcome)],
+        effective: &[GovSystemStatus],
+    ) {
+        for (i, outcome) in outcomes {
+            for action in &outcome.actions {
+                let step::Action::ConsumeApproval { id } = action else { continue };
+                if effective[*i].consumed_approval.as_deref() != Some(id.as_str()) {
+                    continue;
+                }
+                let publisher = self.store.as_mut().map(StoreSink::publisher_mut);
+                if crate::approvals::consume(&self.ctx.client, publisher, &systems[*i], id).await.is_err() {
+                    tracing::error!("fenced out of the status store: another replica leads");
+                    self.fenced = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Deletes approvals the store holds for systems their approver may not approve.
+    async fn delete_refused_approvals(&mut self, refused: &[(String, i64)]) {
+        let Some(store) = self.store.as_mut() else { return };
+        for (system_id, revision) in refused {
+            match store.publisher_mut().delete_approval(system_id, *revision).await {
+                Ok(()) => warn!(system = %system_id, revision, "refused approval deleted from the status store"),
+                Err(e @ crate::store::StoreError::Fenced { .. }) => {
+                    tracing::error!(error = %e, "fenced out of the status store: another replica leads");
+                    self.fenced = true;
+                    return;
+                }
+                Err(e) => warn!(system = %system_id, error = %e, "refused approval not deleted yet"),
+            }
         }
     }
 }

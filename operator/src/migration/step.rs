@@ -109,10 +109,27 @@ pub struct Facts {
     pub job: JobState,
     /// Whether a cutover may start now.
     pub window: CutoverWindow,
-    /// Who approved the cutover (annotation `suyun.io/cutover-approved-by`).
-    pub approved_by: Option<String>,
+    /// Approvals in force for the next cutover, first preferred: one from the status store
+    /// (given over the REST API, in the approver's scope) and one from the annotation
+    /// `suyun.io/cutover-approved-by`.
+    pub approvals: Vec<GivenApproval>,
+    /// Why an approval in the status store for this system was refused, if one was.
+    pub refused_approval: Option<String>,
     /// First retry waits this long (seconds); each further one twice as long, up to 5 minutes.
     pub backoff_base: i64,
+}
+
+/// An approval of a system's next cutover.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GivenApproval {
+    /// Who approved.
+    pub by: String,
+    /// When (Unix seconds), if known.
+    pub at: Option<i64>,
+    /// The reason or ticket reference given with it.
+    pub reason: Option<String>,
+    /// What a cutover uses up: `annotation:<who>` or `store:<etcd revision>`.
+    pub id: String,
 }
 
 /// A Job phase (the rollback is the fifth).
@@ -185,6 +202,12 @@ pub enum Action {
         attempt: u32,
         /// Job name (also written to `status.job`).
         name: String,
+    },
+    /// The approval `id` was used by a cutover attempt: take it away (delete it from the status
+    /// store, or remove the annotation) once the status that says so is written.
+    ConsumeApproval {
+        /// `annotation:<who>` or `store:<revision>`.
+        id: String,
     },
     /// Publish an Event on the GovSystem.
     Event {
@@ -425,7 +448,17 @@ impl Stepper<'_> {
     fn attempt_failed(&mut self, job_phase: JobPhase, wave: &WaveView, why: String) {
         self.status.attempts += 1;
         let attempts = self.status.attempts;
-        if attempts < wave.max_attempts {
+        if attempts < wave.max_attempts && job_phase == JobPhase::CuttingOver && wave.approval_required {
+            // The approval was for the attempt that failed: the next one needs its own.
+            let message = format!(
+                "{why}; attempt {attempts} of {}: the next cutover attempt needs a new approval",
+                wave.max_attempts
+            );
+            self.event(true, "PhaseFailed", message.clone());
+            self.enter(Phase::AwaitingCutover, CUTOVER_RETRY, message);
+            self.status.attempts = attempts;
+            self.clear_approval();
+        } else if attempts < wave.max_attempts {
             let backoff = (self.facts.backoff_base.max(1) << (attempts - 1).min(16)).min(300);
             let retry_at = self.facts.now + backoff;
             self.status.retry_at = Some(time(retry_at));
@@ -470,7 +503,7 @@ impl Stepper<'_> {
                 }
                 // The Job is done; the cutover waits for a window in phase Replicating.
                 self.status.job = None;
-                self.try_cutover("data replicated");
+                self.try_cutover("data replicated", None);
                 return;
             }
             JobPhase::CuttingOver => self.enter(Phase::Verifying, "CutOver", "traffic switched; verifying"),
@@ -492,8 +525,9 @@ impl Stepper<'_> {
         self.run_phase();
     }
 
-    /// Enter CuttingOver when the window allows; otherwise wait (and say so).
-    fn try_cutover(&mut self, done: &str) {
+    /// Enter CuttingOver when the window allows (keeping `attempts` when given: failed
+    /// cutover attempts so far); otherwise wait (and say so). Whether it entered.
+    fn try_cutover(&mut self, done: &str, attempts: Option<u32>) -> bool {
         let simulated = matches!(self.wave().map(|w| w.executor), Some(Executor::Simulated { .. }));
         match self.facts.window {
             _ if simulated => {}
@@ -504,7 +538,7 @@ impl Stepper<'_> {
                     format!("{done}; cutover waits for the window opening at {}", time(t).0),
                 );
                 self.wake(t);
-                return;
+                return false;
             }
             CutoverWindow::Never => {
                 self.set_reason(
@@ -513,26 +547,55 @@ impl Stepper<'_> {
                         "{done}; the node's maintenance windows and the wave's windows never overlap for a cutover"
                     ),
                 );
-                return;
+                return false;
             }
         }
         self.enter(Phase::CuttingOver, "CuttingOver", format!("{done}; switching traffic"));
+        if let Some(attempts) = attempts {
+            self.status.attempts = attempts;
+        }
         self.run_phase();
+        true
+    }
+
+    /// The approval a cutover may use now: the first in force that no attempt has used.
+    fn usable_approval(&self) -> Option<GivenApproval> {
+        let used = self.status.consumed_approval.as_deref();
+        self.facts.approvals.iter().find(|a| Some(a.id.as_str()) != used).cloned()
+    }
+
+    fn clear_approval(&mut self) {
+        self.status.approved_by = None;
+        self.status.approved_at = None;
+        self.status.approval_reason = None;
     }
 
     fn awaiting_cutover(&mut self) {
-        match self.facts.approved_by.clone() {
-            Some(who) => {
-                self.status.approved_by = Some(who.clone());
-                self.try_cutover(&format!("cutover approved by {who}"));
+        match self.usable_approval() {
+            Some(approval) => {
+                self.status.approved_by = Some(approval.by.clone());
+                self.status.approved_at = Some(time(approval.at.unwrap_or(self.facts.now)));
+                self.status.approval_reason = approval.reason.clone();
+                let attempts = self.status.attempts;
+                if self.try_cutover(&format!("cutover approved by {}", approval.by), Some(attempts)) {
+                    self.status.consumed_approval = Some(approval.id);
+                }
             }
-            None => self.set_reason(
-                "AwaitingApproval",
-                "data replicated; approve with the annotation suyun.io/cutover-approved-by or the REST API",
-            ),
+            None => {
+                self.clear_approval();
+                if self.status.reason.as_deref() != Some(CUTOVER_RETRY) {
+                    self.set_reason(
+                        "AwaitingApproval",
+                        "data replicated; approve with the annotation suyun.io/cutover-approved-by or the REST API",
+                    );
+                }
+            }
         }
     }
 }
+
+/// Reason of a system waiting for a new approval after a failed cutover attempt.
+const CUTOVER_RETRY: &str = "CutoverRetryNeedsApproval";
 
 /// The Scheduled and Blocked conditions of a status, with transition times kept from `current`
 /// while a condition's status does not change.
@@ -540,6 +603,7 @@ fn conditions(
     current: &GovSystemStatus,
     status: &GovSystemStatus,
     facts: &Facts,
+    approval: Option<&GivenApproval>,
 ) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     use suyun_crds::conditions::{DesiredCondition, merge_conditions};
     let phase = status.phase.unwrap_or_default();
@@ -557,12 +621,60 @@ fn conditions(
     } else {
         DesiredCondition::new("Blocked", false, "NotBlocked", "no constraint holds the system back")
     };
-    merge_conditions(&current.conditions, vec![scheduled, blocked], facts.generation, &time(facts.now))
+    let mut desired = vec![scheduled, blocked];
+    if facts.wave.as_ref().is_some_and(|w| w.approval_required) {
+        desired.push(cutover_approved(status, facts, approval));
+    }
+    merge_conditions(&current.conditions, desired, facts.generation, &time(facts.now))
+}
+
+/// The `CutoverApproved` condition of a system whose wave requires approvals: whether an
+/// approval is in force, was used by the running cutover, was refused, or is awaited.
+fn cutover_approved(
+    status: &GovSystemStatus,
+    facts: &Facts,
+    approval: Option<&GivenApproval>,
+) -> suyun_crds::conditions::DesiredCondition {
+    use suyun_crds::conditions::DesiredCondition;
+    const TYPE: &str = "CutoverApproved";
+    let phase = status.phase.unwrap_or_default();
+    let given = |by: &str, at: Option<i64>, reason: Option<&str>| {
+        let at = at.map(|t| format!(" at {}", time(t).0)).unwrap_or_default();
+        let reason = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+        format!("{by}{at}{reason}")
+    };
+    if matches!(phase, Phase::CuttingOver | Phase::Verifying | Phase::Completed) && status.approved_by.is_some() {
+        let by = status.approved_by.as_deref().unwrap_or_default();
+        let at = secs(&status.approved_at);
+        let message =
+            format!("the cutover went ahead on the approval of {}", given(by, at, status.approval_reason.as_deref()));
+        return DesiredCondition::new(TYPE, true, "Used", message);
+    }
+    if let Some(a) = approval {
+        let message = format!("approved by {}", given(&a.by, a.at, a.reason.as_deref()));
+        return DesiredCondition::new(TYPE, true, "Approved", message);
+    }
+    if let Some(why) = &facts.refused_approval {
+        return DesiredCondition::new(TYPE, false, "ApprovalRefused", why.clone());
+    }
+    DesiredCondition::new(
+        TYPE,
+        false,
+        "NotApproved",
+        "the cutover waits for an approval: the annotation suyun.io/cutover-approved-by or POST \
+         /api/v1/systems/{systemId}/cutover-approval",
+    )
 }
 
 /// One step of the state machine for the system named `name`.
 pub fn step(name: &str, current: &GovSystemStatus, facts: &Facts) -> Outcome {
     let mut s = Stepper { name, facts, status: current.clone(), actions: Vec::new(), wake_at: None, started: false };
+    // A used approval is forgotten once it is gone from the object and the store.
+    if let Some(used) = &s.status.consumed_approval
+        && !facts.approvals.iter().any(|a| &a.id == used)
+    {
+        s.status.consumed_approval = None;
+    }
     let phase = current.phase.unwrap_or_default();
     let spec_changed = current.observed_generation.is_some() && current.observed_generation != facts.generation;
     match phase {
@@ -570,7 +682,7 @@ pub fn step(name: &str, current: &GovSystemStatus, facts: &Facts) -> Outcome {
         Phase::RolledBack | Phase::NotMigrated if spec_changed => {
             s.status.node = None;
             s.status.started_at = None;
-            s.status.approved_by = None;
+            s.clear_approval();
             s.enter(Phase::Pending, "SpecChanged", "the spec changed; planning again");
             s.not_started();
         }
@@ -585,13 +697,19 @@ pub fn step(name: &str, current: &GovSystemStatus, facts: &Facts) -> Outcome {
         Phase::Provisioning | Phase::CuttingOver | Phase::Verifying | Phase::Failed => s.run_phase(),
         // Data replicated, the cutover waits for a window.
         Phase::Replicating if s.status.reason.as_deref().is_some_and(|r| WINDOW_WAITS.contains(&r)) => {
-            s.try_cutover("data replicated")
+            s.try_cutover("data replicated", None);
         }
         Phase::Replicating => s.run_phase(),
         Phase::AwaitingCutover => s.awaiting_cutover(),
         Phase::Completed | Phase::RolledBack | Phase::NotMigrated => {}
     }
+    if let Some(used) = &s.status.consumed_approval
+        && facts.approvals.iter().any(|a| &a.id == used)
+    {
+        s.actions.push(Action::ConsumeApproval { id: used.clone() });
+    }
     s.status.observed_generation = facts.generation;
-    s.status.conditions = conditions(current, &s.status, facts);
+    let approval = s.usable_approval();
+    s.status.conditions = conditions(current, &s.status, facts, approval.as_ref());
     Outcome { status: s.status, actions: s.actions, wake_at: s.wake_at, started: s.started }
 }

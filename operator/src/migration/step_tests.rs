@@ -23,7 +23,8 @@ fn facts() -> Facts {
         slot_free: true,
         job: JobState::Missing,
         window: CutoverWindow::Open,
-        approved_by: None,
+        approvals: Vec::new(),
+        refused_approval: None,
         backoff_base: 10,
     }
 }
@@ -165,20 +166,101 @@ fn a_job_that_runs_past_its_timeout_counts_as_a_failure() {
     assert!(after.status.message.unwrap().contains("did not finish within 600 s"));
 }
 
-#[test]
-fn approval_gate_holds_the_cutover_until_approved() {
+fn approval(id: &str, by: &str) -> GivenApproval {
+    GivenApproval { by: by.into(), at: Some(NOW - 60), reason: Some("CHG-7".into()), id: id.into() }
+}
+
+fn consumed(o: &Outcome) -> Vec<String> {
+    o.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ConsumeApproval { id } => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn condition(o: &Outcome, type_: &str) -> (String, String) {
+    let c = o.status.conditions.iter().find(|c| c.type_ == type_).expect("condition present");
+    (c.status.clone(), c.reason.clone())
+}
+
+/// A system of an approval-gated wave, replicated and waiting in AwaitingCutover.
+fn awaiting() -> (GovSystemStatus, Facts) {
     let mut f = facts();
     f.wave.as_mut().unwrap().approval_required = true;
     let mut status = step("sys", &GovSystemStatus::default(), &f).status;
     status = finish_job(&status, &f, JobState::Succeeded).status; // → Replicating
     let waiting = finish_job(&status, &f, JobState::Succeeded);
     assert_eq!(phase(&waiting), Phase::AwaitingCutover);
-    let still = step("sys", &waiting.status, &f);
+    assert_eq!(condition(&waiting, "CutoverApproved"), ("False".into(), "NotApproved".into()));
+    (waiting.status, Facts { job: JobState::Missing, ..f })
+}
+
+#[test]
+fn approval_gate_holds_the_cutover_until_approved() {
+    let (waiting, f) = awaiting();
+    let still = step("sys", &waiting, &f);
     assert_eq!(phase(&still), Phase::AwaitingCutover);
-    let approved = step("sys", &still.status, &Facts { approved_by: Some("ops@nanjing".into()), ..f });
+    let approved = step("sys", &still.status, &Facts { approvals: vec![approval("store:9", "ops@nanjing")], ..f });
     assert_eq!(phase(&approved), Phase::CuttingOver);
     assert_eq!(approved.status.approved_by.as_deref(), Some("ops@nanjing"));
+    assert_eq!(approved.status.approval_reason.as_deref(), Some("CHG-7"));
+    assert_eq!(approved.status.approved_at.as_ref().map(|t| t.0.as_second()), Some(NOW - 60));
     assert_eq!(created_job(&approved), Some((JobPhase::CuttingOver, 0)));
+    assert_eq!(approved.status.consumed_approval.as_deref(), Some("store:9"), "the cutover uses it up");
+    assert_eq!(consumed(&approved), ["store:9"], "and asks for it to be taken away");
+    assert_eq!(condition(&approved, "CutoverApproved"), ("True".into(), "Used".into()));
+}
+
+#[test]
+fn a_refused_or_revoked_approval_does_not_open_the_cutover() {
+    let (waiting, f) = awaiting();
+    let refused =
+        step("sys", &waiting, &Facts { refused_approval: Some("scope 320100 does not cover".into()), ..f.clone() });
+    assert_eq!(phase(&refused), Phase::AwaitingCutover);
+    assert_eq!(condition(&refused, "CutoverApproved"), ("False".into(), "ApprovalRefused".into()));
+    // Approved while the window is closed: shown, not used; revoked before the window opens.
+    let closed = Facts { window: CutoverWindow::OpensAt(NOW + 3600), ..f.clone() };
+    let approved = step("sys", &waiting, &Facts { approvals: vec![approval("annotation:li", "li")], ..closed.clone() });
+    assert_eq!(phase(&approved), Phase::AwaitingCutover);
+    assert_eq!(condition(&approved, "CutoverApproved"), ("True".into(), "Approved".into()));
+    assert_eq!(approved.status.consumed_approval, None);
+    assert!(consumed(&approved).is_empty());
+    let revoked = step("sys", &approved.status, &Facts { now: NOW + 3600, ..f });
+    assert_eq!(phase(&revoked), Phase::AwaitingCutover, "a revoked approval opens nothing");
+    assert_eq!(revoked.status.approved_by, None);
+}
+
+#[test]
+fn a_failed_cutover_needs_a_new_approval_and_the_used_one_never_counts_again() {
+    let (waiting, f) = awaiting();
+    let first = approval("annotation:li", "li");
+    let cutting = step("sys", &waiting, &Facts { approvals: vec![first.clone()], ..f.clone() });
+    assert_eq!(phase(&cutting), Phase::CuttingOver);
+    // The annotation is still there (its removal failed): the Job fails.
+    let with_first = Facts { approvals: vec![first.clone()], ..f.clone() };
+    let failed = finish_job(&cutting.status, &with_first, JobState::Failed("exit 1".into()));
+    assert_eq!(phase(&failed), Phase::AwaitingCutover);
+    assert_eq!(failed.status.reason.as_deref(), Some("CutoverRetryNeedsApproval"));
+    assert_eq!(failed.status.attempts, 1, "the failed attempt counts");
+    assert_eq!(consumed(&failed), ["annotation:li"], "the used approval is still being taken away");
+    // The used approval, still present, does not approve the retry.
+    let stale = step("sys", &failed.status, &with_first);
+    assert_eq!(phase(&stale), Phase::AwaitingCutover);
+    assert_eq!(stale.status.reason.as_deref(), Some("CutoverRetryNeedsApproval"));
+    // Once it is gone it is forgotten, and a new approval (even by the same person) counts.
+    let gone = step("sys", &stale.status, &f);
+    assert_eq!(gone.status.consumed_approval, None);
+    let retry = step("sys", &gone.status, &with_first);
+    assert_eq!(phase(&retry), Phase::CuttingOver);
+    assert_eq!(created_job(&retry), Some((JobPhase::CuttingOver, 1)), "attempt 1, a Job of its own");
+    // A store approval and the annotation: the used one is skipped, the other one counts.
+    let both = Facts { approvals: vec![approval("store:5", "zhang"), first], ..f.clone() };
+    let failed = finish_job(&cutting.status, &both, JobState::Failed("exit 1".into()));
+    let next = step("sys", &failed.status, &both);
+    assert_eq!(phase(&next), Phase::CuttingOver);
+    assert_eq!(next.status.approved_by.as_deref(), Some("zhang"));
 }
 
 #[test]

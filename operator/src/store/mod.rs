@@ -29,7 +29,7 @@ use std::time::Duration;
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions};
 use suyun_crds::readmodel::{DEFAULT_PREFIX, Keys};
 
-pub use approvals::{Approval, watch_approvals};
+pub use approvals::{Approval, ApprovalMirror, watch_approvals};
 pub use fence::Fence;
 pub use publish::{Change, PublishReport, Publisher, RecordKey};
 

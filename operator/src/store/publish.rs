@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use etcd_client::{Client, DeleteOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, Txn, TxnOp};
 use suyun_crds::readmodel::{JournalEntry, KeyRef, Keys, Record};
 
 use super::{Fence, StoreError, list_prefix};
@@ -204,6 +204,18 @@ impl Publisher {
         self.commit(ops, &mut report).await?;
         self.journal_next = next;
         Ok(written)
+    }
+
+    /// Deletes the approval of `system_id` if it is still the one written at `revision`: a newer
+    /// approval is left alone. Fenced like every write; `Ok` when this replica still leads,
+    /// whether or not there was anything to delete.
+    pub async fn delete_approval(&mut self, system_id: &str, revision: i64) -> Result<(), StoreError> {
+        let key = self.fence.keys().approval(system_id);
+        let only_that_one = Txn::new()
+            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
+            .and_then([TxnOp::delete(key, None)]);
+        let txn = Txn::new().when(self.fence.compares()).and_then([TxnOp::txn(only_that_one)]);
+        if self.client.txn(txn).await?.succeeded() { Ok(()) } else { Err(self.fence.fenced_error()) }
     }
 
     /// Commits `ops` in fenced transactions of at most `max_txn_ops` operations. What was
