@@ -57,16 +57,19 @@ fn abbreviate(path: &str) -> String {
     }
 }
 
-/// Waits until the server's index has applied everything etcd holds now.
-async fn caught_up(server: &TestServer, endpoint: &str) {
+/// Waits until the server's index has applied everything written under `prefix` so far: writes
+/// a marker key of a shape the index ignores and waits for the watch to bring its revision
+/// (the etcd is shared with other tests, so its own revision says nothing about this prefix).
+async fn caught_up(server: &TestServer, endpoint: &str, prefix: &str) {
     let mut client = connect(endpoint).await.unwrap();
-    let revision = client.get("caught-up-probe", None).await.unwrap().header().unwrap().revision();
+    let put = client.put(format!("{prefix}test-sync-marker"), "", None).await.unwrap();
+    let revision = put.header().unwrap().revision();
     let index = server.state.index.clone();
     suyun_tests::eventually(Duration::from_secs(10), || {
         let index = index.clone();
         async move {
             let at = index.read().unwrap().revision;
-            anyhow::ensure!(at >= revision, "index at {at}, store at {revision}");
+            anyhow::ensure!(at >= revision, "index at {at}, marker at {revision}");
             Ok(())
         }
     })
@@ -313,7 +316,7 @@ async fn malformed_records_never_break_a_handler() {
     put_malformed(&endpoint, &prefix).await;
     let server = TestServer::start(&endpoint, &prefix, 1000).await.unwrap();
     put_malformed(&endpoint, &prefix).await;
-    caught_up(&server, &endpoint).await;
+    caught_up(&server, &endpoint, &prefix).await;
     let suzhou = server.with_certificate("zhang.wei", &["320500"]);
     let history = suzhou.get("/api/v1/systems/JS-320500-0001/history").await.unwrap();
     assert_eq!(history.status, StatusCode::OK);
@@ -461,7 +464,7 @@ async fn another_citys_activity_does_not_show_in_etags_or_revisions() {
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
     let reply = nanjing.delete("/api/v1/systems/JS-320100-0002/cutover-approval").await.unwrap();
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text());
-    caught_up(&server, &endpoint).await;
+    caught_up(&server, &endpoint, &prefix).await;
 
     let after = views(&suzhou).await;
     assert_eq!(after, before, "苏州's ETags and revisions did not move");
@@ -475,7 +478,7 @@ async fn another_citys_activity_does_not_show_in_etags_or_revisions() {
     mine.phase = "Provisioning".into();
     wave.counts_by_region.get_mut("320500").unwrap().insert("Provisioning".into(), 1);
     publisher.publish([Change::Put(Record::System(mine)), Change::Put(Record::Wave(wave))]).await.unwrap();
-    caught_up(&server, &endpoint).await;
+    caught_up(&server, &endpoint, &prefix).await;
     let changed = views(&suzhou).await;
     let moved = |path: &str| {
         let (_, etag, revision) = before.iter().find(|(p, _, _)| p == path).unwrap();
@@ -500,14 +503,14 @@ async fn another_citys_activity_does_not_show_in_etags_or_revisions() {
     // A deletion in 苏州 moves the list's ETag and revision; an approval moves the history's.
     let list = changed.iter().find(|(p, _, _)| p == "/api/v1/systems").unwrap().clone();
     publisher.publish([Change::Delete(RecordKey::System("JS-320583-0003".into()))]).await.unwrap();
-    caught_up(&server, &endpoint).await;
+    caught_up(&server, &endpoint, &prefix).await;
     let reply = suzhou.get("/api/v1/systems").await.unwrap();
     assert_ne!(reply.header("etag").unwrap(), list.1);
     assert!(reply.json()["metadata"]["revision"].as_i64().unwrap() > list.2, "a deletion moves the revision");
     let history = changed.iter().find(|(p, _, _)| p.ends_with("/history")).unwrap().clone();
     let reply = suzhou.post("/api/v1/systems/JS-320500-0001/cutover-approval").await.unwrap();
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
-    caught_up(&server, &endpoint).await;
+    caught_up(&server, &endpoint, &prefix).await;
     let reply = suzhou.get_with(&history.0, &[("if-none-match", &history.1)]).await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
     server.stop().await.unwrap();
@@ -652,7 +655,7 @@ async fn approvals_follow_the_phase_and_can_be_revoked_before_the_cutover() {
     let mut started = system_of(&records, "JS-320500-0001");
     started.phase = "CuttingOver".into();
     publisher.publish([Change::Put(Record::System(started))]).await.unwrap();
-    caught_up(&server, &endpoint).await;
+    caught_up(&server, &endpoint, &prefix).await;
     let reply = suzhou.delete(&approval_path("JS-320500-0001")).await.unwrap();
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text());
     assert_problem("revoke after the cutover started", &reply);
