@@ -75,7 +75,17 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
         match Bytes::from_request(request, state).await {
             Ok(bytes) => Ok(ApiBody(bytes)),
-            Err(rejection) => Err(rejected(rejection.status(), rejection.body_text())),
+            Err(rejection) => {
+                // The text names the transport's error (hyper's): log it, answer in general terms.
+                let status = rejection.status();
+                tracing::info!(%status, error = %rejection.body_text(), "a request body could not be read");
+                let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "the request body is larger than this endpoint accepts"
+                } else {
+                    "the request body could not be read"
+                };
+                Err(rejected(status, detail.to_owned()))
+            }
         }
     }
 }
