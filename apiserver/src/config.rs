@@ -38,6 +38,10 @@ pub struct Config {
     /// Log as JSON lines (production) instead of text.
     #[arg(long, env = "SUYUN_APISERVER_LOG_JSON")]
     pub log_json: bool,
+    /// Browser origins (`https://host[:port]`, comma-separated) allowed to send state-changing
+    /// requests; a request with any other `Origin` header is refused. Default: none.
+    #[arg(long, env = "SUYUN_APISERVER_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Where the status store is and how to reach it.

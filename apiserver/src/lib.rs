@@ -50,6 +50,8 @@ pub struct AppState {
     pub keys: Keys,
     /// Request metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// Browser origins allowed to send state-changing requests, normalised (none by default).
+    pub allowed_origins: Arc<[String]>,
 }
 
 use index::Index;
@@ -63,7 +65,14 @@ impl AppState {
             tokens: Arc::new(tokens),
             keys,
             metrics: Arc::new(metrics::Metrics::new()),
+            allowed_origins: Arc::default(),
         }
+    }
+
+    /// The same state, allowing state-changing requests from these browser origins.
+    pub fn with_allowed_origins<'a>(mut self, origins: impl IntoIterator<Item = &'a str>) -> AppState {
+        self.allowed_origins = origins.into_iter().map(api::writes::normalise_origin).collect();
+        self
     }
 
     /// Starts the list-and-watch task that keeps the index current (abort it to stop).
@@ -82,7 +91,8 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
         Some(path) => auth::TokenStore::load(path)?,
         None => auth::TokenStore::empty(),
     };
-    let state = AppState::new(Keys::new(&config.etcd.prefix), tokens);
+    let state = AppState::new(Keys::new(&config.etcd.prefix), tokens)
+        .with_allowed_origins(config.allowed_origins.iter().map(String::as_str));
     let sync = state.spawn_sync(config.etcd.clone());
     let reloader = state.tokens.spawn_reloader(Duration::from_millis(config.token_reload_ms.max(100)));
 

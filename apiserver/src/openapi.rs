@@ -6,7 +6,7 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 use suyun_crds::readmodel::{NodeRecord, SystemRecord, TenantRecord, WaveRecord};
 
-use crate::api::{ApprovalRequestResult, ROUTES, Route, Summary, SystemHistory};
+use crate::api::{ApprovalRequest, ApprovalRequestResult, ROUTES, Route, Summary, SystemHistory};
 use crate::problem::ProblemDetails;
 use crate::response::{ItemResponse, ListResponse};
 
@@ -24,9 +24,18 @@ pub fn document() -> Value {
     let mut generator = SchemaSettings::openapi3().into_generator();
     let problem = schema::<ProblemDetails>(&mut generator);
     let mut paths = Map::new();
+    let approval_request = schema::<ApprovalRequest>(&mut generator);
     for route in ROUTES {
         let body = success_schema(route.operation, &mut generator);
-        let operation = operation(route, body, &problem);
+        let mut operation = operation(route, body, &problem);
+        if route.operation == "approveCutover" {
+            operation["requestBody"] = json!({
+                "required": false,
+                "description": "Optional: a reason or ticket reference. Send `Content-Type: application/json` \
+                                even with an empty body.",
+                "content": { "application/json": { "schema": approval_request } }
+            });
+        }
         let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
         entry[route.method.to_lowercase()] = operation;
     }
@@ -102,24 +111,47 @@ fn operation(route: &Route, body: Value, problem: &Value) -> Value {
     };
     let public = route.path == "/healthz" || route.path == "/readyz" || route.path == "/openapi.json";
     let mut responses = Map::new();
-    responses
-        .insert("200".into(), json!({ "description": "OK", "content": { "application/json": { "schema": body } } }));
-    if route.method == "POST" {
+    let ok = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": body } } });
+    match route.method {
+        "POST" => {
+            responses.insert("200".into(), ok("Approved before: the approval in force"));
+            responses.insert("201".into(), ok("Approval recorded"));
+            responses.insert(
+                "409".into(),
+                problem_response("The system needs no approval, or its cutover has started or it is finished"),
+            );
+        }
+        "DELETE" => {
+            responses.insert("204".into(), json!({ "description": "Approval revoked" }));
+            responses.insert(
+                "409".into(),
+                problem_response("The cutover has started, or the approval changed while it was revoked"),
+            );
+        }
+        _ => {
+            responses.insert("200".into(), ok("OK"));
+            if !public {
+                responses.insert("304".into(), json!({ "description": "Not modified (If-None-Match)" }));
+            }
+        }
+    }
+    if route.method != "GET" {
         responses.insert(
-            "201".into(),
-            json!({ "description": "Approval recorded", "content": { "application/json": { "schema": body } } }),
+            "415".into(),
+            problem_response("Not sent with Content-Type: application/json (every state-changing request)"),
         );
-        responses.insert("409".into(), problem_response("The system needs no approval or is finished"));
-    } else if !public {
-        responses.insert("304".into(), json!({ "description": "Not modified (If-None-Match)" }));
     }
     if !public {
+        responses.insert("400".into(), problem_response("Malformed path, query or body"));
         responses.insert("401".into(), problem_response("No or unknown credentials"));
-        responses.insert("403".into(), problem_response("Outside your scope or read-only"));
-        responses.insert("404".into(), problem_response("No such object in your scope"));
+        responses.insert(
+            "403".into(),
+            problem_response("Outside your scope, read-only, or (writes) from a browser origin not allowed"),
+        );
+        responses.insert("404".into(), problem_response("No such object in your scope (DELETE: or no approval)"));
         responses.insert("503".into(), problem_response("Status store not read yet or unreachable (writes)"));
     } else if route.path == "/readyz" {
-        responses.insert("503".into(), json!({ "description": "Degraded: status store unreachable or not read yet" }));
+        responses.insert("503".into(), problem_response("Degraded: status store unreachable or not read yet"));
     }
     let mut operation = json!({ "operationId": route.operation, "parameters": parameters, "responses": responses });
     if public {

@@ -81,6 +81,41 @@ impl Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Status store unavailable", detail)
     }
 
+    /// 415: a state-changing request whose body is not declared as JSON.
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", detail)
+    }
+
+    /// 500: something failed on the server; the detail never carries the internal error.
+    pub fn internal() -> Problem {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the request could not be handled; the server logged why",
+        )
+    }
+
+    /// A problem for any status, with the kind and title that status has elsewhere in the API
+    /// (used for rejections that carry only a status and a text).
+    pub fn from_status(status: StatusCode, detail: impl Into<String>) -> Problem {
+        let (kind, title) = match status {
+            StatusCode::BAD_REQUEST => ("bad-request", "Bad request"),
+            StatusCode::UNAUTHORIZED => ("unauthenticated", "Authentication required"),
+            StatusCode::FORBIDDEN => ("forbidden", "Not allowed in your scope"),
+            StatusCode::NOT_FOUND => ("not-found", "Not found"),
+            StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+            StatusCode::CONFLICT => ("conflict", "Conflict"),
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "Request body too large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
+            StatusCode::TOO_MANY_REQUESTS => ("too-many-requests", "Too many requests"),
+            StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "Status store unavailable"),
+            s if s.is_server_error() => ("internal", "Internal error"),
+            _ => ("bad-request", "Bad request"),
+        };
+        Problem::new(status, kind, title, detail)
+    }
+
     /// The problem-details body.
     pub fn details(&self) -> ProblemDetails {
         ProblemDetails {
@@ -94,7 +129,8 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.details()).expect("problem details serialise");
+        // Serialising four plain fields cannot fail; should it ever, the status still goes out.
+        let body = serde_json::to_vec(&self.details()).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

@@ -152,8 +152,8 @@ fn apply(index: &RwLock<Index>, keys: &Keys, response: &etcd_client::WatchRespon
         }
         let Ok(key) = kv.key_str() else { continue };
         match event.event_type() {
-            EventType::Put => index.put(keys, key, kv.value(), kv.mod_revision()),
-            EventType::Delete => index.delete(keys, key),
+            EventType::Put => index.put_kv(keys, key, kv.value(), kv.mod_revision(), kv.create_revision()),
+            EventType::Delete => index.delete(keys, key, kv.mod_revision()),
         }
     }
     if let Some(last) = events.last().and_then(|e| e.kv()) {
@@ -175,7 +175,7 @@ pub async fn load(client: &mut Client, keys: &Keys) -> anyhow::Result<Index> {
         let more = response.more();
         for kv in response.take_kvs() {
             if let Ok(key) = kv.key_str() {
-                index.put(keys, key, kv.value(), kv.mod_revision());
+                index.put_kv(keys, key, kv.value(), kv.mod_revision(), kv.create_revision());
             }
             start = kv.key().to_vec();
             start.push(0);

@@ -38,14 +38,27 @@ pub const DEFAULT_PREFIX: &str = "/suyun/v1/";
 /// Width of a journal sequence number in its key.
 pub const SEQUENCE_WIDTH: usize = 20;
 
+/// Whether `code` is a GB/T 2260 region code: exactly six ASCII digits.
+pub fn is_region_code(code: &str) -> bool {
+    code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Whether `region` is visible to the region-code scope `scope`: the same code, or, when
 /// `scope` is a city (`xxxx00`, not a province `xx0000`), one of that city's counties.
+///
+/// Both must be region codes ([`is_region_code`]): a record whose region is anything else
+/// (it came from the store, so it may be malformed) is in no region scope. The comparison is
+/// on bytes, so no input can make it panic.
 pub fn region_in_scope(region: &str, scope: &str) -> bool {
+    if !is_region_code(region) || !is_region_code(scope) {
+        return false;
+    }
     if region == scope {
         return true;
     }
-    let is_city = scope.len() == 6 && scope.ends_with("00") && !scope.ends_with("0000");
-    is_city && region.len() == 6 && region[..4] == scope[..4]
+    let (region, scope) = (region.as_bytes(), scope.as_bytes());
+    let is_city = scope[4..] == *b"00" && scope[2..] != *b"0000";
+    is_city && region[..4] == scope[..4]
 }
 
 /// Amounts of each resource in integer units.
@@ -318,9 +331,26 @@ pub struct ApprovalRecord {
     pub scope: String,
     /// When (RFC 3339).
     pub time: String,
-    /// Why, or the change ticket it belongs to (optional).
+    /// Why, or a ticket reference, as the approver gave it (at most
+    /// [`APPROVAL_REASON_MAX_CHARS`] characters, no control characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Longest approval reason, in characters.
+pub const APPROVAL_REASON_MAX_CHARS: usize = 500;
+
+/// Checks an approval reason: at most [`APPROVAL_REASON_MAX_CHARS`] characters and no control
+/// characters (no line breaks either: it is one line in the journal and in logs).
+pub fn check_approval_reason(reason: &str) -> Result<(), String> {
+    let chars = reason.chars().count();
+    if chars > APPROVAL_REASON_MAX_CHARS {
+        return Err(format!("reason has {chars} characters; at most {APPROVAL_REASON_MAX_CHARS} are allowed"));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err("reason must not contain control characters (line breaks, tabs, escapes)".to_owned());
+    }
+    Ok(())
 }
 
 /// Value of the leader key: who holds the operator's write fence.
@@ -535,6 +565,37 @@ mod tests {
         assert!(region_in_scope("320583", "320583"));
         assert!(!region_in_scope("320500", "320583"));
         assert!(!region_in_scope("320500", "320000"));
+    }
+
+    #[test]
+    fn malformed_region_codes_are_in_no_scope_and_never_panic() {
+        // "32é500" is 7 bytes, "3é500" 6 bytes with a character across bytes 1–2, "320é0"
+        // 6 bytes with one across bytes 3–4 (slicing at 4 panicked), "32050é" 7 bytes.
+        for region in ["3é500", "320é0", "32é500", "32050é", "", "3205", "3205001", "32 500", "\u{0}20500"] {
+            for scope in ["320500", "320583", "320000", region] {
+                assert!(!region_in_scope(region, scope), "{region:?} in {scope:?}");
+                assert!(!region_in_scope(scope, region), "{scope:?} in {region:?}");
+            }
+        }
+        assert!(!region_in_scope("320é0", "320500"));
+        assert!(!region_in_scope("320583", "320é0"));
+        assert!(!region_in_scope("abcdef", "abcdef"));
+    }
+
+    #[test]
+    fn approval_reasons_are_short_single_lines() {
+        assert!(check_approval_reason("ticket OPS-1234: 苏州 cutover window agreed").is_ok());
+        assert!(check_approval_reason(&"批".repeat(APPROVAL_REASON_MAX_CHARS)).is_ok());
+        assert!(check_approval_reason(&"批".repeat(APPROVAL_REASON_MAX_CHARS + 1)).is_err());
+        assert!(check_approval_reason("line\nbreak").is_err());
+        assert!(check_approval_reason("escape\u{1b}[31m").is_err());
+        let record = ApprovalRecord { system_id: "S".into(), ..Default::default() };
+        assert!(!String::from_utf8(serde_json::to_vec(&record).unwrap()).unwrap().contains("reason"));
+        let old: ApprovalRecord = serde_json::from_str(
+            r#"{"systemId":"S","regionCode":"320500","approvedBy":"a","scope":"320500","time":"t"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.reason, None);
     }
 
     #[test]

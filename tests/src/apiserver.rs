@@ -60,6 +60,15 @@ impl TestServer {
     /// Starts a server reading the status store as `etcd` says (endpoints, TLS, prefix, probe
     /// interval), with an empty token file; waits until the first read is done.
     pub async fn start_with_store(etcd: EtcdConfig) -> anyhow::Result<TestServer> {
+        Self::start_configured(etcd, |state| state).await
+    }
+
+    /// Like [`TestServer::start_with_store`], with the server's state set up by `configure`
+    /// (e.g. `AppState::with_allowed_origins`).
+    pub async fn start_configured(
+        etcd: EtcdConfig,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> anyhow::Result<TestServer> {
         let prefix = etcd.prefix.clone();
         let dir = crate::repo_root().join("target/test-pki").join(prefix.trim_matches('/').replace('/', "_"));
         let ca = TestCa::new("suyun-test-client-ca");
@@ -68,7 +77,7 @@ impl TestServer {
         let token_file = write(&dir, "tokens", "# no tokens yet\n");
         let tls =
             server::tls_config(server_pem.cert.as_bytes(), server_pem.key.as_bytes(), Some(ca.pem.cert.as_bytes()))?;
-        let state = AppState::new(Keys::new(&prefix), TokenStore::load(&token_file)?);
+        let state = configure(AppState::new(Keys::new(&prefix), TokenStore::load(&token_file)?));
         let tasks = vec![state.spawn_sync(etcd), state.tokens.spawn_reloader(Duration::from_millis(100))];
 
         let listener = TcpListener::bind("127.0.0.1:0").await?;

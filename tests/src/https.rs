@@ -132,32 +132,25 @@ impl Caller {
         self.call(Method::GET, path, &[]).await
     }
 
-    /// `POST path` with an empty body on a fresh connection.
+    /// `POST path` with an empty body declared as JSON (as a well-behaved client sends it) on
+    /// a fresh connection.
     pub async fn post(&self, path: &str) -> anyhow::Result<Reply> {
-        self.call(Method::POST, path, &[]).await
+        self.call(Method::POST, path, &[("content-type", "application/json")]).await
     }
 
-    /// Any request, with headers and a body, on a fresh connection.
+    /// `DELETE path` with an empty body declared as JSON on a fresh connection.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Reply> {
+        self.call(Method::DELETE, path, &[("content-type", "application/json")]).await
+    }
+
+    /// Any request, with exactly these headers (plus the bearer token) and body, on a fresh
+    /// connection.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> anyhow::Result<Reply> {
-        self.call_with_body(method, path, headers, Bytes::from(body)).await
-    }
-
-    async fn call(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<Reply> {
-        self.call_with_body(method, path, headers, Bytes::new()).await
-    }
-
-    async fn call_with_body(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Bytes,
+        body: impl Into<Bytes>,
     ) -> anyhow::Result<Reply> {
         let mut connection = Connection::open(self.addr, self.tls.clone()).await?;
         let authorization = self.token.as_ref().map(|t| format!("Bearer {t}"));
@@ -165,6 +158,10 @@ impl Caller {
         if let Some(value) = &authorization {
             all.push(("authorization", value));
         }
-        connection.send(method, path, &all, body).await
+        connection.send(method, path, &all, body.into()).await
+    }
+
+    async fn call(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<Reply> {
+        self.send(method, path, headers, Bytes::new()).await
     }
 }

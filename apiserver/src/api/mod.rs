@@ -5,8 +5,10 @@
 //! another region (`?region=`) or approving with a read-only identity is refused (403).
 
 mod approval;
+pub mod extract;
 mod read;
 mod summary;
+pub mod writes;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -16,20 +18,20 @@ use axum::routing::{get, post};
 use http::{StatusCode, Uri, header};
 use tower_http::compression::CompressionLayer;
 
-pub use approval::ApprovalRequestResult;
+pub use approval::{APPROVABLE, ApprovalRequest, ApprovalRequestResult, CUTOVER_STARTED};
 pub use read::{SystemHistory, SystemQuery};
 pub use summary::{NodeCapacity, Summary, WaveProgress};
 
 use crate::AppState;
 use crate::auth::{Identity, Scope};
 use crate::metrics;
-use crate::problem::Problem;
+use crate::problem::{PROBLEM_JSON, Problem};
 use crate::server::PeerCertificate;
 
 /// One route: method, path template (axum syntax) and OpenAPI operation id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
-    /// `GET` or `POST`.
+    /// `GET`, `POST` or `DELETE`.
     pub method: &'static str,
     /// Path template, e.g. `/api/v1/nodes/{name}`.
     pub path: &'static str,
@@ -51,6 +53,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/systems/{systemId}", "getSystem"),
     route("GET", "/api/v1/systems/{systemId}/history", "getSystemHistory"),
     route("POST", "/api/v1/systems/{systemId}/cutover-approval", "approveCutover"),
+    route("DELETE", "/api/v1/systems/{systemId}/cutover-approval", "revokeCutoverApproval"),
     route("GET", "/api/v1/waves", "listWaves"),
     route("GET", "/api/v1/waves/{name}", "getWave"),
     route("GET", "/api/v1/summary", "getSummary"),
@@ -69,10 +72,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/systems", get(read::list_systems))
         .route("/api/v1/systems/{systemId}", get(read::get_system))
         .route("/api/v1/systems/{systemId}/history", get(read::system_history))
-        .route("/api/v1/systems/{systemId}/cutover-approval", post(approval::approve))
+        .route("/api/v1/systems/{systemId}/cutover-approval", post(approval::approve).delete(approval::revoke))
         .route("/api/v1/waves", get(read::list_waves))
         .route("/api/v1/waves/{name}", get(read::get_wave))
         .route("/api/v1/summary", get(summary::summary))
+        .route_layer(middleware::from_fn_with_state(state.clone(), writes::guard))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(api)
@@ -82,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .fallback(no_route)
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+        .layer(middleware::from_fn(errors_as_problems))
         .layer(CompressionLayer::new().gzip(true))
         .with_state(state)
 }
@@ -93,17 +98,49 @@ async fn no_route(State(state): State<AppState>, uri: Uri) -> Problem {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     if !state.health.loaded() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the status store has not been read yet\n")
-            .into_response();
+        return Problem::unavailable("not ready: the status store has not been read yet").into_response();
     }
     match state.health.stale_seconds() {
         None => (StatusCode::OK, "ok\n").into_response(),
-        Some(s) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("degraded: status store unreachable for {s} s; serving the last state\n"),
-        )
-            .into_response(),
+        Some(s) => {
+            Problem::unavailable(format!("degraded: status store unreachable for {s} s; serving the last state"))
+                .into_response()
+        }
     }
+}
+
+/// The last line behind the extractors: an error response that is not a problem yet (one a
+/// layer made by itself) becomes one, with its status and headers (`Allow`, `Retry-After`, …)
+/// kept and its body, which may carry internal text, replaced.
+async fn errors_as_problems(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
+    if is_problem {
+        return response;
+    }
+    tracing::warn!(%method, %path, %status, "an error response was not a problem; replaced by one");
+    let (mut parts, _) = response.into_parts();
+    for name in [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::CONTENT_ENCODING] {
+        parts.headers.remove(name);
+    }
+    let detail = if status.is_server_error() {
+        "the request could not be handled; the server logged why"
+    } else {
+        status.canonical_reason().unwrap_or("the request was refused")
+    };
+    let mut problem = Problem::from_status(status, detail).into_response();
+    problem.headers_mut().extend(parts.headers);
+    problem
 }
 
 async fn openapi() -> Response {
@@ -146,6 +183,14 @@ fn effective_scope(identity: &Identity, region: Option<&str>) -> Result<Scope, P
         (Scope::Region(own), Scope::Region(code)) if suyun_crds::readmodel::region_in_scope(code, own) => Ok(asked),
         _ => Err(Problem::forbidden(format!("region {region} is outside your scope {}", identity.scope.as_str()))),
     }
+}
+
+/// The index for reading; a poisoned lock (a panic while it was written) is a logged 500.
+fn read_index(state: &AppState) -> Result<std::sync::RwLockReadGuard<'_, crate::index::Index>, Problem> {
+    state.index.read().map_err(|_| {
+        tracing::error!("the index lock is poisoned");
+        Problem::internal()
+    })
 }
 
 /// The staleness to report, or 503 before the first read of the store.

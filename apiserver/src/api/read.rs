@@ -2,8 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,12 +11,23 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use suyun_crds::readmodel::{ApprovalRecord, JournalEntry, SystemRecord, WaveRecord};
 
-use super::{effective_scope, staleness};
+use super::extract::{ApiPath, ApiQuery};
+use super::{effective_scope, read_index, staleness};
 use crate::AppState;
 use crate::auth::{Identity, Scope};
 use crate::index::Shared;
 use crate::problem::Problem;
 use crate::response::{EtagHasher, ResponseMetadata, item_body, list_body, respond, revision_etag};
+
+/// The ETag of a list: the scope, the revision reported and each item's revision and name.
+fn list_etag<'a>(scope: &Scope, revision: i64, items: impl IntoIterator<Item = (i64, &'a [u8])>) -> String {
+    let mut hasher = EtagHasher::default();
+    hasher.write(scope.as_str().as_bytes()).number(revision);
+    for (item_revision, name) in items {
+        hasher.number(item_revision).write(name).write(b"/");
+    }
+    hasher.etag()
+}
 
 /// Default page size of the system list.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -66,31 +76,29 @@ pub struct SystemHistory {
 
 pub(super) async fn list_nodes(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
-    Query(query): Query<RegionQuery>,
+    identity: Identity,
+    ApiQuery(query): ApiQuery<RegionQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let scope = effective_scope(&identity, query.region.as_deref())?;
     let stale = staleness(&state)?;
-    let index = state.index.read().expect("index lock");
+    let index = read_index(&state)?;
     let nodes: Vec<_> = index.nodes.values().filter(|n| scope.covers(&n.record.region_code)).collect();
-    let mut hasher = EtagHasher::default();
-    for n in &nodes {
-        hasher.number(n.revision).write(n.record.name.as_bytes());
-    }
-    Ok(respond(&headers, hasher.etag(), stale, || {
-        list_body(&ResponseMetadata::new(index.revision, stale), nodes.iter().map(|n| &n.json[..]))
+    let revision = index.node_regions.in_scope(&scope);
+    let etag = list_etag(&scope, revision, nodes.iter().map(|n| (n.revision, n.record.name.as_bytes())));
+    Ok(respond(&headers, etag, stale, || {
+        list_body(&ResponseMetadata::new(revision, stale), nodes.iter().map(|n| &n.json[..]))
     }))
 }
 
 pub(super) async fn get_node(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
-    Path(name): Path<String>,
+    identity: Identity,
+    ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let stale = staleness(&state)?;
-    let index = state.index.read().expect("index lock");
+    let index = read_index(&state)?;
     let node = index
         .nodes
         .get(&name)
@@ -101,31 +109,29 @@ pub(super) async fn get_node(
 
 pub(super) async fn list_tenants(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
-    Query(query): Query<RegionQuery>,
+    identity: Identity,
+    ApiQuery(query): ApiQuery<RegionQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let scope = effective_scope(&identity, query.region.as_deref())?;
     let stale = staleness(&state)?;
-    let index = state.index.read().expect("index lock");
+    let index = read_index(&state)?;
     let tenants: Vec<_> = index.tenants.values().filter(|t| scope.covers(&t.record.region_code)).collect();
-    let mut hasher = EtagHasher::default();
-    for t in &tenants {
-        hasher.number(t.revision).write(t.record.name.as_bytes());
-    }
-    Ok(respond(&headers, hasher.etag(), stale, || {
-        list_body(&ResponseMetadata::new(index.revision, stale), tenants.iter().map(|t| &t.json[..]))
+    let revision = index.tenant_regions.in_scope(&scope);
+    let etag = list_etag(&scope, revision, tenants.iter().map(|t| (t.revision, t.record.name.as_bytes())));
+    Ok(respond(&headers, etag, stale, || {
+        list_body(&ResponseMetadata::new(revision, stale), tenants.iter().map(|t| &t.json[..]))
     }))
 }
 
 pub(super) async fn get_tenant(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
-    Path(name): Path<String>,
+    identity: Identity,
+    ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let stale = staleness(&state)?;
-    let index = state.index.read().expect("index lock");
+    let index = read_index(&state)?;
     let tenant = index
         .tenants
         .get(&name)
@@ -151,8 +157,8 @@ fn matches(system: &SystemRecord, query: &SystemQuery, needle: Option<&str>) -> 
 
 pub(super) async fn list_systems(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
-    Query(query): Query<SystemQuery>,
+    identity: Identity,
+    ApiQuery(query): ApiQuery<SystemQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let scope = effective_scope(&identity, query.region.as_deref())?;
@@ -176,46 +182,60 @@ pub(super) async fn list_systems(
     };
     let needle = query.q.as_deref().filter(|q| !q.is_empty()).map(str::to_lowercase);
     let stale = staleness(&state)?;
-    let index = state.index.read().expect("index lock");
+    let index = read_index(&state)?;
     let (page, next) = index.systems_page(&scope, after.as_deref(), limit, |s| matches(s, &query, needle.as_deref()));
     let continue_ = next.map(|id| URL_SAFE_NO_PAD.encode(format!("s:{id}")));
-    let mut hasher = EtagHasher::default();
-    hasher.write(continue_.as_deref().unwrap_or_default().as_bytes());
-    for s in &page {
-        hasher.number(s.revision).write(s.record.system_id.as_bytes());
-    }
-    Ok(respond(&headers, hasher.etag(), stale, || {
-        let metadata = ResponseMetadata { continue_, ..ResponseMetadata::new(index.revision, stale) };
+    // The revision of every system in the scope (not only this page): a change or deletion
+    // of one of the caller's systems moves it, another city's never does.
+    let revision = index.system_regions.in_scope(&scope);
+    let mut etag = EtagHasher::default();
+    etag.write(continue_.as_deref().unwrap_or_default().as_bytes()).write(b"/");
+    etag.write(
+        list_etag(&scope, revision, page.iter().map(|s| (s.revision, s.record.system_id.as_bytes()))).as_bytes(),
+    );
+    Ok(respond(&headers, etag.etag(), stale, || {
+        let metadata = ResponseMetadata { continue_, ..ResponseMetadata::new(revision, stale) };
         list_body(&metadata, page.iter().map(|s| &s.json[..]))
     }))
 }
 
 pub(super) async fn get_system(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
-    Path(system_id): Path<String>,
+    identity: Identity,
+    ApiPath(system_id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let stale = staleness(&state)?;
-    let index = state.index.read().expect("index lock");
+    let index = read_index(&state)?;
     let system = index.system(&identity.scope, &system_id).ok_or_else(|| Problem::not_found("system", &system_id))?;
     Ok(single(&headers, system.revision, stale, &system.json))
 }
 
 pub(super) async fn system_history(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
-    Path(system_id): Path<String>,
+    identity: Identity,
+    ApiPath(system_id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let stale = staleness(&state)?;
-    let index = state.index.read().expect("index lock");
-    index.system(&identity.scope, &system_id).ok_or_else(|| Problem::not_found("system", &system_id))?;
+    let index = read_index(&state)?;
+    let system = index.system(&identity.scope, &system_id).ok_or_else(|| Problem::not_found("system", &system_id))?;
     let approval = index.approvals.get(&system_id);
     let entries: Vec<&Shared<JournalEntry>> =
         index.journal.get(&system_id).map(|j| j.values().collect()).unwrap_or_default();
+    // Everything here is this system's own: its record, approval (or the revocation of one)
+    // and journal.
+    let revision = [
+        system.revision,
+        approval.map_or(0, |a| a.revision),
+        index.approval_deletions.get(&system_id).copied().unwrap_or(0),
+    ]
+    .into_iter()
+    .chain(entries.iter().map(|e| e.revision))
+    .max()
+    .unwrap_or(0);
     let mut hasher = EtagHasher::default();
-    hasher.number(approval.map_or(0, |a| a.revision));
+    hasher.number(revision).number(approval.map_or(0, |a| a.revision));
     for e in &entries {
         hasher.number(e.revision);
     }
@@ -225,8 +245,8 @@ pub(super) async fn system_history(
             approval: approval.map(|a| a.record.clone()),
             entries: entries.iter().map(|e| e.record.clone()).collect(),
         };
-        let json = serde_json::to_vec(&history).expect("history serialises");
-        item_body(&ResponseMetadata::new(index.revision, stale), &json)
+        let json = serde_json::to_vec(&history).unwrap_or_default();
+        item_body(&ResponseMetadata::new(revision, stale), &json)
     }))
 }
 
@@ -249,35 +269,42 @@ fn wave_view(wave: &WaveRecord, scope: &Scope) -> Option<WaveRecord> {
 
 pub(super) async fn list_waves(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let stale = staleness(&state)?;
-    let index = state.index.read().expect("index lock");
-    let waves: Vec<(i64, WaveRecord)> =
-        index.waves.values().filter_map(|w| wave_view(&w.record, &identity.scope).map(|v| (w.revision, v))).collect();
+    let index = read_index(&state)?;
+    let scope = &identity.scope;
+    let mut revision = index.wave_regions.in_scope(scope);
+    let mut items = Vec::new();
     let mut hasher = EtagHasher::default();
-    hasher.write(identity.scope.as_str().as_bytes());
-    for (revision, w) in &waves {
-        hasher.number(*revision).write(w.name.as_bytes());
+    hasher.write(scope.as_str().as_bytes());
+    for wave in index.waves.values() {
+        let Some(view) = wave_view(&wave.record, scope) else { continue };
+        revision = revision.max(index.wave_revision(&wave.record.name, scope));
+        let json = serde_json::to_vec(&view).map_err(|_| Problem::internal())?;
+        hasher.write(&json).write(b"/");
+        items.push(json);
     }
+    hasher.number(revision);
     Ok(respond(&headers, hasher.etag(), stale, || {
-        let items: Vec<Vec<u8>> = waves.iter().map(|(_, w)| serde_json::to_vec(w).expect("waves serialise")).collect();
-        list_body(&ResponseMetadata::new(index.revision, stale), items.iter().map(Vec::as_slice))
+        list_body(&ResponseMetadata::new(revision, stale), items.iter().map(Vec::as_slice))
     }))
 }
 
 pub(super) async fn get_wave(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
-    Path(name): Path<String>,
+    identity: Identity,
+    ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let stale = staleness(&state)?;
-    let index = state.index.read().expect("index lock");
+    let index = read_index(&state)?;
     let entry = index.waves.get(&name).ok_or_else(|| Problem::not_found("wave", &name))?;
     let view = wave_view(&entry.record, &identity.scope).ok_or_else(|| Problem::not_found("wave", &name))?;
-    Ok(respond(&headers, revision_etag(entry.revision, identity.scope.as_str()), stale, || {
-        item_body(&ResponseMetadata::new(entry.revision, stale), &serde_json::to_vec(&view).expect("waves serialise"))
-    }))
+    // Another city's counts are not in the view, and their changes do not move its revision.
+    let revision = index.wave_revision(&name, &identity.scope);
+    let json = serde_json::to_vec(&view).map_err(|_| Problem::internal())?;
+    let etag = EtagHasher::default().number(revision).write(&json).etag();
+    Ok(respond(&headers, etag, stale, || item_body(&ResponseMetadata::new(revision, stale), &json)))
 }

@@ -3,16 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use http::HeaderMap;
 use schemars::JsonSchema;
 use serde::Serialize;
 use suyun_crds::readmodel::{ResourceAmounts, Utilization};
 
+use super::extract::ApiQuery;
 use super::read::RegionQuery;
-use super::{effective_scope, staleness};
+use super::{effective_scope, read_index, staleness};
 use crate::AppState;
 use crate::auth::Identity;
 use crate::response::{EtagHasher, ResponseMetadata, item_body, respond};
@@ -75,14 +75,31 @@ pub struct WaveProgress {
 
 pub(super) async fn summary(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
-    Query(query): Query<RegionQuery>,
+    identity: Identity,
+    ApiQuery(query): ApiQuery<RegionQuery>,
     headers: HeaderMap,
 ) -> Result<Response, crate::problem::Problem> {
     let scope = effective_scope(&identity, query.region.as_deref())?;
     let stale = staleness(&state)?;
-    let index = state.index.read().expect("index lock");
-    let etag = EtagHasher::default().number(index.revision).write(scope.as_str().as_bytes()).etag();
+    let index = read_index(&state)?;
+    // Everything the summary is made of, as the scope sees it: its systems and nodes
+    // (deletions included), its share of the waves and their common fields.
+    let revision = [
+        index.system_regions.in_scope(&scope),
+        index.node_regions.in_scope(&scope),
+        index.wave_regions.in_scope(&scope),
+    ]
+    .into_iter()
+    .chain(
+        index
+            .waves
+            .values()
+            .filter(|w| w.record.counts_by_region.iter().any(|(r, c)| scope.covers(r) && c.values().any(|n| *n > 0)))
+            .map(|w| index.wave_revision(&w.record.name, &scope)),
+    )
+    .max()
+    .unwrap_or(0);
+    let etag = EtagHasher::default().number(revision).write(scope.as_str().as_bytes()).etag();
     Ok(respond(&headers, etag, stale, || {
         let mut summary = Summary { scope: scope.as_str().to_owned(), ..Summary::default() };
         for system in index.systems_in(&scope) {
@@ -111,9 +128,10 @@ pub(super) async fn summary(
             let counts = wave.counts_by_region.iter().filter(|(region, _)| scope.covers(region)).flat_map(|(_, c)| c);
             let (mut systems, mut completed) = (0, 0);
             for (phase, n) in counts {
-                systems += n;
+                // Counts come from the store: a malformed wave must not overflow (and panic).
+                systems = u64::saturating_add(systems, *n);
                 if phase == "Completed" {
-                    completed += n;
+                    completed = u64::saturating_add(completed, *n);
                 }
             }
             if systems == 0 {
@@ -130,7 +148,7 @@ pub(super) async fn summary(
                 eta: wave.eta.clone(),
             });
         }
-        let json = serde_json::to_vec(&summary).expect("summaries serialise");
-        item_body(&ResponseMetadata::new(index.revision, stale), &json)
+        let json = serde_json::to_vec(&summary).unwrap_or_default();
+        item_body(&ResponseMetadata::new(revision, stale), &json)
     }))
 }
