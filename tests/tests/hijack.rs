@@ -194,6 +194,28 @@ async fn another_city_can_neither_take_nor_touch_nor_read_a_system() {
     assert!(dup.annotations().get(CUTOVER_APPROVED_BY).is_none());
     let systems = Api::<GovSystem>::all(client.clone()).list(&ListParams::default()).await.unwrap();
     assert_eq!(systems.items.len(), 4);
+
+    // 苏州 retires its system: the id passes to the next claimant, 南京's, which reads none of
+    // 苏州's history under it.
+    Api::<GovSystem>::namespaced(client.clone(), "suzhou-gongan")
+        .delete(&ORIGINAL.to_lowercase(), &Default::default())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(60), || async {
+        let reply = nanjing.get(&format!("/api/v1/systems/{ORIGINAL}")).await?;
+        anyhow::ensure!(reply.status == StatusCode::OK, "{} {}", reply.status, reply.text());
+        anyhow::ensure!(reply.json()["item"]["tenant"] == "nanjing-data", "{}", reply.text());
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let history = nanjing.get(&format!("/api/v1/systems/{ORIGINAL}/history")).await.unwrap();
+    assert_eq!(history.status, StatusCode::OK, "{}", history.text());
+    let history = history.json();
+    for entry in history["item"]["entries"].as_array().unwrap() {
+        assert_eq!(entry["regionCode"], "320100", "南京 reads 苏州's history: {history}");
+    }
+    assert!(history["item"]["approval"].is_null(), "南京 reads 苏州's approval: {history}");
     server.stop().await.unwrap();
     fixtures::clean(&client).await;
 }

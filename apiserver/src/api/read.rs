@@ -220,9 +220,14 @@ pub(super) async fn system_history(
     let stale = staleness(&state)?;
     let index = read_index(&state)?;
     let system = index.system(&identity.scope, &system_id).ok_or_else(|| Problem::not_found("system", &system_id))?;
-    let approval = index.approvals.get(&system_id);
-    let entries: Vec<&Shared<JournalEntry>> =
-        index.journal.get(&system_id).map(|j| j.values().collect()).unwrap_or_default();
+    // A systemId can pass to another tenant (its first owner deleted, a later claimant takes
+    // it over): what an earlier owner in another scope left is not the caller's to read.
+    let approval = index.approvals.get(&system_id).filter(|a| identity.scope.covers(&a.record.region_code));
+    let entries: Vec<&Shared<JournalEntry>> = index
+        .journal
+        .get(&system_id)
+        .map(|j| j.values().filter(|e| identity.scope.covers(&e.record.region_code)).collect())
+        .unwrap_or_default();
     // Everything here is this system's own: its record, approval (or the revocation of one)
     // and journal.
     let revision = [
