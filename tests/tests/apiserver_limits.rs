@@ -15,6 +15,11 @@ use suyun_tests::https::tls_connect;
 use suyun_tests::readmodel::sample;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+/// How long a test waits for the server to close a connection before calling it held open.
+const GIVE_UP: Duration = Duration::from_secs(8);
+/// Scheduling delay tolerated on a loaded machine beyond a configured timeout.
+const SLACK: Duration = Duration::from_secs(3);
+
 async fn start(name: &str, options: ServerOptions) -> (TestServer, suyun_operator::store::Publisher) {
     let prefix = unique_prefix(name);
     let endpoint = suyun_tests::cluster().etcd_endpoints.clone();
@@ -62,21 +67,20 @@ async fn slow_and_idle_clients_are_disconnected() {
     let mut slow = tls_connect(server.addr, tls.clone()).await.unwrap();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").await.unwrap();
     slow.flush().await.unwrap();
-    let (answer, after) = read_until_closed(&mut slow, Duration::from_secs(5))
-        .await
-        .expect("a half-sent request head holds its connection");
+    let (answer, after) =
+        read_until_closed(&mut slow, GIVE_UP).await.expect("a half-sent request head holds its connection");
     assert!(answer.is_empty(), "a timed-out head gets no answer: {answer}");
-    assert!(after >= timeout - Duration::from_millis(50) && after < timeout * 4, "closed after {after:?}");
+    assert!(after >= timeout - Duration::from_millis(50) && after < timeout + SLACK, "closed after {after:?}");
 
     // A TLS connection that never sends a byte.
     let mut silent = tls_connect(server.addr, tls.clone()).await.unwrap();
-    let (_, after) = read_until_closed(&mut silent, Duration::from_secs(5)).await.expect("a silent connection stays");
-    assert!(after < timeout * 4, "closed after {after:?}");
+    let (_, after) = read_until_closed(&mut silent, GIVE_UP).await.expect("a silent connection stays");
+    assert!(after < timeout + SLACK, "closed after {after:?}");
 
     // A TCP connection that never starts its TLS handshake.
     let mut raw = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let (_, after) = read_until_closed(&mut raw, Duration::from_secs(5)).await.expect("a handshake that never starts");
-    assert!(after < timeout * 4, "closed after {after:?}");
+    let (_, after) = read_until_closed(&mut raw, GIVE_UP).await.expect("a handshake that never starts");
+    assert!(after < timeout + SLACK, "closed after {after:?}");
 
     // A well-behaved client is not affected.
     assert_eq!(server.anonymous().get("/healthz").await.unwrap().status, StatusCode::OK);
@@ -99,9 +103,8 @@ async fn idle_keep_alive_connections_are_closed() {
     let mut buffer = [0u8; 1024];
     let n = stream.read(&mut buffer).await.unwrap();
     assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buffer));
-    let (_, after) =
-        read_until_closed(&mut stream, Duration::from_secs(5)).await.expect("an idle connection stays open");
-    assert!(after >= idle - Duration::from_millis(50) && after < idle * 4, "closed after {after:?}");
+    let (_, after) = read_until_closed(&mut stream, GIVE_UP).await.expect("an idle connection stays open");
+    assert!(after >= idle - Duration::from_millis(50) && after < idle + SLACK, "closed after {after:?}");
     server.stop().await.unwrap();
 }
 
@@ -118,10 +121,10 @@ async fn a_trickled_body_times_out_with_408() {
         .await
         .unwrap();
     stream.flush().await.unwrap();
-    let (answer, after) = read_until_closed(&mut stream, Duration::from_secs(5)).await.expect("no answer");
+    let (answer, after) = read_until_closed(&mut stream, GIVE_UP).await.expect("no answer");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("content-type: application/problem+json"), "{answer}");
-    assert!(after < Duration::from_secs(2), "answered after {after:?}");
+    assert!(after < Duration::from_millis(400) + SLACK, "answered after {after:?}");
     server.stop().await.unwrap();
 }
 
@@ -177,7 +180,7 @@ async fn an_oversized_body_gets_413_problem_json() {
         chunk.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
-    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await.expect("no answer");
+    let (answer, _) = read_until_closed(&mut stream, GIVE_UP).await.expect("no answer");
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("content-type: application/problem+json"), "{answer}");
 
@@ -189,7 +192,7 @@ async fn an_oversized_body_gets_413_problem_json() {
 
 #[tokio::test]
 async fn a_burst_from_one_identity_gets_429_and_others_are_unaffected() {
-    let options = ServerOptions { rate_limit: RateLimit { per_second: 1.0, burst: 3 }, ..ServerOptions::default() };
+    let options = ServerOptions { rate_limit: RateLimit { per_second: 0.25, burst: 3 }, ..ServerOptions::default() };
     let (server, _publisher) = start("limits-rate", options).await;
     let nanjing = server.with_certificate("nanjing-ops", &["320100"]);
     let suzhou = server.with_certificate("suzhou-ops", &["320500"]);
@@ -202,7 +205,8 @@ async fn a_burst_from_one_identity_gets_429_and_others_are_unaffected() {
     assert_eq!(limited.header("content-type").as_deref(), Some("application/problem+json"));
     assert_eq!(limited.json()["status"], 429);
     let retry_after: u64 = limited.header("retry-after").expect("Retry-After").parse().unwrap();
-    assert!((1..=2).contains(&retry_after), "Retry-After: {retry_after}");
+    // One request every 4 s: the next one is allowed at most 4 s after the burst.
+    assert!((1..=4).contains(&retry_after), "Retry-After: {retry_after}");
 
     // Another identity has its own bucket; unauthenticated requests are answered 401, not 429.
     assert_eq!(suzhou.get("/api/v1/nodes").await.unwrap().status, StatusCode::OK);
