@@ -33,7 +33,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -98,7 +98,8 @@ pub async fn serve(
     builder.http2().timer(TokioTimer::new());
     // With ALPN the protocol is known: skip auto-detection, which would wait for the first
     // bytes without a deadline.
-    let builders = Builders { http1: builder.clone().http1_only(), http2: builder.clone().http2_only(), auto: builder };
+    let builders =
+        Arc::new(Builders { http1: builder.clone().http1_only(), http2: builder.clone().http2_only(), auto: builder });
     let max_connections = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(max_connections as usize));
     let (closing_tx, closing_rx) = watch::channel(false);
@@ -124,74 +125,15 @@ pub async fn serve(
         let acceptor = TlsAcceptor::from(tls.current());
         let app = app.clone();
         let builders = builders.clone();
-        let mut closing = closing_rx.clone();
+        let closing = closing_rx.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake refused"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            let connection = tls.get_ref().1;
-            let builder = match connection.alpn_protocol() {
-                Some(b"h2") => &builders.http2,
-                Some(b"http/1.1") => &builders.http1,
-                _ => &builders.auto,
-            };
-            let certificate = connection
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|leaf| identity_from_certificate(leaf.as_ref()));
-            let certificate = PeerCertificate(certificate);
-            let activity = Arc::new(Activity::new());
-            let requests = activity.clone();
-            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(certificate.clone());
-                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                let in_flight = InFlight::start(&requests);
-                let response = app.clone().oneshot(request);
-                async move {
-                    let response = response.await;
-                    drop(in_flight);
-                    response
-                }
-            });
-            let connection = builder.serve_connection(TokioIo::new(tls), service);
-            tokio::pin!(connection);
-            // Closed gracefully when idle for `idle_timeout` or when the server shuts down,
-            // and dropped if it has not closed by `deadline` after that.
-            let mut deadline: Option<Instant> = None;
-            loop {
-                let idle_check = activity.idle_deadline(limits.idle_timeout);
-                tokio::select! {
-                    result = connection.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                        return;
-                    }
-                    _ = closing.wait_for(|c| *c), if deadline.is_none() => {
-                        connection.as_mut().graceful_shutdown();
-                        deadline = Some(Instant::now() + limits.shutdown_grace);
-                    }
-                    () = tokio::time::sleep_until(idle_check), if deadline.is_none() => {
-                        if activity.idle_deadline(limits.idle_timeout) <= Instant::now() {
-                            tracing::debug!(%peer, "closing an idle connection");
-                            connection.as_mut().graceful_shutdown();
-                            deadline = Some(Instant::now() + limits.request_timeout);
-                        }
-                    }
-                    () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                        tracing::debug!(%peer, "connection did not close in time; dropping it");
-                        return;
-                    }
-                }
-            }
+            serve_one(tcp, peer, acceptor, app, &builders, limits, closing).await;
         });
     }
     drop(listener);
     let _ = closing_tx.send(true);
-    // Every connection gives its slot back within the grace period (see `drive`).
+    // Every connection gives its slot back within the grace period (see `serve_one`).
     let all = slots.acquire_many(max_connections);
     if tokio::time::timeout(limits.shutdown_grace + Duration::from_secs(1), all).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; closing");
@@ -199,7 +141,79 @@ pub async fn serve(
     Ok(())
 }
 
-#[derive(Debug, Clone)]
+/// One connection from its TLS handshake to its end. It is closed gracefully when it has been
+/// idle for `idle_timeout` or when the server shuts down, and dropped if it has not closed a
+/// grace period after that.
+async fn serve_one(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    app: Router,
+    builders: &Builders,
+    limits: Limits,
+    mut closing: watch::Receiver<bool>,
+) {
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake refused"),
+        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+    };
+    let connection = tls.get_ref().1;
+    let builder = match connection.alpn_protocol() {
+        Some(b"h2") => &builders.http2,
+        Some(b"http/1.1") => &builders.http1,
+        _ => &builders.auto,
+    };
+    let certificate = connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| identity_from_certificate(leaf.as_ref()));
+    let certificate = PeerCertificate(certificate);
+    let activity = Arc::new(Activity::new());
+    let requests = activity.clone();
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(certificate.clone());
+        request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+        let in_flight = InFlight::start(&requests);
+        let response = app.clone().oneshot(request);
+        async move {
+            let response = response.await;
+            drop(in_flight);
+            response
+        }
+    });
+    let connection = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(connection);
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let idle_check = activity.idle_deadline(limits.idle_timeout);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = closing.wait_for(|c| *c), if deadline.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                deadline = Some(Instant::now() + limits.shutdown_grace);
+            }
+            () = tokio::time::sleep_until(idle_check), if deadline.is_none() => {
+                if activity.idle_deadline(limits.idle_timeout) <= Instant::now() {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    connection.as_mut().graceful_shutdown();
+                    deadline = Some(Instant::now() + limits.request_timeout);
+                }
+            }
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                tracing::debug!(%peer, "connection did not close in time; dropping it");
+                return;
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Builders {
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
