@@ -3,10 +3,13 @@
 //! connection, trickles a body, opens more connections than allowed, sends an oversized body,
 //! or sends requests faster than its rate limit.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use http_body_util::Empty;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use suyun_apiserver::ratelimit::RateLimit;
 use suyun_apiserver::server::Limits;
 use suyun_tests::apiserver::{ServerOptions, TestServer, publish};
@@ -104,6 +107,21 @@ async fn idle_keep_alive_connections_are_closed() {
     let n = stream.read(&mut buffer).await.unwrap();
     assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buffer));
     let (_, after) = read_until_closed(&mut stream, GIVE_UP).await.expect("an idle connection stays open");
+    assert!(after >= idle - Duration::from_millis(50) && after < idle + SLACK, "closed after {after:?}");
+
+    // HTTP/2 (negotiated with ALPN): the connection ends (GOAWAY) once idle, too.
+    let mut h2 = (*server.anonymous().tls).clone();
+    h2.alpn_protocols = vec![b"h2".to_vec()];
+    let stream = tls_connect(server.addr, Arc::new(h2)).await.unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get("https://localhost/healthz").body(Empty::<Bytes>::new()).unwrap();
+    assert_eq!(sender.send_request(request).await.unwrap().status(), StatusCode::OK);
+    let start = Instant::now();
+    tokio::time::timeout(GIVE_UP, connection).await.expect("an idle HTTP/2 connection stays open").unwrap().ok();
+    let after = start.elapsed();
     assert!(after >= idle - Duration::from_millis(50) && after < idle + SLACK, "closed after {after:?}");
     server.stop().await.unwrap();
 }
