@@ -12,6 +12,8 @@
 //!   connection is closed without an answer. This ends slowloris clients.
 //! * **idle** (HTTP/1.1 and HTTP/2): a connection with no request in flight for
 //!   `idle_timeout` is closed.
+//! * **TLS settings**: when they change (a renewed certificate, a new CA bundle or CRL), open
+//!   connections are closed gracefully, so a revoked client does not keep its connection.
 //! * **request**: the body is read and the answer produced within `request_timeout`, else
 //!   408 (body not received in time) or 503 (answer not ready in time).
 //! * **body**: at most `max_body_bytes`, else 413; bodies are read whole before a handler runs.
@@ -96,10 +98,13 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
-    // With ALPN the protocol is known: skip auto-detection, which would wait for the first
-    // bytes without a deadline.
-    let builders =
-        Arc::new(Builders { http1: builder.clone().http1_only(), http2: builder.clone().http2_only(), auto: builder });
+    let shared = Arc::new(Shared {
+        app,
+        limits,
+        http1: builder.clone().http1_only(),
+        http2: builder.clone().http2_only(),
+        auto: builder,
+    });
     let max_connections = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
     let slots = Arc::new(Semaphore::new(max_connections as usize));
     let (closing_tx, closing_rx) = watch::channel(false);
@@ -122,13 +127,15 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
+        // Subscribed before the settings are read: a change after this point closes the
+        // connection.
+        let tls_changes = tls.changes();
         let acceptor = TlsAcceptor::from(tls.current());
-        let app = app.clone();
-        let builders = builders.clone();
+        let shared = shared.clone();
         let closing = closing_rx.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            serve_one(tcp, peer, acceptor, app, &builders, limits, closing).await;
+            serve_one(tcp, peer, acceptor, &shared, closing, tls_changes).await;
         });
     }
     drop(listener);
@@ -142,17 +149,17 @@ pub async fn serve(
 }
 
 /// One connection from its TLS handshake to its end. It is closed gracefully when it has been
-/// idle for `idle_timeout` or when the server shuts down, and dropped if it has not closed a
-/// grace period after that.
+/// idle for `idle_timeout`, when the TLS settings change (`tls_changes`) or when the server
+/// shuts down, and dropped if it has not closed a grace period after that.
 async fn serve_one(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
-    app: Router,
-    builders: &Builders,
-    limits: Limits,
+    shared: &Shared,
     mut closing: watch::Receiver<bool>,
+    mut tls_changes: watch::Receiver<u64>,
 ) {
+    let limits = shared.limits;
     let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake refused"),
@@ -160,9 +167,9 @@ async fn serve_one(
     };
     let connection = tls.get_ref().1;
     let builder = match connection.alpn_protocol() {
-        Some(b"h2") => &builders.http2,
-        Some(b"http/1.1") => &builders.http1,
-        _ => &builders.auto,
+        Some(b"h2") => &shared.http2,
+        Some(b"http/1.1") => &shared.http1,
+        _ => &shared.auto,
     };
     let certificate = connection
         .peer_certificates()
@@ -171,6 +178,7 @@ async fn serve_one(
     let certificate = PeerCertificate(certificate);
     let activity = Arc::new(Activity::new());
     let requests = activity.clone();
+    let app = shared.app.clone();
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(certificate.clone());
         request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
@@ -198,6 +206,11 @@ async fn serve_one(
                 connection.as_mut().graceful_shutdown();
                 deadline = Some(Instant::now() + limits.shutdown_grace);
             }
+            _ = tls_changes.changed(), if deadline.is_none() => {
+                tracing::debug!(%peer, "closing a connection accepted under previous TLS settings");
+                connection.as_mut().graceful_shutdown();
+                deadline = Some(Instant::now() + limits.request_timeout);
+            }
             () = tokio::time::sleep_until(idle_check), if deadline.is_none() => {
                 if activity.idle_deadline(limits.idle_timeout) <= Instant::now() {
                     tracing::debug!(%peer, "closing an idle connection");
@@ -213,8 +226,13 @@ async fn serve_one(
     }
 }
 
+/// What every connection shares: the application, the limits, and the HTTP builders (with
+/// ALPN the protocol is known and auto-detection, which would wait for the first bytes without
+/// a deadline, is skipped).
 #[derive(Debug)]
-struct Builders {
+struct Shared {
+    app: Router,
+    limits: Limits,
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
     auto: auto::Builder<TokioExecutor>,

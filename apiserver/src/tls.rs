@@ -3,7 +3,9 @@
 //! a client CA or publishes a certificate revocation list, and new connections use the new
 //! settings without a restart. A set of files that does not make a valid configuration (a key
 //! that does not match its certificate, a CRL that does not parse) is refused and the previous
-//! settings stay in force, with an error in the log.
+//! settings stay in force, with an error in the log. Open connections are closed gracefully
+//! when new settings are taken (after the request they are serving), so every connection is
+//! soon one that was accepted under the current CA bundle and revocation list.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -13,6 +15,7 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use tokio::sync::watch;
 
 /// Parses every certificate of a PEM file.
 pub fn certificates(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
@@ -116,6 +119,8 @@ impl TlsContents {
 pub struct ServerTls {
     files: Option<TlsFiles>,
     current: RwLock<Arc<ServerConfig>>,
+    /// Counts the settings taken since start; connections watch it to close when it moves.
+    generation: watch::Sender<u64>,
     /// The contents last tried (taken or refused), so a refused set is reported once.
     seen: Mutex<TlsContents>,
 }
@@ -123,7 +128,12 @@ pub struct ServerTls {
 impl ServerTls {
     /// Settings that never change.
     pub fn fixed(config: Arc<ServerConfig>) -> Arc<ServerTls> {
-        Arc::new(ServerTls { files: None, current: RwLock::new(config), seen: Mutex::default() })
+        Arc::new(ServerTls {
+            files: None,
+            current: RwLock::new(config),
+            generation: watch::Sender::new(0),
+            seen: Mutex::default(),
+        })
     }
 
     /// Loads `files`; files that are missing or do not make a valid configuration are an error
@@ -131,12 +141,24 @@ impl ServerTls {
     pub fn load(files: TlsFiles) -> anyhow::Result<Arc<ServerTls>> {
         let contents = files.read()?;
         let config = contents.build()?;
-        Ok(Arc::new(ServerTls { files: Some(files), current: RwLock::new(config), seen: Mutex::new(contents) }))
+        Ok(Arc::new(ServerTls {
+            files: Some(files),
+            current: RwLock::new(config),
+            generation: watch::Sender::new(0),
+            seen: Mutex::new(contents),
+        }))
     }
 
     /// The settings for a new connection.
     pub fn current(&self) -> Arc<ServerConfig> {
         self.current.read().expect("TLS lock").clone()
+    }
+
+    /// Tells when new settings are taken: `changed()` resolves after each. Connections use it
+    /// to close (gracefully) and reconnect under the new settings, so that a revoked client
+    /// certificate or a removed client CA does not live on in a long keep-alive connection.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Re-reads the files; `Ok(true)` when they changed and the new settings were taken. Files
@@ -154,6 +176,7 @@ impl ServerTls {
             seen.build()?
         };
         *self.current.write().expect("TLS lock") = config;
+        self.generation.send_modify(|generation| *generation += 1);
         tracing::info!(cert = %files.cert.display(), "loaded new TLS settings");
         Ok(true)
     }

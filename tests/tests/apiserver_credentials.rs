@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Method, StatusCode};
 use suyun_tests::apiserver::{ServerOptions, TestServer, publish};
 use suyun_tests::etcd::unique_prefix;
-use suyun_tests::https::{Caller, tls_connect};
+use suyun_tests::https::{Caller, Connection, tls_connect};
 use suyun_tests::readmodel::sample;
 
 async fn start(name: &str, options: ServerOptions) -> (TestServer, suyun_operator::store::Publisher) {
@@ -96,10 +97,19 @@ async fn a_revoked_operator_certificate_is_refused_and_the_rest_of_its_ca_is_not
     let (leaving, staying) = (server.with_client_pem(&leaving_pem), server.with_client_pem(&staying_pem));
     assert_eq!(status(&leaving).await.unwrap(), StatusCode::OK);
     assert_eq!(status(&staying).await.unwrap(), StatusCode::OK);
+    // A keep-alive connection opened before the revocation.
+    let mut kept_open = Connection::open(server.addr, leaving.tls.clone()).await.unwrap();
+    assert_eq!(kept_open.send(Method::GET, "/api/v1/nodes", &[], Bytes::new()).await.unwrap().status, StatusCode::OK);
 
     server.write_file("client.crl", &server.ca.crl(&[&leaving_pem]));
     until(&leaving, None, "the revoked certificate").await;
     assert_eq!(status(&staying).await.unwrap(), StatusCode::OK, "another certificate of the same CA still works");
+    // The connection it already had is closed as well: the revocation does not wait for it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        kept_open.send(Method::GET, "/api/v1/nodes", &[], Bytes::new()).await.is_err(),
+        "a revoked certificate's open connection still serves"
+    );
 
     // A CRL that does not parse is refused; the revocation in force stays.
     server.write_file("client.crl", "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n");
