@@ -7,7 +7,8 @@
 //! * **Token**: `Authorization: Bearer <token>`; the token file holds SHA-256 hashes of the
 //!   tokens, never the tokens, one per line:
 //!   `<sha256 hex> <identity> <scope> [read-only]` (`#` starts a comment). It is re-read when
-//!   its content changes.
+//!   its content changes, and fails closed: while it is missing, unreadable or malformed, no
+//!   token is accepted.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -133,7 +134,9 @@ pub fn parse_token_file(text: &str) -> Result<HashMap<[u8; 32], Identity>, Strin
     Ok(tokens)
 }
 
-/// The bearer tokens, re-read from their file when it changes.
+/// The bearer tokens, re-read from their file when it changes. The file fails closed: while it
+/// is missing, unreadable or does not parse, no token is accepted (a token withdrawn by
+/// deleting or breaking the file must not stay valid).
 #[derive(Debug, Default)]
 pub struct TokenStore {
     path: Option<PathBuf>,
@@ -142,7 +145,9 @@ pub struct TokenStore {
 
 #[derive(Debug, Default)]
 struct TokenState {
-    text: Vec<u8>,
+    /// The file's content when it was last read; `None` when it could not be read.
+    text: Option<Vec<u8>>,
+    /// The tokens in force: the file's, or none when it could not be read or parsed.
     tokens: HashMap<[u8; 32], Identity>,
 }
 
@@ -165,31 +170,52 @@ impl TokenStore {
         self.state.read().expect("token lock").tokens.get(&digest).cloned()
     }
 
-    /// Re-reads the file; `Ok(true)` when its content changed and was taken. A file that no
-    /// longer parses is refused and the previous tokens stay in force.
+    /// Re-reads the file; `Ok(true)` when its content changed and was taken. A file that cannot
+    /// be read or does not parse is an error, and withdraws every token until it is fixed.
     pub fn reload(&self) -> anyhow::Result<bool> {
         let Some(path) = &self.path else { return Ok(false) };
-        let text = std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        if self.state.read().expect("token lock").text == text && !text.is_empty() {
+        let text = match std::fs::read(path) {
+            Ok(text) => text,
+            Err(e) => {
+                *self.state.write().expect("token lock") = TokenState::default();
+                anyhow::bail!("reading {}: {e}; no token is accepted until it can be read", path.display());
+            }
+        };
+        if self.state.read().expect("token lock").text.as_ref() == Some(&text) {
             return Ok(false);
         }
-        let tokens = parse_token_file(&String::from_utf8_lossy(&text))
-            .map_err(|e| anyhow::anyhow!("token file {}: {e}", path.display()))?;
-        let count = tokens.len();
-        *self.state.write().expect("token lock") = TokenState { text, tokens };
-        tracing::info!(path = %path.display(), tokens = count, "loaded the token file");
-        Ok(true)
+        match parse_token_file(&String::from_utf8_lossy(&text)) {
+            Ok(tokens) => {
+                let count = tokens.len();
+                *self.state.write().expect("token lock") = TokenState { text: Some(text), tokens };
+                tracing::info!(path = %path.display(), tokens = count, "loaded the token file");
+                Ok(true)
+            }
+            Err(e) => {
+                *self.state.write().expect("token lock") = TokenState { text: Some(text), tokens: HashMap::new() };
+                anyhow::bail!("token file {}: {e}; no token is accepted until it parses", path.display())
+            }
+        }
     }
 
-    /// Checks the file every `interval` until the task is aborted.
+    /// Checks the file every `interval` until the task is aborted; logs an error each time the
+    /// file becomes unusable (and again when the reason changes).
     pub fn spawn_reloader(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let store = Arc::clone(self);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
+            let mut last_error = None;
             loop {
                 ticks.tick().await;
-                if let Err(e) = store.reload() {
-                    tracing::error!(error = %e, "token file not reloaded; the previous tokens stay in force");
+                match store.reload() {
+                    Ok(_) => last_error = None,
+                    Err(e) => {
+                        let error = format!("{e:#}");
+                        if last_error.as_ref() != Some(&error) {
+                            tracing::error!(error, "token file unusable; every bearer token is refused");
+                            last_error = Some(error);
+                        }
+                    }
                 }
             }
         })
@@ -221,5 +247,30 @@ mod tests {
         assert!(err.contains("line 1"), "{err}");
         let err = parse_token_file(&format!("{hash} a 3205")).unwrap_err();
         assert!(err.contains("6-digit"), "{err}");
+    }
+
+    #[test]
+    fn token_file_fails_closed() {
+        let dir = std::env::temp_dir().join(format!("suyun-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens");
+        std::fs::write(&path, format!("{} ops 320500\n", token_hash("t"))).unwrap();
+        let store = TokenStore::load(&path).unwrap();
+        assert!(store.lookup("t").is_some());
+        std::fs::remove_file(&path).unwrap();
+        assert!(store.reload().is_err());
+        assert!(store.lookup("t").is_none(), "a deleted token file still grants its tokens");
+        std::fs::write(&path, format!("{} ops 320500\n", token_hash("t"))).unwrap();
+        assert!(store.reload().unwrap());
+        assert!(store.lookup("t").is_some());
+        std::fs::write(&path, "garbage\n").unwrap();
+        assert!(store.reload().is_err());
+        assert!(store.lookup("t").is_none(), "a malformed token file still grants the old tokens");
+        // The same bad content is not reported again; fixing it restores the tokens.
+        assert!(!store.reload().unwrap());
+        std::fs::write(&path, format!("{} ops 320500\n", token_hash("t"))).unwrap();
+        assert!(store.reload().unwrap());
+        assert!(store.lookup("t").is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

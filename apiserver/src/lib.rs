@@ -23,9 +23,11 @@ pub mod index;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod ratelimit;
 pub mod response;
 pub mod server;
 pub mod sync;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -52,12 +54,14 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Browser origins allowed to send state-changing requests, normalised (none by default).
     pub allowed_origins: Arc<[String]>,
+    /// Per-identity rate limits.
+    pub limiter: Arc<ratelimit::RateLimiter>,
 }
 
 use index::Index;
 
 impl AppState {
-    /// A state with an empty index, not yet loaded.
+    /// A state with an empty index, not yet loaded, and no rate limit.
     pub fn new(keys: Keys, tokens: auth::TokenStore) -> AppState {
         AppState {
             index: Arc::default(),
@@ -66,12 +70,19 @@ impl AppState {
             keys,
             metrics: Arc::new(metrics::Metrics::new()),
             allowed_origins: Arc::default(),
+            limiter: Arc::new(ratelimit::RateLimiter::new(ratelimit::RateLimit::OFF)),
         }
     }
 
     /// The same state, allowing state-changing requests from these browser origins.
     pub fn with_allowed_origins<'a>(mut self, origins: impl IntoIterator<Item = &'a str>) -> AppState {
         self.allowed_origins = origins.into_iter().map(api::writes::normalise_origin).collect();
+        self
+    }
+
+    /// The same state with `limit` per identity.
+    pub fn with_rate_limit(mut self, limit: ratelimit::RateLimit) -> AppState {
+        self.limiter = Arc::new(ratelimit::RateLimiter::new(limit));
         self
     }
 
@@ -82,19 +93,19 @@ impl AppState {
 }
 
 /// Runs the apiserver as configured until `shutdown` resolves: the HTTPS listener, the
-/// metrics listener, the store sync and the token reloader.
+/// metrics listener, the store sync and the token and TLS reloaders.
 pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()));
-    let client_ca = config.client_ca.as_deref().map(read).transpose()?;
-    let tls = server::tls_config(&read(&config.tls_cert)?, &read(&config.tls_key)?, client_ca.as_deref())?;
+    let tls = tls::ServerTls::load(config.tls_files())?;
     let tokens = match &config.token_file {
         Some(path) => auth::TokenStore::load(path)?,
         None => auth::TokenStore::empty(),
     };
     let state = AppState::new(Keys::new(&config.etcd.prefix), tokens)
-        .with_allowed_origins(config.allowed_origins.iter().map(String::as_str));
+        .with_allowed_origins(config.allowed_origins.iter().map(String::as_str))
+        .with_rate_limit(config.rate_limit());
     let sync = state.spawn_sync(config.etcd.clone());
     let reloader = state.tokens.spawn_reloader(Duration::from_millis(config.token_reload_ms.max(100)));
+    let tls_reloader = tls.spawn_reloader(Duration::from_millis(config.tls_reload_ms.max(100)));
 
     let listener = TcpListener::bind(config.listen).await?;
     let metrics_listener = TcpListener::bind(config.metrics_listen).await?;
@@ -110,7 +121,7 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
             .into_future(),
     );
     let app = router(state);
-    let https = tokio::spawn(serve(listener, tls, app, stopped(stop_rx)));
+    let https = tokio::spawn(serve(listener, tls, app, config.limits(), stopped(stop_rx)));
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -118,5 +129,6 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
     metrics_server.await??;
     sync.abort();
     reloader.abort();
+    tls_reloader.abort();
     Ok(())
 }

@@ -125,6 +125,37 @@ impl Problem {
             detail: self.detail.clone(),
         }
     }
+
+    /// 413: a request body larger than the server accepts.
+    pub fn payload_too_large(limit: usize) -> Problem {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Request body too large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 429: the caller's identity is over its rate limit (the response also carries
+    /// `Retry-After`).
+    pub fn too_many_requests(identity: &str, retry_after_seconds: u64) -> Problem {
+        Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            format!("{identity} is over its request rate; retry in {retry_after_seconds} s"),
+        )
+    }
+
+    /// 408: the client did not send the whole request in time.
+    pub fn request_timeout(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::REQUEST_TIMEOUT, "request-timeout", "Request not received in time", detail)
+    }
+
+    /// 503: the server did not finish the request in time.
+    pub fn server_timeout(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request not completed in time", detail)
+    }
 }
 
 impl IntoResponse for Problem {

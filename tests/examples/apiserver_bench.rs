@@ -252,10 +252,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         server_pem.cert.as_bytes(),
         server_pem.key.as_bytes(),
         Some(server.ca.pem.cert.as_bytes()),
+        None,
     )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let baseline_addr = listener.local_addr()?;
-    tokio::spawn(suyun_apiserver::serve(listener, tls, baseline, std::future::pending()));
+    let tls = suyun_apiserver::server::ServerTls::fixed(tls);
+    let limits = suyun_apiserver::server::Limits::default();
+    tokio::spawn(suyun_apiserver::serve(listener, tls, baseline, limits, std::future::pending()));
 
     println!();
     println!("| endpoint | server | connections | offered | requests | req/s | p50 ms | p99 ms | max ms | errors |");

@@ -3,11 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use suyun_apiserver::AppState;
 use suyun_apiserver::auth::{TokenStore, token_hash};
 use suyun_apiserver::config::EtcdConfig;
-use suyun_apiserver::{AppState, server};
+use suyun_apiserver::ratelimit::RateLimit;
+use suyun_apiserver::server::Limits;
+use suyun_apiserver::tls::{ServerTls, TlsFiles};
 use suyun_crds::readmodel::{Keys, Record};
 use suyun_operator::store::{Fence, Publisher, StoreConfig};
 use tokio::net::TcpListener;
@@ -15,7 +19,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::https::{Caller, client_config};
-use crate::tls::{TestCa, write};
+use crate::tls::{Pem, TestCa, write};
 
 /// Publishes `records` under `prefix` as a leader named `identity` would; returns the
 /// publisher (still holding the leader key).
@@ -25,6 +29,30 @@ pub async fn publish(endpoint: &str, prefix: &str, identity: &str, records: Vec<
     let mut publisher = Publisher::new(fence, config.max_txn_ops);
     publisher.reconcile(records).await?;
     Ok(publisher)
+}
+
+/// How a [`TestServer`] is configured beyond its store.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Connection and request limits.
+    pub limits: Limits,
+    /// Per-identity rate limit (off by default: tests and benchmarks send fast).
+    pub rate_limit: RateLimit,
+    /// Whether a client CRL file is configured (it starts as an empty CRL of the trusted CA).
+    pub client_crl: bool,
+    /// How often the TLS files and the token file are checked for changes.
+    pub reload_interval: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            limits: Limits::default(),
+            rate_limit: RateLimit::OFF,
+            client_crl: false,
+            reload_interval: Duration::from_millis(100),
+        }
+    }
 }
 
 /// A running apiserver and everything needed to call it.
@@ -42,6 +70,10 @@ pub struct TestServer {
     pub wrong_ca: TestCa,
     /// The token file (rewrite it to test reloading).
     pub token_file: PathBuf,
+    /// The server certificate, key, client CA and CRL files (rewrite them to test reloading).
+    pub tls_files: TlsFiles,
+    /// The TLS settings the server accepts connections with.
+    pub tls: Arc<ServerTls>,
     dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<anyhow::Result<()>>>,
@@ -60,7 +92,7 @@ impl TestServer {
     /// Starts a server reading the status store as `etcd` says (endpoints, TLS, prefix, probe
     /// interval), with an empty token file; waits until the first read is done.
     pub async fn start_with_store(etcd: EtcdConfig) -> anyhow::Result<TestServer> {
-        Self::start_configured(etcd, |state| state).await
+        Self::start_with(etcd, ServerOptions::default()).await
     }
 
     /// Like [`TestServer::start_with_store`], with the server's state set up by `configure`
@@ -69,16 +101,40 @@ impl TestServer {
         etcd: EtcdConfig,
         configure: impl FnOnce(AppState) -> AppState,
     ) -> anyhow::Result<TestServer> {
+        Self::start_full(etcd, ServerOptions::default(), configure).await
+    }
+
+    /// Starts a server as [`TestServer::start_with_store`] does, configured by `options`.
+    pub async fn start_with(etcd: EtcdConfig, options: ServerOptions) -> anyhow::Result<TestServer> {
+        Self::start_full(etcd, options, |state| state).await
+    }
+
+    async fn start_full(
+        etcd: EtcdConfig,
+        options: ServerOptions,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> anyhow::Result<TestServer> {
         let prefix = etcd.prefix.clone();
         let dir = crate::repo_root().join("target/test-pki").join(prefix.trim_matches('/').replace('/', "_"));
         let ca = TestCa::new("suyun-test-client-ca");
         let wrong_ca = TestCa::new("someone-else");
         let server_pem = ca.server();
         let token_file = write(&dir, "tokens", "# no tokens yet\n");
-        let tls =
-            server::tls_config(server_pem.cert.as_bytes(), server_pem.key.as_bytes(), Some(ca.pem.cert.as_bytes()))?;
-        let state = configure(AppState::new(Keys::new(&prefix), TokenStore::load(&token_file)?));
-        let tasks = vec![state.spawn_sync(etcd), state.tokens.spawn_reloader(Duration::from_millis(100))];
+        let tls_files = TlsFiles {
+            cert: write(&dir, "tls.crt", &server_pem.cert),
+            key: write(&dir, "tls.key", &server_pem.key),
+            client_ca: Some(write(&dir, "client-ca.crt", &ca.pem.cert)),
+            client_crl: options.client_crl.then(|| write(&dir, "client.crl", &ca.crl(&[]))),
+        };
+        let tls = ServerTls::load(tls_files.clone())?;
+        let state = configure(
+            AppState::new(Keys::new(&prefix), TokenStore::load(&token_file)?).with_rate_limit(options.rate_limit),
+        );
+        let tasks = vec![
+            state.spawn_sync(etcd),
+            state.tokens.spawn_reloader(options.reload_interval),
+            tls.spawn_reloader(options.reload_interval),
+        ];
 
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -91,7 +147,7 @@ impl TestServer {
         }));
         let (stop, stopped) = oneshot::channel::<()>();
         let app = suyun_apiserver::router(state.clone());
-        let serving = tokio::spawn(suyun_apiserver::serve(listener, tls, app, async {
+        let serving = tokio::spawn(suyun_apiserver::serve(listener, tls.clone(), app, options.limits, async {
             let _ = stopped.await;
         }));
         let health = state.health.clone();
@@ -107,6 +163,8 @@ impl TestServer {
             ca,
             wrong_ca,
             token_file,
+            tls_files,
+            tls,
             dir,
             stop: Some(stop),
             serving: Some(serving),
@@ -117,6 +175,12 @@ impl TestServer {
     /// A caller presenting a client certificate of the trusted CA with `CN=cn` and `units` as OUs.
     pub fn with_certificate(&self, cn: &str, units: &[&str]) -> Caller {
         let pem = self.ca.client(cn, units);
+        let tls = client_config(&self.ca.pem.cert, Some((&pem.cert, &pem.key))).expect("client TLS");
+        Caller { addr: self.addr, tls, token: None }
+    }
+
+    /// A caller presenting the client certificate `pem` (of any CA).
+    pub fn with_client_pem(&self, pem: &Pem) -> Caller {
         let tls = client_config(&self.ca.pem.cert, Some((&pem.cert, &pem.key))).expect("client TLS");
         Caller { addr: self.addr, tls, token: None }
     }
@@ -153,6 +217,11 @@ impl TestServer {
             ));
         }
         write(&self.dir, "tokens", &text);
+    }
+
+    /// Writes `contents` to `name` in the server's file directory (next to its certificates).
+    pub fn write_file(&self, name: &str, contents: &str) -> PathBuf {
+        write(&self.dir, name, contents)
     }
 
     /// Stops the server (graceful shutdown) and its tasks.

@@ -65,7 +65,7 @@ pub struct EtcdTls {
 impl EtcdTls {
     fn generate(dir: &std::path::Path, ca: &TestCa) -> EtcdTls {
         let server = ca.server();
-        let Pem { cert, key } = ca.client("suyun-test-client", &[]);
+        let Pem { cert, key, .. } = ca.client("suyun-test-client", &[]);
         EtcdTls {
             ca: write(dir, "ca.pem", &ca.pem.cert),
             server_cert: write(dir, "server.pem", &server.cert),

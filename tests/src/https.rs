@@ -11,7 +11,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// A response with its body read.
 #[derive(Debug, Clone)]
@@ -54,8 +57,7 @@ pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> anyhow::Resu
         .with_root_certificates(roots);
     let mut config = match client {
         Some((cert, key)) => {
-            let key: PrivateKeyDer<'static> =
-                rustls_pemfile::private_key(&mut key.as_bytes())?.context("no private key in PEM")?;
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).context("no private key in PEM")?;
             builder.with_client_auth_cert(certs(cert)?, key)?
         }
         None => builder.with_no_client_auth(),
@@ -65,9 +67,17 @@ pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> anyhow::Resu
 }
 
 fn certs(pem: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
     anyhow::ensure!(!certs.is_empty(), "no certificate in PEM");
     Ok(certs)
+}
+
+/// A TLS connection to `addr` (server name `localhost`) with nothing spoken over it yet: for
+/// tests that send raw bytes or look at the server's certificate.
+pub async fn tls_connect(addr: SocketAddr, tls: Arc<ClientConfig>) -> anyhow::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tokio_rustls::TlsConnector::from(tls).connect(ServerName::try_from("localhost")?, tcp).await?)
 }
 
 /// One keep-alive HTTPS connection.
@@ -79,9 +89,7 @@ pub struct Connection {
 impl Connection {
     /// Connects to `addr` and completes the TLS handshake (server name `localhost`).
     pub async fn open(addr: SocketAddr, tls: Arc<ClientConfig>) -> anyhow::Result<Connection> {
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let stream = tokio_rustls::TlsConnector::from(tls).connect(ServerName::try_from("localhost")?, tcp).await?;
+        let stream = tls_connect(addr, tls).await?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = connection.await;

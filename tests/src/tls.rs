@@ -3,9 +3,11 @@
 //! a second, untrusted CA.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber, date_time_ymd,
 };
 
 /// A PEM certificate and its private key.
@@ -15,6 +17,8 @@ pub struct Pem {
     pub cert: String,
     /// Private key (PEM, PKCS#8).
     pub key: String,
+    /// Serial number (what a CRL names).
+    pub serial: u64,
 }
 
 /// A certificate authority that can sign server and client certificates.
@@ -24,6 +28,7 @@ pub struct TestCa {
     pub pem: Pem,
     params: CertificateParams,
     key: KeyPair,
+    serials: AtomicU64,
 }
 
 impl TestCa {
@@ -36,14 +41,38 @@ impl TestCa {
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let key = KeyPair::generate().expect("key");
         let cert = params.self_signed(&key).expect("self-signed CA");
-        TestCa { pem: Pem { cert: cert.pem(), key: key.serialize_pem() }, params, key }
+        TestCa { pem: Pem { cert: cert.pem(), key: key.serialize_pem(), serial: 1 }, params, key, serials: 1.into() }
     }
 
-    fn sign(&self, params: CertificateParams) -> Pem {
+    fn sign(&self, mut params: CertificateParams) -> Pem {
+        let serial = self.serials.fetch_add(1, Ordering::Relaxed) + 1;
+        params.serial_number = Some(SerialNumber::from(serial));
         let key = KeyPair::generate().expect("key");
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).expect("signed certificate");
-        Pem { cert: cert.pem(), key: key.serialize_pem() }
+        Pem { cert: cert.pem(), key: key.serialize_pem(), serial }
+    }
+
+    /// A certificate revocation list (PEM) of this CA revoking `revoked`.
+    pub fn crl(&self, revoked: &[&Pem]) -> String {
+        let params = CertificateRevocationListParams {
+            this_update: date_time_ymd(2024, 1, 1),
+            next_update: date_time_ymd(2100, 1, 1),
+            crl_number: SerialNumber::from(self.serials.fetch_add(1, Ordering::Relaxed)),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|pem| RevokedCertParams {
+                    serial_number: SerialNumber::from(pem.serial),
+                    revocation_time: date_time_ymd(2024, 1, 1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        params.signed_by(&issuer).expect("signed CRL").pem().expect("CRL PEM")
     }
 
     /// A server certificate for `127.0.0.1` and `localhost`.
@@ -70,10 +99,13 @@ impl TestCa {
     }
 }
 
-/// Writes `contents` to `dir/name` and returns the path.
+/// Writes `contents` to `dir/name` and returns the path. The file is replaced whole (written
+/// beside it, then renamed), as Kubernetes updates a mounted Secret: a reader never sees half.
 pub fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
     std::fs::create_dir_all(dir).expect("PKI directory");
     let path = dir.join(name);
-    std::fs::write(&path, contents).expect("writing PEM");
+    let partial = dir.join(format!(".{name}.partial"));
+    std::fs::write(&partial, contents).expect("writing PEM");
+    std::fs::rename(&partial, &path).expect("renaming PEM");
     path
 }

@@ -108,6 +108,8 @@ fn the_values_schema_and_the_templates_refuse_what_cannot_work() {
         (&["apiserver.service.type=ExternalName"], "type"),
         (&["store.tls.caSecret.name=etcd-ca"], "is not https://"),
         (&["apiserver.tls.certManager.enabled=true"], "issuerRef.name is required"),
+        (&["apiserver.auth.clientCRL.secretName=city-crl"], "apiserver.auth.clientCRL needs apiserver.auth.clientCA"),
+        (&["apiserver.limits.maxConnections=0"], "maxConnections"),
     ];
     for (set, fragment) in cases {
         match helm::template(NAMESPACE, &[], set) {
@@ -115,6 +117,17 @@ fn the_values_schema_and_the_templates_refuse_what_cannot_work() {
             Err(e) => assert!(format!("{e:#}").contains(fragment), "--set {set:?}: expected {fragment:?} in {e:#}"),
         }
     }
+    // A client CRL is mounted where --client-crl points, and the apiserver accepts the flags.
+    let objects =
+        render(&[], &["apiserver.auth.clientCA.secretName=city-ca", "apiserver.auth.clientCRL.secretName=city-crl"]);
+    let c = &find(&objects, "Deployment", "suyun-apiserver")["spec"]["template"]["spec"]["containers"][0];
+    let mut argv = vec!["suyun-apiserver".to_owned()];
+    argv.extend(str_list(&c["args"]));
+    let config = suyun_apiserver::config::Config::try_parse_from(&argv).unwrap();
+    assert_eq!(config.client_crl.as_deref(), Some(std::path::Path::new("/etc/suyun/client-crl/ca.crl")));
+    let mounts = c["volumeMounts"].as_sequence().unwrap();
+    assert!(mounts.iter().any(|m| m["name"] == "client-crl" && m["mountPath"] == "/etc/suyun/client-crl"));
+
     // Without endpoints the chart says what to set instead of rendering a broken Deployment.
     let no_endpoints = repo_root().join("target/chart-no-endpoints.yaml");
     std::fs::write(&no_endpoints, "store:\n  endpoints: []\n").unwrap();

@@ -77,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/waves/{name}", get(read::get_wave))
         .route("/api/v1/summary", get(summary::summary))
         .route_layer(middleware::from_fn_with_state(state.clone(), writes::guard))
+        // Layers run bottom-up: authentication, then the per-identity rate limit.
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(api)
