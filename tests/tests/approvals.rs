@@ -133,9 +133,9 @@ async fn an_approval_is_used_up_by_its_cutover_and_a_revocation_outlives_the_lea
     let done = until(&client, RETRIED, "Completed", |s| phase(s) == Some(Phase::Completed)).await;
     assert_eq!(done.status.as_ref().unwrap().approved_by.as_deref(), Some("ops.province"));
     assert_eq!(approved(&done), Some(("True".into(), "Used".into())));
-    until(&client, RETRIED, "rid of the used annotation", |s| !s.annotations().contains_key(CUTOVER_APPROVED_BY))
-        .await;
-    let cutovers: Vec<_> = runner.seen().into_iter().filter(|j| j.system_id == RETRIED && j.phase == "cuttingover").collect();
+    until(&client, RETRIED, "rid of the used annotation", |s| !s.annotations().contains_key(CUTOVER_APPROVED_BY)).await;
+    let cutovers: Vec<_> =
+        runner.seen().into_iter().filter(|j| j.system_id == RETRIED && j.phase == "cuttingover").collect();
     assert_eq!(cutovers.iter().map(|j| j.attempt).collect::<Vec<_>>(), [0, 1], "one cutover Job per approval");
     // The journal names each approver with the reason, in order.
     let journal = eventually(Duration::from_secs(10), || {
@@ -166,7 +166,10 @@ async fn an_approval_is_used_up_by_its_cutover_and_a_revocation_outlives_the_lea
     assert!(operator.terminate(), "the operator stops on SIGTERM");
     let _operator = start("approvals-b", &store);
     let resume = json!({"spec": {"paused": false}});
-    Api::<MigrationWave>::all(client.clone()).patch("held", &PatchParams::default(), &Patch::Merge(&resume)).await.unwrap();
+    Api::<MigrationWave>::all(client.clone())
+        .patch("held", &PatchParams::default(), &Patch::Merge(&resume))
+        .await
+        .unwrap();
     until(&client, REVOKED, "awaiting", |s| phase(s) == Some(Phase::AwaitingCutover)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let waiting = system(&client, REVOKED).await;
