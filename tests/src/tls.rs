@@ -39,7 +39,10 @@ impl TestCa {
         TestCa { pem: Pem { cert: cert.pem(), key: key.serialize_pem() }, params, key }
     }
 
-    fn sign(&self, params: CertificateParams) -> Pem {
+    fn sign(&self, mut params: CertificateParams) -> Pem {
+        // As certificates from openssl and cert-manager have it; strict RFC 5280 verifiers
+        // (sslyze's, tests/tests/tls_audit.rs) refuse a leaf without an authority key identifier.
+        params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().expect("key");
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).expect("signed certificate");
