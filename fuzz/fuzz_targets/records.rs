@@ -29,8 +29,81 @@ enum Collection {
 
 #[derive(Arbitrary, Debug)]
 enum Op<'a> {
-    Put { collection: Collection, name: &'a str, value: &'a [u8], revision: i64 },
-    Delete { collection: Collection, name: &'a str },
+    /// Any bytes as the value.
+    Put {
+        collection: Collection,
+        name: &'a str,
+        value: &'a [u8],
+        revision: i64,
+    },
+    /// A well-formed record of the collection whose strings (region code included) are arbitrary:
+    /// reaches what handlers do with decoded values far sooner than bytes do.
+    PutRecord {
+        collection: Collection,
+        name: &'a str,
+        region: &'a str,
+        text: &'a str,
+        number: u64,
+        revision: i64,
+    },
+    Delete {
+        collection: Collection,
+        name: &'a str,
+    },
+}
+
+/// A record of `collection` named `name` in `region`, every other string `text`, as stored JSON.
+fn record(collection: &Collection, name: &str, region: &str, text: &str, number: u64) -> Vec<u8> {
+    let json = match collection {
+        Collection::Node => serde_json::to_vec(&NodeRecord {
+            name: name.into(),
+            display_name: text.into(),
+            tier: text.into(),
+            region_code: region.into(),
+            systems_by_phase: [(text.to_owned(), number)].into(),
+            ..Default::default()
+        }),
+        Collection::Tenant => serde_json::to_vec(&TenantRecord {
+            name: name.into(),
+            level: text.into(),
+            region_code: region.into(),
+            home_node: text.into(),
+            ..Default::default()
+        }),
+        Collection::System | Collection::Raw | Collection::Leader => serde_json::to_vec(&SystemRecord {
+            system_id: name.into(),
+            tenant: text.into(),
+            region_code: region.into(),
+            phase: text.into(),
+            node: Some(text.into()),
+            wave: Some(text.into()),
+            ..Default::default()
+        }),
+        Collection::Wave => serde_json::to_vec(&WaveRecord {
+            name: name.into(),
+            phase: text.into(),
+            counts_by_region: [(region.to_owned(), [(text.to_owned(), number)].into())].into(),
+            ..Default::default()
+        }),
+        Collection::Journal(sequence) => serde_json::to_vec(&JournalEntry {
+            system_id: name.into(),
+            region_code: region.into(),
+            sequence: *sequence,
+            from: text.into(),
+            to: text.into(),
+            reason: text.into(),
+            time: text.into(),
+            actor: text.into(),
+        }),
+        Collection::Approval => serde_json::to_vec(&ApprovalRecord {
+            system_id: name.into(),
+            region_code: region.into(),
+            approved_by: text.into(),
+            scope: text.into(),
+            time: text.into(),
+        }),
+    };
+    json.expect("records serialise")
 }
 
 #[derive(Arbitrary, Debug)]
@@ -72,6 +145,10 @@ fuzz_target!(|input: Input<'_>| {
         match op {
             Op::Put { collection, name, value, revision } => {
                 index.put(&keys, &key(&keys, collection, name), value, *revision)
+            }
+            Op::PutRecord { collection, name, region, text, number, revision } => {
+                let value = record(collection, name, region, text, *number);
+                index.put(&keys, &key(&keys, collection, name), &value, *revision)
             }
             Op::Delete { collection, name } => index.delete(&keys, &key(&keys, collection, name)),
         }
