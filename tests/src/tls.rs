@@ -47,6 +47,9 @@ impl TestCa {
     fn sign(&self, mut params: CertificateParams) -> Pem {
         let serial = self.serials.fetch_add(1, Ordering::Relaxed) + 1;
         params.serial_number = Some(SerialNumber::from(serial));
+        // As certificates from openssl and cert-manager have it; strict RFC 5280 verifiers
+        // (sslyze's, tests/tests/tls_audit.rs) refuse a leaf without an authority key identifier.
+        params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().expect("key");
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).expect("signed certificate");
