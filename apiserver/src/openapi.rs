@@ -128,6 +128,10 @@ fn operation(route: &Route, body: Value, problem: &Value) -> Value {
                 problem_response("The cutover has started, or the approval changed while it was revoked"),
             );
         }
+        _ if route.path == "/healthz" || route.path == "/readyz" => {
+            let text = json!({ "text/plain": { "schema": { "type": "string" } } });
+            responses.insert("200".into(), json!({ "description": "OK", "content": text }));
+        }
         _ => {
             responses.insert("200".into(), ok("OK"));
             if !public {
@@ -150,6 +154,13 @@ fn operation(route: &Route, body: Value, problem: &Value) -> Value {
         );
         responses.insert("404".into(), problem_response("No such object in your scope (DELETE: or no approval)"));
         responses.insert("503".into(), problem_response("Status store not read yet or unreachable (writes)"));
+        responses.insert(
+            "429".into(),
+            problem_response("Your identity is over its rate limit: retry after the Retry-After seconds"),
+        );
+        if route.method != "GET" {
+            responses.insert("413".into(), problem_response("Body larger than the server's limit"));
+        }
     } else if route.path == "/readyz" {
         responses.insert("503".into(), problem_response("Degraded: status store unreachable or not read yet"));
     }
