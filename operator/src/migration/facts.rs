@@ -212,7 +212,7 @@ pub fn dependencies(system: &GovSystem, phases: &HashMap<&str, Phase>) -> Result
         match phases.get(dep.as_str()) {
             Some(Phase::Completed | Phase::NotMigrated) => {}
             Some(p) => return Err(format!("depends on {dep}, which is {}", p.as_str())),
-            None => return Err(format!("depends on {dep}, which does not exist")),
+            None => return Err(format!("spec.dependsOn names {dep}, which does not exist")),
         }
     }
     Ok(())
@@ -236,7 +236,7 @@ mod tests {
         let phases = HashMap::from([("A", Phase::Completed), ("B", Phase::NotMigrated), ("C", Phase::Replicating)]);
         assert_eq!(dependencies(&system(&["A", "B"]), &phases), Ok(()));
         assert_eq!(dependencies(&system(&["A", "C"]), &phases), Err("depends on C, which is Replicating".into()));
-        assert_eq!(dependencies(&system(&["Z"]), &phases), Err("depends on Z, which does not exist".into()));
+        assert_eq!(dependencies(&system(&["Z"]), &phases), Err("spec.dependsOn names Z, which does not exist".into()));
     }
 
     fn wave(name: &str, order: u32, budget: u32) -> Arc<MigrationWave> {
