@@ -4,10 +4,14 @@
 //! and starts again from 1 s after its first success. Each object counts its own failures, so
 //! one failing object never slows the others down, and the controllers keep reconciling them
 //! meanwhile (kube-runtime runs reconciles of different objects concurrently).
+//!
+//! The delay holds whatever triggers the object meanwhile (a sibling's change, new accounts,
+//! its own status write): only a change of its spec (a new `metadata.generation`) is tried at
+//! once, since that may be the fix.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::Resource;
 use kube::api::DynamicObject;
@@ -23,7 +27,15 @@ pub const ERROR_BACKOFF_CAP: Duration = Duration::from_secs(300);
 pub struct ErrorBackoff {
     base: Duration,
     cap: Duration,
-    failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
+    failures: Mutex<HashMap<ObjectRef<DynamicObject>, Failing>>,
+}
+
+/// An object's consecutive failures and when it may be tried again.
+#[derive(Debug)]
+struct Failing {
+    count: u32,
+    retry_at: Instant,
+    generation: Option<i64>,
 }
 
 impl Default for ErrorBackoff {
@@ -48,9 +60,25 @@ impl ErrorBackoff {
     /// Records one more failure of `object` and returns how long to wait before retrying it.
     pub fn failed<K: Resource<DynamicType = ()>>(&self, object: &K) -> Duration {
         let mut failures = self.failures.lock().expect("backoff lock is never poisoned");
-        let count = failures.entry(ObjectRef::from_obj(object).erase()).or_insert(0);
-        *count = count.saturating_add(1);
-        self.delay(*count)
+        let entry = failures.entry(ObjectRef::from_obj(object).erase()).or_insert(Failing {
+            count: 0,
+            retry_at: Instant::now(),
+            generation: None,
+        });
+        entry.count = entry.count.saturating_add(1);
+        let delay = self.delay(entry.count);
+        entry.retry_at = Instant::now() + delay;
+        entry.generation = object.meta().generation;
+        delay
+    }
+
+    /// How long `object` must still wait before its next attempt, if it is backing off and its
+    /// spec did not change since it last failed.
+    pub fn hold<K: Resource<DynamicType = ()>>(&self, object: &K) -> Option<Duration> {
+        let failures = self.failures.lock().expect("backoff lock is never poisoned");
+        let entry = failures.get(&ObjectRef::from_obj(object).erase())?;
+        let wait = entry.retry_at.checked_duration_since(Instant::now())?;
+        (entry.generation == object.meta().generation && !wait.is_zero()).then_some(wait)
     }
 
     /// Forgets the failures of `object` after a successful reconcile (or its deletion).
@@ -61,7 +89,7 @@ impl ErrorBackoff {
     /// Consecutive failures recorded for `object`.
     pub fn failures<K: Resource<DynamicType = ()>>(&self, object: &K) -> u32 {
         let failures = self.failures.lock().expect("backoff lock is never poisoned");
-        failures.get(&ObjectRef::from_obj(object).erase()).copied().unwrap_or(0)
+        failures.get(&ObjectRef::from_obj(object).erase()).map_or(0, |f| f.count)
     }
 }
 
@@ -100,6 +128,24 @@ mod tests {
         assert_eq!(backoff.failures(&a), 0);
         assert_eq!(backoff.failed(&a).as_secs(), 1, "a success starts the sequence again");
         assert_eq!(backoff.failed(&b).as_secs(), 2, "b's count was not touched by a's success");
+    }
+
+    #[test]
+    fn other_triggers_wait_for_the_delay_and_a_spec_change_does_not() {
+        let backoff = ErrorBackoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        let mut a = tenant("a");
+        a.metadata.generation = Some(1);
+        assert_eq!(backoff.hold(&a), None, "nothing failed yet");
+        backoff.failed(&a);
+        let wait = backoff.hold(&a).expect("held after a failure");
+        assert!(wait <= Duration::from_millis(50) && wait > Duration::from_millis(30), "{wait:?}");
+        assert_eq!(backoff.hold(&tenant("b")), None, "another object is not held");
+        let mut changed = a.clone();
+        changed.metadata.generation = Some(2);
+        assert_eq!(backoff.hold(&changed), None, "a spec change is tried at once");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(backoff.hold(&a), None, "tried again once the delay has passed");
+        assert_eq!(backoff.failures(&a), 1, "waiting is not failing");
     }
 
     #[test]

@@ -9,12 +9,10 @@
 //! Tenant `Ready=False`). Meanwhile the operator must not panic, and valid control objects of
 //! every kind, created after each round, keep being handled.
 
-use std::time::Duration;
-
 use anyhow::{Context as _, bail, ensure};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -694,7 +692,8 @@ async fn controls_are_handled(client: &Client, round: usize) -> anyhow::Result<(
 async fn create_namespace(client: &Client, name: &str) {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
     match Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await {
-        Ok(_) | Err(kube::Error::Api(kube::core::ErrorResponse { code: 409, .. })) => {}
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(e) => panic!("creating Namespace {name}: {e}"),
     }
 }
@@ -741,6 +740,7 @@ async fn generated_invalid_objects_are_refused_or_surfaced_and_the_operator_keep
                 match submit(&client, s).await {
                     Ok(Admission::Refused(message)) => {
                         refused += 1;
+                        eprintln!("refused  {}: {}", case.what, message.chars().take(160).collect::<String>());
                         match &s.field {
                             Some(field) if message.contains(field.as_str()) => {}
                             Some(field) => {
@@ -766,11 +766,14 @@ async fn generated_invalid_objects_are_refused_or_surfaced_and_the_operator_keep
                     reasons.contains(&reason.as_str()) && message.contains(&field),
                     "shown as {reason}: {message}; want one of {reasons:?} naming {field}"
                 );
-                Ok(())
+                Ok((reason, message))
             })
             .await;
-            if let Err(e) = seen {
-                failures.push(format!("{what}: admitted and not surfaced: {e:#}"));
+            match seen {
+                Ok((reason, message)) => {
+                    eprintln!("surfaced {what}: {reason}: {}", message.chars().take(160).collect::<String>())
+                }
+                Err(e) => failures.push(format!("{what}: admitted and not surfaced: {e:#}")),
             }
         }
         if let Err(e) = alive(&mut operator) {

@@ -108,10 +108,9 @@ async fn a_failing_tenant_backs_off_exponentially_while_others_reconcile() {
     let delays: Vec<u64> = seen.iter().map(|(_, d, _)| *d).collect();
     assert_eq!(&delays[..6], &[1_000, 2_000, 4_000, 8_000, 16_000, 32_000], "announced delays: {delays:?}");
     assert_eq!(seen.iter().map(|(_, _, n)| *n).take(6).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
-    // The retries really are that far apart. The first ones may come early: the first failure
-    // writes the Tenant's status and a new Tenant changes the accounts, and either change
-    // triggers a reconcile by itself.
-    for pair in seen[2..6].windows(2) {
+    // The retries really are that far apart, whatever else triggers the Tenant meanwhile (its
+    // own status write after the first failure, the accounts of a new Tenant).
+    for pair in seen[..6].windows(2) {
         let gap = (pair[1].0 - pair[0].0).total(jiff::Unit::Millisecond).unwrap();
         let announced = pair[0].1 as f64;
         assert!(gap >= 0.9 * announced, "retry after {gap} ms, announced {announced} ms: {seen:?}");

@@ -95,8 +95,12 @@ fn nodes_of<'a>(nodes: &'a [Arc<Node>], name: &str) -> Vec<&'a Node> {
     nodes.iter().filter(|n| n.labels().get(CLOUD_NODE_LABEL).is_some_and(|l| l == name)).map(|n| n.as_ref()).collect()
 }
 
-/// Reconciles one CloudNode and counts it in the reconcile metrics.
+/// Reconciles one CloudNode and counts it in the reconcile metrics; a CloudNode backing off
+/// after failures waits for its delay (see [`crate::backoff`]).
 async fn reconcile(node: Arc<CloudNode>, ctx: Arc<Context>) -> Result<Action> {
+    if let Some(wait) = ctx.error_backoff.hold(node.as_ref()) {
+        return Ok(Action::requeue(wait));
+    }
     let started = std::time::Instant::now();
     let result = reconcile_node(node.clone(), &ctx).await;
     ctx.metrics.observe_reconcile(Reconciler::CloudNode, started.elapsed(), result.is_err());

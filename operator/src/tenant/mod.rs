@@ -154,8 +154,12 @@ where
     Ok(())
 }
 
-/// Reconciles one Tenant and counts it in the reconcile metrics.
+/// Reconciles one Tenant and counts it in the reconcile metrics; a Tenant backing off after
+/// failures waits for its delay (see [`crate::backoff`]).
 async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+    if let Some(wait) = ctx.error_backoff.hold(tenant.as_ref()) {
+        return Ok(Action::requeue(wait));
+    }
     let started = std::time::Instant::now();
     let result = reconcile_tenant(tenant.clone(), &ctx).await;
     ctx.metrics.observe_reconcile(Reconciler::Tenant, started.elapsed(), result.is_err());
