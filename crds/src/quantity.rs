@@ -44,15 +44,19 @@ pub fn parse_milli(text: &str) -> Result<i128, QuantityError> {
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(err("no digits"));
     }
+    // Zeros that carry no value do not count towards the digit limit (`000001`, `1.50000`).
+    let (int_part, frac_part) = (int_part.trim_start_matches('0'), frac_part.trim_end_matches('0'));
     if int_part.len() + frac_part.len() > 30 {
         return Err(err("too many digits"));
     }
     // mantissa / 10^scale is the number.
     let digits = format!("{int_part}{frac_part}");
-    let mantissa: i128 = digits.parse().map_err(|_| err("not a number"))?;
+    let mantissa: i128 = if digits.is_empty() { 0 } else { digits.parse().map_err(|_| err("not a number"))? };
     let scale = frac_part.len() as i32;
     let (multiplier, exp10): (i128, i32) = match suffix {
         "" => (1, 0),
+        "n" => (1, -9),
+        "u" => (1, -6),
         "m" => (1, -3),
         "k" => (1, 3),
         "M" => (1, 6),
@@ -68,21 +72,26 @@ pub fn parse_milli(text: &str) -> Result<i128, QuantityError> {
         "Ei" => (1 << 60, 0),
         s if s.starts_with(['e', 'E']) => {
             let e: i32 = s[1..].parse().map_err(|_| err("bad exponent"))?;
-            if !(-30..=30).contains(&e) {
+            if e > 30 && mantissa != 0 {
                 return Err(err("exponent out of range"));
             }
-            (1, e)
+            (1, e.max(-1000))
         }
-        _ => return Err(err("unknown suffix (use m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei)")),
+        _ => return Err(err("unknown suffix (use n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei)")),
     };
     // value in milli = mantissa * multiplier * 10^(exp10 + 3 - scale)
     let shift = exp10 + 3 - scale;
     let base = mantissa.checked_mul(multiplier).ok_or_else(|| err("too large"))?;
-    let milli = if shift >= 0 {
+    let milli = if base == 0 {
+        0
+    } else if shift >= 0 {
         10i128.checked_pow(shift as u32).and_then(|p| base.checked_mul(p)).ok_or_else(|| err("too large"))?
     } else {
-        let p = 10i128.checked_pow((-shift) as u32).ok_or_else(|| err("too small"))?;
-        (base + p - 1) / p
+        // A divisor beyond i128 leaves less than a thousandth: rounded up to one.
+        match 10i128.checked_pow((-shift) as u32) {
+            Some(p) => (base + p - 1) / p,
+            None => 1,
+        }
     };
     if milli > i64::MAX as i128 * 1000 {
         return Err(err("above 2^63-1"));
@@ -147,6 +156,14 @@ mod tests {
         assert_eq!(parse_milli("2Ti").unwrap(), 2 * (1i128 << 40) * 1000);
         assert_eq!(parse_milli("3G").unwrap(), 3_000_000_000_000);
         assert_eq!(parse_milli("-4").unwrap(), -4_000);
+        assert_eq!(parse_milli("1500000u").unwrap(), 1_500);
+        assert_eq!(parse_milli("1n").unwrap(), 1, "rounded up to a thousandth");
+        assert_eq!(parse_milli("0000000000000000000000000000001").unwrap(), 1_000);
+        assert_eq!(parse_milli("1.000000000000000000000000000000").unwrap(), 1_000);
+        assert_eq!(parse_milli("0").unwrap(), 0);
+        assert_eq!(parse_milli("0.0").unwrap(), 0);
+        assert_eq!(parse_milli("0e99").unwrap(), 0);
+        assert_eq!(parse_milli("1e-40").unwrap(), 1, "a tiny positive amount is rounded up, not refused");
     }
 
     #[test]

@@ -21,22 +21,22 @@ pub struct Amounts {
 
 impl Amounts {
     /// Parses declared resources.
-    pub fn from_resources(r: &Resources) -> Result<Self, QuantityError> {
+    pub fn from_resources(r: &Resources) -> Result<Self, AmountError> {
         Ok(Self {
-            cpu: quantity::milli(&r.cpu)?,
-            memory: quantity::milli(&r.memory)?,
-            storage: quantity::milli(&r.storage)?,
-            gpu: quantity::milli_or_zero(r.gpu.as_ref())?,
+            cpu: parse("cpu", Some(&r.cpu))?,
+            memory: parse("memory", Some(&r.memory))?,
+            storage: parse("storage", Some(&r.storage))?,
+            gpu: parse("gpu", r.gpu.as_ref())?,
         })
     }
 
     /// Parses optional amounts; absent fields are zero.
-    pub fn from_amounts(r: &ResourceAmounts) -> Result<Self, QuantityError> {
+    pub fn from_amounts(r: &ResourceAmounts) -> Result<Self, AmountError> {
         Ok(Self {
-            cpu: quantity::milli_or_zero(r.cpu.as_ref())?,
-            memory: quantity::milli_or_zero(r.memory.as_ref())?,
-            storage: quantity::milli_or_zero(r.storage.as_ref())?,
-            gpu: quantity::milli_or_zero(r.gpu.as_ref())?,
+            cpu: parse("cpu", r.cpu.as_ref())?,
+            memory: parse("memory", r.memory.as_ref())?,
+            storage: parse("storage", r.storage.as_ref())?,
+            gpu: parse("gpu", r.gpu.as_ref())?,
         })
     }
 
@@ -61,13 +61,34 @@ impl Amounts {
     }
 }
 
+/// A resource amount that does not parse, with the resource it is for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{resource}: {source}")]
+pub struct AmountError {
+    /// `cpu`, `memory`, `storage` or `gpu`: the field under the object's resources.
+    pub resource: &'static str,
+    /// Why it does not parse.
+    #[source]
+    pub source: QuantityError,
+}
+
+fn parse(
+    resource: &'static str,
+    q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+) -> Result<i128, AmountError> {
+    quantity::milli_or_zero(q).map_err(|source| AmountError { resource, source })
+}
+
 /// Effective allocatable: (capacity − reserved) × overcommit, per resource, never negative.
 /// The ratio is applied in thousandths and rounded down, so the result is exact and does not
 /// depend on floating-point rounding of large numbers. GPUs are never overcommitted.
 pub fn allocatable(capacity: Amounts, reserved: Amounts, overcommit: &Overcommit) -> Amounts {
     let scaled = |cap: i128, res: i128, ratio: f64| {
-        let ratio_milli = (ratio * 1000.0).round() as i128;
-        ((cap - res).max(0) * ratio_milli) / 1000
+        // Admission keeps ratios within 1 to 16; a manifest read without admission (`suyunctl
+        // plan -f`) may hold anything: NaN or a ratio below zero is no capacity, a huge one is
+        // capped rather than overflowing.
+        let ratio_milli = if ratio > 0.0 { (ratio.min(1e9) * 1000.0).round() as i128 } else { 0 };
+        (cap - res).max(0).saturating_mul(ratio_milli) / 1000
     };
     Amounts {
         cpu: scaled(capacity.cpu, reserved.cpu, overcommit.cpu),

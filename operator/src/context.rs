@@ -10,6 +10,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use suyun_crds::v1alpha1::{CloudNode, Tenant};
 
+use crate::backoff::ErrorBackoff;
 use crate::config::Config;
 use crate::migration::accounts::Accounts;
 
@@ -33,6 +34,8 @@ pub struct Context {
     pub accounts: RwLock<Arc<Accounts>>,
     /// Told when the accounts change (one receiver per controller that shows them).
     pub accounts_changed: Vec<mpsc::UnboundedSender<()>>,
+    /// Consecutive reconcile failures per object, for the controllers' exponential backoff.
+    pub error_backoff: ErrorBackoff,
 }
 
 impl std::fmt::Debug for Context {

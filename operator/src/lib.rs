@@ -14,9 +14,11 @@
 //!
 //! Each controller follows the same pipeline: dereference what it needs from the caches,
 //! validate and build the desired state with pure functions, then apply it. Invalid specs
-//! become conditions and Events and wait for a change; API failures retry with backoff.
+//! become conditions and Events and wait for a change; API failures retry with a per-object
+//! exponential backoff ([`backoff`]: 1 s doubling to 5 min).
 
 pub mod approvals;
+pub mod backoff;
 pub mod capacity;
 pub mod cloud_node;
 pub mod config;
@@ -153,6 +155,7 @@ async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>) -> anyh
         tenants: caches.tenants.clone(),
         accounts: RwLock::default(),
         accounts_changed: vec![nodes_tx, tenants_tx],
+        error_backoff: backoff::ErrorBackoff::default(),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -83,6 +83,7 @@ pub struct CloudNodeSpec {
     /// CPU architectures the node offers (x86_64, aarch64 for 信创 hardware).
     #[serde(default = "default_architectures")]
     #[schemars(length(min = 1, max = 2))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(x, self.exists_one(y, y == x))").message("list each architecture once"))]
     pub architectures: Vec<Architecture>,
     /// How many systems may migrate onto this node at the same time (at least 1).
     #[serde(default = "default_max_concurrent_migrations")]

@@ -82,6 +82,7 @@ impl Weekday {
 pub struct Window {
     /// Days on which the window opens (Mon, Tue, Wed, Thu, Fri, Sat, Sun).
     #[schemars(length(min = 1, max = 7))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(x, self.exists_one(y, y == x))").message("list each day once"))]
     pub days: Vec<Weekday>,
     /// Local opening time, `HH:MM` on a 24-hour clock (China Standard Time).
     #[schemars(length(max = 5))]

@@ -82,15 +82,18 @@ pub struct GovSystemSpec {
     /// systemIds that must be Completed before this system starts migrating.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 128), inner(length(max = 32)))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(x, self.exists_one(y, y == x))").message("list each systemId once"))]
     pub depends_on: Vec<String>,
     /// systemIds that must be placed on the same node as this system (placed together or not at
     /// all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 32)))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(x, self.exists_one(y, y == x))").message("list each systemId once"))]
     pub same_node_as: Vec<String>,
     /// systemIds that must not be placed on the same node as this system.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 32)))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(x, self.exists_one(y, y == x))").message("list each systemId once"))]
     pub anti_affinity_with: Vec<String>,
     /// Where the system may go, within its locality: a city or county tenant's systems go to its
     /// home node, a provincial tenant's to the provincial node.
@@ -138,7 +141,7 @@ pub enum SystemArchitecture {
 }
 
 /// Placement preferences and limits of a system.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Placement {
     /// CloudNode tried first, if allowed.
@@ -151,6 +154,7 @@ pub struct Placement {
     /// further restriction.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(max = 63)))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(x, self.exists_one(y, y == x))").message("list each node once"))]
     pub allowed_nodes: Vec<String>,
     /// Allow placement on the provincial node when the home city node is full.
     #[serde(default)]

@@ -34,14 +34,17 @@ use super::common::Window;
 #[serde(rename_all = "camelCase")]
 pub struct MigrationWaveSpec {
     /// Label selector over GovSystems (in every tenant Namespace) that belong to this wave.
+    #[x_kube(validation = kube::core::Rule::new("!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? has(e.values) && size(e.values) > 0 : (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))").message("selector.matchExpressions: the operator must be In or NotIn with values, or Exists or DoesNotExist without values"))]
     pub selector: LabelSelector,
     /// Waves run in ascending order: systems of a wave start only after every system of the
     /// waves with a lower order has started.
     #[serde(default)]
     #[schemars(range(min = 0, max = 10000))]
     pub order: u32,
-    /// Nothing in the wave starts before this time (RFC 3339).
+    /// Nothing in the wave starts before this time, an RFC 3339 time with its offset, e.g.
+    /// 2026-03-01T00:00:00+08:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::rfc3339_time")]
     pub not_before: Option<Time>,
     /// Weekly windows in which cutovers of this wave may happen (China Standard Time); none
     /// means any time. Node maintenance windows apply as well.
@@ -121,11 +124,14 @@ pub struct Runner {
     /// Container image of the migration runner.
     #[schemars(length(min = 1, max = 512))]
     pub image: String,
-    /// Command (entrypoint and arguments) of the runner container.
+    /// Command (entrypoint and arguments) of the runner container (at most 64 items of at
+    /// most 4096 characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 4096)))]
     pub command: Vec<String>,
-    /// Extra environment variables of the runner container.
+    /// Extra environment variables of the runner container (at most 128).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128))]
     pub env: Vec<EnvVar>,
     /// Time limit of each phase's Job, in seconds (default 3600).
     #[serde(default = "default_timeout_seconds")]
@@ -165,8 +171,10 @@ pub struct PhaseOverrides {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhaseOverride {
-    /// Command for this phase, replacing the runner's.
+    /// Command for this phase, replacing the runner's (at most 64 items of at most 4096
+    /// characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 4096)))]
     pub command: Vec<String>,
     /// Time limit for this phase, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]

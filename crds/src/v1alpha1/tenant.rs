@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = kube::core::Rule::new("self.metadata.name.size() <= 63").message("metadata.name must be at most 63 characters: it becomes the tenant's Namespace name"),
+    validation = kube::core::Rule::new("self.metadata.name != 'default' && !self.metadata.name.startsWith('kube-')").message("metadata.name: default and kube-* are the cluster's own Namespaces; a Tenant may not take one over"),
+    validation = kube::core::Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS label (lowercase letters, digits and '-', no dots): it becomes the tenant's Namespace name"),
 )]
 #[x_kube(validation = kube::core::Rule::new("self.level != 'Provincial' || self.regionCode.endsWith('0000')").message("a Provincial tenant has a province-level code ending in 0000, e.g. 320000").field_path(".regionCode"))]
 #[x_kube(validation = kube::core::Rule::new("self.level == 'Provincial' || !self.regionCode.endsWith('0000')").message("a City or County tenant has a city- or county-level code (not ending in 0000), e.g. 320100").field_path(".regionCode"))]
@@ -50,6 +52,7 @@ pub struct TenantSpec {
     /// `suyun-tenant-admin` ClusterRole).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(o, self.exists_one(p, p.kind == o.kind && p.name == o.name))").message("list each owner once"))]
     pub owners: Vec<Owner>,
     /// Highest 等保 (MLPS 2.0) level of the tenant's systems, 1 to 3.
     #[schemars(range(min = 1, max = 3))]

@@ -65,13 +65,16 @@ fn reference_failure(p: &Problem<'_>, i: usize) -> Option<Failure> {
     }
     let tenant = p.tenant_of[i];
     if tenant == NONE {
-        return Failure::fixed(Reason::UnknownTenant, format!("tenant {} does not exist", s.tenant));
+        return Failure::fixed(
+            Reason::UnknownTenant,
+            format!("metadata.namespace {} names no Tenant (a system lives in its Tenant's Namespace)", s.tenant),
+        );
     }
     if p.tenant_home[tenant as usize] == NONE {
         let t = p.tenants[tenant as usize];
         return Failure::fixed(
             Reason::UnknownNode,
-            format!("home node {} of tenant {} does not exist", t.home_node, t.name),
+            format!("spec.homeNode of Tenant {} names CloudNode {}, which does not exist", t.name, t.home_node),
         );
     }
     if p.unknown_wave[i] {
@@ -84,13 +87,16 @@ fn reference_failure(p: &Problem<'_>, i: usize) -> Option<Failure> {
     }
     if let Ok(k) = p.unknown_deps.binary_search_by_key(&(i as u32), |(j, _)| *j) {
         let ids = p.unknown_deps[k].1.join(", ");
-        return Failure::fixed(Reason::UnknownDependency, format!("depends on {ids}, which do(es) not exist"));
+        return Failure::fixed(
+            Reason::UnknownDependency,
+            format!("spec.dependsOn names {ids}, which do(es) not exist"),
+        );
     }
     if let Ok(k) = p.unknown_same_node.binary_search_by_key(&(i as u32), |(j, _)| *j) {
         let ids = p.unknown_same_node[k].1.join(", ");
         return Failure::fixed(
             Reason::SameNodeGroupUnplaceable,
-            format!("must share a node with {ids}, which do(es) not exist"),
+            format!("spec.sameNodeAs names {ids}, which do(es) not exist"),
         );
     }
     None
@@ -163,7 +169,8 @@ fn mark_cycles(p: &Problem<'_>, failure: &mut [Option<Failure>]) {
     for members in &components {
         for &m in members {
             let cycle = shortest_cycle(p, m, &component);
-            failure[m as usize] = Failure::fixed(Reason::DependencyCycle, format!("dependency cycle {cycle}"));
+            failure[m as usize] =
+                Failure::fixed(Reason::DependencyCycle, format!("spec.dependsOn forms a dependency cycle {cycle}"));
         }
     }
 }

@@ -88,8 +88,11 @@ pub fn schedule(
         let nd = p.nodes[node as usize];
         replication_seconds(p.systems[s].data_volume, nd.migration_bandwidth_mbps, slots_of(node))
     };
+    // No more systems than there are can run at once: a node's slots beyond that would stay
+    // free, so they are not allocated (a hand-written `maxConcurrentMigrations: 4294967295`
+    // would otherwise ask for 32 GiB).
     let mut node_slots: Vec<Vec<i64>> =
-        (0..p.nodes.len() as u32).map(|node| vec![now; slots_of(node) as usize]).collect();
+        (0..p.nodes.len() as u32).map(|node| vec![now; (slots_of(node) as usize).min(n.max(1))]).collect();
     let mut wave_slots: Vec<Option<BTreeMap<i64, u32>>> =
         p.waves.iter().map(|w| w.max_concurrent.map(|m| BTreeMap::from([(now, m)]))).collect();
     let mut times: Vec<Option<Times>> = vec![None; n];

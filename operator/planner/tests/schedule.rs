@@ -43,8 +43,14 @@ fn a_dependency_cycle_blocks_every_member_and_is_spelled_out() {
     let mut e = system("E", "t", 1);
     e.depends_on = vec!["X-1".into(), "X-0".into()];
     let plan = plan(&one_node_input(vec![a, b, c, d, e]));
-    assert_eq!(refusal(&plan, "A").unwrap(), (Reason::DependencyCycle, "dependency cycle A → B → C → A"));
-    assert_eq!(refusal(&plan, "B").unwrap(), (Reason::DependencyCycle, "dependency cycle B → C → A → B"));
+    assert_eq!(
+        refusal(&plan, "A").unwrap(),
+        (Reason::DependencyCycle, "spec.dependsOn forms a dependency cycle A → B → C → A")
+    );
+    assert_eq!(
+        refusal(&plan, "B").unwrap(),
+        (Reason::DependencyCycle, "spec.dependsOn forms a dependency cycle B → C → A → B")
+    );
     assert_eq!(reason(&plan, "C"), Some(Reason::DependencyCycle));
     assert_eq!(
         refusal(&plan, "D").unwrap(),
@@ -52,7 +58,7 @@ fn a_dependency_cycle_blocks_every_member_and_is_spelled_out() {
     );
     assert_eq!(
         refusal(&plan, "E").unwrap(),
-        (Reason::UnknownDependency, "depends on X-0, X-1, which do(es) not exist")
+        (Reason::UnknownDependency, "spec.dependsOn names X-0, X-1, which do(es) not exist")
     );
 }
 

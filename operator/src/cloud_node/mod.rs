@@ -95,11 +95,18 @@ fn nodes_of<'a>(nodes: &'a [Arc<Node>], name: &str) -> Vec<&'a Node> {
     nodes.iter().filter(|n| n.labels().get(CLOUD_NODE_LABEL).is_some_and(|l| l == name)).map(|n| n.as_ref()).collect()
 }
 
-/// Reconciles one CloudNode and counts it in the reconcile metrics.
+/// Reconciles one CloudNode and counts it in the reconcile metrics; a CloudNode backing off
+/// after failures waits for its delay (see [`crate::backoff`]).
 async fn reconcile(node: Arc<CloudNode>, ctx: Arc<Context>) -> Result<Action> {
+    if let Some(wait) = ctx.error_backoff.hold(node.as_ref()) {
+        return Ok(Action::requeue(wait));
+    }
     let started = std::time::Instant::now();
-    let result = reconcile_node(node, &ctx).await;
+    let result = reconcile_node(node.clone(), &ctx).await;
     ctx.metrics.observe_reconcile(Reconciler::CloudNode, started.elapsed(), result.is_err());
+    if result.is_ok() {
+        ctx.error_backoff.succeeded(node.as_ref());
+    }
     result
 }
 
@@ -168,9 +175,19 @@ async fn publish_transition(ctx: &Context, node: &CloudNode, previous: &CloudNod
     }
 }
 
-fn error_policy(node: Arc<CloudNode>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(cloud_node = %node.name_any(), error = %error, kind = error.metric_label(), "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+/// Retries a failed reconcile after the object's next exponential backoff delay (see
+/// [`crate::backoff`]); other objects keep their own schedule.
+fn error_policy(node: Arc<CloudNode>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.error_backoff.failed(node.as_ref());
+    warn!(
+        cloud_node = %node.name_any(),
+        error = %error,
+        kind = error.metric_label(),
+        failures = ctx.error_backoff.failures(node.as_ref()),
+        retry_in_ms = delay.as_millis() as u64,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(delay)
 }
 
 /// Creates the controller (so its store can be shared before it runs).

@@ -63,7 +63,7 @@ pub fn validate(node: &CloudNode, cloud_nodes: &[Arc<CloudNode>]) -> Vec<SpecPro
             problems.push(SpecProblem {
                 reason: "DuplicateProvincialNode",
                 message: format!(
-                    "CloudNode {:?} ({}) is already the Provincial node; a province has one primary node, so make this node a City node or remove it",
+                    "spec.tier: CloudNode {:?} ({}) is already the Provincial node; a province has one primary node, so make this node a City node or remove it",
                     first.name_any(),
                     first.spec.region_code
                 ),
@@ -82,7 +82,10 @@ pub fn build(node: &CloudNode, observed: &Observed<'_>, now: &Time) -> CloudNode
         CapacitySource::Declared => match node.spec.capacity.as_ref().map(Amounts::from_resources) {
             Some(Ok(c)) => (c, None),
             Some(Err(e)) => {
-                problems.push(SpecProblem { reason: "InvalidQuantity", message: format!("spec.capacity: {e}") });
+                problems.push(SpecProblem {
+                    reason: "InvalidQuantity",
+                    message: format!("spec.capacity.{}: {}", e.resource, e.source),
+                });
                 (Amounts::default(), None)
             }
             None => {
@@ -104,7 +107,10 @@ pub fn build(node: &CloudNode, observed: &Observed<'_>, now: &Time) -> CloudNode
     let reserved = match node.spec.reserved.as_ref().map(Amounts::from_amounts).transpose() {
         Ok(r) => r.unwrap_or_default(),
         Err(e) => {
-            problems.push(SpecProblem { reason: "InvalidQuantity", message: format!("spec.reserved: {e}") });
+            problems.push(SpecProblem {
+                reason: "InvalidQuantity",
+                message: format!("spec.reserved.{}: {}", e.resource, e.source),
+            });
             Amounts::default()
         }
     };

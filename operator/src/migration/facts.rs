@@ -227,7 +227,7 @@ pub fn dependencies(system: &GovSystem, home: &str, phases: &HashMap<&str, Depen
                 return Err(format!("depends on {dep}, which is {}", d.phase.as_str()));
             }
             Some(_) => return Err(format!("depends on {dep}, which has not completed its migration yet")),
-            None => return Err(format!("depends on {dep}, which does not exist")),
+            None => return Err(format!("spec.dependsOn names {dep}, which does not exist")),
         }
     }
     Ok(())
@@ -263,7 +263,10 @@ mod tests {
             Err("depends on D, which has not completed its migration yet".into()),
             "another city's phase is not revealed"
         );
-        assert_eq!(dependencies(&system(&["Z"]), home, &phases), Err("depends on Z, which does not exist".into()));
+        assert_eq!(
+            dependencies(&system(&["Z"]), home, &phases),
+            Err("spec.dependsOn names Z, which does not exist".into())
+        );
     }
 
     fn wave(name: &str, order: u32, budget: u32) -> Arc<MigrationWave> {

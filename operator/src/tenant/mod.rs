@@ -35,34 +35,72 @@ use crate::error::{Error, Result};
 use crate::metrics::Reconciler;
 use crate::migration::accounts::TenantAccount;
 
-/// Builds the status a Tenant should have. Pure.
-pub fn status(tenant: &Tenant, home_exists: bool, account: &TenantAccount, now: &Time) -> TenantStatus {
+/// A reason and sentence for a Tenant that is not Ready.
+fn problem(reason: &str, message: String) -> (String, String) {
+    (reason.to_owned(), message)
+}
+
+/// The tenant's quota in thousandths, or a problem per field that does not parse (admission
+/// refuses most of them; a quantity the operator cannot represent exactly gets here).
+fn quota_amounts(tenant: &Tenant) -> (Amounts, Vec<(String, String)>) {
+    let q = &tenant.spec.quota;
+    let mut problems = Vec::new();
+    let mut parse = |field: &str, v: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
+        quantity::milli(v).unwrap_or_else(|e| {
+            problems.push(problem("InvalidQuantity", format!("spec.quota.{field}: {e}")));
+            0
+        })
+    };
+    let amounts = Amounts {
+        cpu: parse("cpu", &q.cpu),
+        memory: parse("memory", &q.memory),
+        storage: parse("storage", &q.storage),
+        gpu: 0,
+    };
+    (amounts, problems)
+}
+
+/// Builds the status a Tenant should have. Pure. `provisioning` is why applying its children
+/// failed, if it did.
+pub fn status(
+    tenant: &Tenant,
+    home_exists: bool,
+    account: &TenantAccount,
+    provisioning: Option<&str>,
+    now: &Time,
+) -> TenantStatus {
     let previous = tenant.status.clone().unwrap_or_default();
-    let ready = if home_exists {
-        DesiredCondition::new(
+    let (quota, mut problems) = quota_amounts(tenant);
+    if !home_exists {
+        problems.insert(
+            0,
+            problem(
+                "HomeNodeNotFound",
+                format!(
+                    "spec.homeNode names CloudNode {:?}, which does not exist; its systems cannot be placed",
+                    tenant.spec.home_node
+                ),
+            ),
+        );
+    }
+    if let Some(why) = provisioning {
+        problems.push(problem("ProvisioningFailed", why.to_owned()));
+    }
+    let ready = match problems.first() {
+        Some((reason, _)) => DesiredCondition::new(
+            condition_types::READY,
+            false,
+            reason.clone(),
+            problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
+        ),
+        None => DesiredCondition::new(
             condition_types::READY,
             true,
             "Provisioned",
             format!("Namespace {} provisioned", tenant.name_any()),
-        )
-    } else {
-        DesiredCondition::new(
-            condition_types::READY,
-            false,
-            "HomeNodeNotFound",
-            format!(
-                "spec.homeNode names CloudNode {:?}, which does not exist; its systems cannot be placed",
-                tenant.spec.home_node
-            ),
-        )
+        ),
     };
     let q = &tenant.spec.quota;
-    let quota = Amounts {
-        cpu: quantity::milli(&q.cpu).unwrap_or(0),
-        memory: quantity::milli(&q.memory).unwrap_or(0),
-        storage: quantity::milli(&q.storage).unwrap_or(0),
-        gpu: 0,
-    };
     let used = account.used;
     let mut over: Vec<String> =
         [("cpu", used.cpu, quota.cpu), ("memory", used.memory, quota.memory), ("storage", used.storage, quota.storage)]
@@ -104,15 +142,30 @@ where
     let mut value = serde_json::to_value(object).map_err(|_| Error::MissingField("serialisable object"))?;
     value["apiVersion"] = json!(K::api_version(&()));
     value["kind"] = json!(K::kind(&()));
-    api.patch(&name, &PatchParams::apply(suyun_crds::FIELD_MANAGER).force(), &Patch::Apply(&value)).await?;
+    api.patch(&name, &PatchParams::apply(suyun_crds::FIELD_MANAGER).force(), &Patch::Apply(&value)).await.map_err(
+        |source| {
+            let child = match object.meta().namespace.as_deref() {
+                Some(ns) => format!("{} {name} in Namespace {ns}", K::kind(&())),
+                None => format!("{} {name}", K::kind(&())),
+            };
+            Error::Apply { child, source }
+        },
+    )?;
     Ok(())
 }
 
-/// Reconciles one Tenant and counts it in the reconcile metrics.
+/// Reconciles one Tenant and counts it in the reconcile metrics; a Tenant backing off after
+/// failures waits for its delay (see [`crate::backoff`]).
 async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+    if let Some(wait) = ctx.error_backoff.hold(tenant.as_ref()) {
+        return Ok(Action::requeue(wait));
+    }
     let started = std::time::Instant::now();
-    let result = reconcile_tenant(tenant, &ctx).await;
+    let result = reconcile_tenant(tenant.clone(), &ctx).await;
     ctx.metrics.observe_reconcile(Reconciler::Tenant, started.elapsed(), result.is_err());
+    if result.is_ok() {
+        ctx.error_backoff.succeeded(tenant.as_ref());
+    }
     result
 }
 
@@ -122,18 +175,14 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action> 
     if tenant.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    // build + apply the children; the Namespace first, the rest live in it.
-    let client = ctx.client.clone();
-    apply(Api::<Namespace>::all(client.clone()), &build::namespace(&tenant)).await?;
-    apply(Api::<ResourceQuota>::namespaced(client.clone(), &name), &build::resource_quota(&tenant)).await?;
-    apply(Api::<LimitRange>::namespaced(client.clone(), &name), &build::limit_range(&tenant)).await?;
-    apply(Api::<NetworkPolicy>::namespaced(client.clone(), &name), &build::network_policy(&tenant)).await?;
-    apply(Api::<RoleBinding>::namespaced(client, &name), &build::role_binding(&tenant)).await?;
+    // build + apply the children; a refusal is shown in the status before it is retried.
+    let provisioned = provision(&tenant, &name, ctx).await;
     // status
     let home_exists = ctx.cloud_nodes.get(&ObjectRef::new(&tenant.spec.home_node)).is_some();
     let account = ctx.accounts().tenants.get(&name).cloned().unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let desired = status(&tenant, home_exists, &account, &now);
+    let failure = provisioned.as_ref().err().map(ToString::to_string);
+    let desired = status(&tenant, home_exists, &account, failure.as_deref(), &now);
     let previous = tenant.status.clone().unwrap_or_default();
     if desired != previous {
         let was_ready = previous
@@ -158,12 +207,33 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action> 
             }
         }
     }
+    provisioned?;
     Ok(Action::requeue(Duration::from_secs(600)))
 }
 
-fn error_policy(tenant: Arc<Tenant>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(tenant = %tenant.name_any(), error = %error, kind = error.metric_label(), "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+/// Applies the tenant's children: the Namespace first, the rest live in it.
+async fn provision(tenant: &Tenant, name: &str, ctx: &Context) -> Result<()> {
+    let client = ctx.client.clone();
+    apply(Api::<Namespace>::all(client.clone()), &build::namespace(tenant)).await?;
+    apply(Api::<ResourceQuota>::namespaced(client.clone(), name), &build::resource_quota(tenant)).await?;
+    apply(Api::<LimitRange>::namespaced(client.clone(), name), &build::limit_range(tenant)).await?;
+    apply(Api::<NetworkPolicy>::namespaced(client.clone(), name), &build::network_policy(tenant)).await?;
+    apply(Api::<RoleBinding>::namespaced(client, name), &build::role_binding(tenant)).await
+}
+
+/// Retries a failed reconcile after the object's next exponential backoff delay (see
+/// [`crate::backoff`]); other objects keep their own schedule.
+fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.error_backoff.failed(tenant.as_ref());
+    warn!(
+        tenant = %tenant.name_any(),
+        error = %error,
+        kind = error.metric_label(),
+        failures = ctx.error_backoff.failures(tenant.as_ref()),
+        retry_in_ms = delay.as_millis() as u64,
+        "reconcile failed; retrying"
+    );
+    Action::requeue(delay)
 }
 
 fn owned<K>(client: &kube::Client) -> (Api<K>, watcher::Config)
@@ -250,7 +320,7 @@ spec:
 
     #[test]
     fn a_missing_home_node_is_not_ready_and_says_why() {
-        let s = status(&tenant(), false, &TenantAccount::default(), &now());
+        let s = status(&tenant(), false, &TenantAccount::default(), None, &now());
         assert_eq!(condition(&s, "Ready"), ("False", "HomeNodeNotFound"));
         assert!(s.conditions[0].message.contains("\"nanjing\""));
         assert_eq!(s.observed_generation, Some(3));
@@ -259,13 +329,31 @@ spec:
     #[test]
     fn usage_and_quota_exceeded_follow_the_account() {
         let within = TenantAccount { used: Amounts { cpu: 4_000, ..Default::default() }, systems: 2, quota_blocked: 0 };
-        let s = status(&tenant(), true, &within, &now());
+        let s = status(&tenant(), true, &within, None, &now());
         assert_eq!(condition(&s, "Ready"), ("True", "Provisioned"));
         assert_eq!(condition(&s, "QuotaExceeded"), ("False", "WithinQuota"));
         assert_eq!(s.used.as_ref().unwrap().cpu.as_ref().unwrap().0, "4");
         let blocked = TenantAccount { quota_blocked: 3, ..within };
-        let s = status(&tenant(), true, &blocked, &now());
+        let s = status(&tenant(), true, &blocked, None, &now());
         assert_eq!(condition(&s, "QuotaExceeded"), ("True", "QuotaExceeded"));
         assert!(s.conditions[1].message.contains("3 systems blocked on the quota"));
+    }
+
+    #[test]
+    fn a_quota_the_operator_cannot_represent_is_not_ready_and_names_the_field() {
+        let mut t = tenant();
+        t.spec.quota.memory = k8s_openapi::apimachinery::pkg::api::resource::Quantity("10E".into());
+        let s = status(&t, true, &TenantAccount::default(), None, &now());
+        assert_eq!(condition(&s, "Ready"), ("False", "InvalidQuantity"));
+        assert!(s.conditions[0].message.contains("spec.quota.memory"), "{}", s.conditions[0].message);
+    }
+
+    #[test]
+    fn a_refused_child_is_shown_with_every_other_problem() {
+        let s = status(&tenant(), false, &TenantAccount::default(), Some("applying Namespace t: refused"), &now());
+        assert_eq!(condition(&s, "Ready"), ("False", "HomeNodeNotFound"));
+        assert!(s.conditions[0].message.contains("applying Namespace t: refused"), "{}", s.conditions[0].message);
+        let s = status(&tenant(), true, &TenantAccount::default(), Some("applying Namespace t: refused"), &now());
+        assert_eq!(condition(&s, "Ready"), ("False", "ProvisioningFailed"));
     }
 }
