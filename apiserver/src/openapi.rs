@@ -6,7 +6,7 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 use suyun_crds::readmodel::{NodeRecord, SystemRecord, TenantRecord, WaveRecord};
 
-use crate::api::{ApprovalRequest, ApprovalRequestResult, ROUTES, Route, Summary, SystemHistory};
+use crate::api::{ApprovalRequest, ApprovalRequestResult, MAX_LIMIT, ROUTES, Route, Summary, SystemHistory};
 use crate::problem::ProblemDetails;
 use crate::response::{ItemResponse, ListResponse};
 
@@ -15,8 +15,14 @@ fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
 }
 
 fn parameter(name: &str, location: &str, description: &str) -> Value {
+    // What the handlers accept, so that a request valid by the document is not refused.
+    let schema = match (location, name) {
+        ("query", "region") => json!({ "type": "string", "pattern": "^(province|[0-9]{6})?$" }),
+        ("query", "limit") => json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT }),
+        _ => json!({ "type": "string" }),
+    };
     json!({ "name": name, "in": location, "required": location == "path", "description": description,
-            "schema": { "type": "string" } })
+            "schema": schema })
 }
 
 /// The whole document.

@@ -19,7 +19,7 @@ use http::{StatusCode, Uri, header};
 use tower_http::compression::CompressionLayer;
 
 pub use approval::{APPROVABLE, ApprovalRequest, ApprovalRequestResult, CUTOVER_STARTED};
-pub use read::{SystemHistory, SystemQuery};
+pub use read::{MAX_LIMIT, SystemHistory, SystemQuery};
 pub use summary::{NodeCapacity, Summary, WaveProgress};
 
 use crate::AppState;
