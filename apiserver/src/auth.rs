@@ -202,23 +202,7 @@ impl TokenStore {
     /// file becomes unusable (and again when the reason changes).
     pub fn spawn_reloader(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let store = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            let mut last_error = None;
-            loop {
-                ticks.tick().await;
-                match store.reload() {
-                    Ok(_) => last_error = None,
-                    Err(e) => {
-                        let error = format!("{e:#}");
-                        if last_error.as_ref() != Some(&error) {
-                            tracing::error!(error, "token file unusable; every bearer token is refused");
-                            last_error = Some(error);
-                        }
-                    }
-                }
-            }
-        })
+        crate::reload::spawn(interval, "token file unusable; every bearer token is refused", move || store.reload())
     }
 }
 

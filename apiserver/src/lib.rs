@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod ratelimit;
+pub mod reload;
 pub mod response;
 pub mod server;
 pub mod sync;

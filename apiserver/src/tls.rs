@@ -184,22 +184,8 @@ impl ServerTls {
     /// Checks the files every `interval` until the task is aborted.
     pub fn spawn_reloader(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let tls = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            let mut last_error = None;
-            loop {
-                ticks.tick().await;
-                match tls.reload() {
-                    Ok(_) => last_error = None,
-                    Err(e) => {
-                        let error = format!("{e:#}");
-                        if last_error.as_ref() != Some(&error) {
-                            tracing::error!(error, "TLS files not reloaded; the previous settings stay in force");
-                            last_error = Some(error);
-                        }
-                    }
-                }
-            }
+        crate::reload::spawn(interval, "TLS files not reloaded; the previous settings stay in force", move || {
+            tls.reload()
         })
     }
 }

@@ -104,6 +104,18 @@ impl TestServer {
         Self::start_full(etcd, ServerOptions::default(), configure).await
     }
 
+    /// A server configured by `options` over the sample read-model (`readmodel::sample`),
+    /// published under a fresh prefix named after `name` in the test cluster's status store;
+    /// with the publisher, which holds the leader key.
+    pub async fn with_sample(name: &str, options: ServerOptions) -> anyhow::Result<(TestServer, Publisher)> {
+        let prefix = crate::etcd::unique_prefix(name);
+        let endpoint = crate::cluster().etcd_endpoints.clone();
+        let publisher = publish(&endpoint, &prefix, "operator-a", crate::readmodel::sample()).await?;
+        let mut etcd = EtcdConfig::new(vec![endpoint], &prefix);
+        etcd.probe_ms = 1000;
+        Ok((TestServer::start_with(etcd, options).await?, publisher))
+    }
+
     /// Starts a server as [`TestServer::start_with_store`] does, configured by `options`.
     pub async fn start_with(etcd: EtcdConfig, options: ServerOptions) -> anyhow::Result<TestServer> {
         Self::start_full(etcd, options, |state| state).await

@@ -6,18 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use suyun_tests::apiserver::{ServerOptions, TestServer, publish};
-use suyun_tests::etcd::unique_prefix;
+use suyun_tests::apiserver::{ServerOptions, TestServer};
 use suyun_tests::https::{Caller, Connection, tls_connect};
-use suyun_tests::readmodel::sample;
 
 async fn start(name: &str, options: ServerOptions) -> (TestServer, suyun_operator::store::Publisher) {
-    let prefix = unique_prefix(name);
-    let endpoint = suyun_tests::cluster().etcd_endpoints.clone();
-    let publisher = publish(&endpoint, &prefix, "operator-a", sample()).await.unwrap();
-    let mut etcd = suyun_apiserver::config::EtcdConfig::new(vec![endpoint], &prefix);
-    etcd.probe_ms = 1000;
-    (TestServer::start_with(etcd, options).await.unwrap(), publisher)
+    TestServer::with_sample(name, options).await.unwrap()
 }
 
 async fn status(caller: &Caller) -> anyhow::Result<StatusCode> {

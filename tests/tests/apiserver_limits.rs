@@ -12,10 +12,8 @@ use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use suyun_apiserver::ratelimit::RateLimit;
 use suyun_apiserver::server::Limits;
-use suyun_tests::apiserver::{ServerOptions, TestServer, publish};
-use suyun_tests::etcd::unique_prefix;
+use suyun_tests::apiserver::{ServerOptions, TestServer};
 use suyun_tests::https::tls_connect;
-use suyun_tests::readmodel::sample;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// How long a test waits for the server to close a connection before calling it held open.
@@ -24,12 +22,7 @@ const GIVE_UP: Duration = Duration::from_secs(8);
 const SLACK: Duration = Duration::from_secs(3);
 
 async fn start(name: &str, options: ServerOptions) -> (TestServer, suyun_operator::store::Publisher) {
-    let prefix = unique_prefix(name);
-    let endpoint = suyun_tests::cluster().etcd_endpoints.clone();
-    let publisher = publish(&endpoint, &prefix, "operator-a", sample()).await.unwrap();
-    let mut etcd = suyun_apiserver::config::EtcdConfig::new(vec![endpoint], &prefix);
-    etcd.probe_ms = 1000;
-    (TestServer::start_with(etcd, options).await.unwrap(), publisher)
+    TestServer::with_sample(name, options).await.unwrap()
 }
 
 fn limits(change: impl FnOnce(&mut Limits)) -> ServerOptions {
