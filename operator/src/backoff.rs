@@ -93,6 +93,29 @@ impl ErrorBackoff {
     }
 }
 
+/// The `error_policy` of the CloudNode and Tenant controllers: retries a failed reconcile after
+/// the object's next exponential delay; other objects keep their own schedule.
+pub fn error_policy<K>(
+    object: std::sync::Arc<K>,
+    error: &crate::error::Error,
+    ctx: std::sync::Arc<crate::context::Context>,
+) -> kube::runtime::controller::Action
+where
+    K: Resource<DynamicType = ()> + kube::ResourceExt,
+{
+    let delay = ctx.error_backoff.failed(object.as_ref());
+    tracing::warn!(
+        kind = %K::kind(&()),
+        name = %object.name_any(),
+        error = %error,
+        error_kind = error.metric_label(),
+        failures = ctx.error_backoff.failures(object.as_ref()),
+        retry_in_ms = delay.as_millis() as u64,
+        "reconcile failed; retrying"
+    );
+    kube::runtime::controller::Action::requeue(delay)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

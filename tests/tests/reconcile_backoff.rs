@@ -18,7 +18,7 @@ use suyun_tests::{CLUSTER_SCOPED, WAIT, cluster, eventually, fixtures, install_c
 fn failures_of(log: &str, tenant: &str) -> Vec<(jiff::Timestamp, u64, u64)> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["message"] == "reconcile failed; retrying" && e["tenant"] == tenant)
+        .filter(|e| e["message"] == "reconcile failed; retrying" && e["kind"] == "Tenant" && e["name"] == tenant)
         .filter_map(|e| {
             Some((e["timestamp"].as_str()?.parse().ok()?, e["retry_in_ms"].as_u64()?, e["failures"].as_u64()?))
         })

@@ -43,7 +43,7 @@ pub async fn run(
         .reconcile_all_on(node_changes)
         .reconcile_all_on(accounts_changed)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, crate::backoff::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "CloudNode reconcile failed");
@@ -173,21 +173,6 @@ async fn publish_transition(ctx: &Context, node: &CloudNode, previous: &CloudNod
     if let Err(e) = ctx.recorder.publish(&event, &node.object_ref(&())).await {
         warn!(error = %e, "could not publish Event");
     }
-}
-
-/// Retries a failed reconcile after the object's next exponential backoff delay (see
-/// [`crate::backoff`]); other objects keep their own schedule.
-fn error_policy(node: Arc<CloudNode>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.error_backoff.failed(node.as_ref());
-    warn!(
-        cloud_node = %node.name_any(),
-        error = %error,
-        kind = error.metric_label(),
-        failures = ctx.error_backoff.failures(node.as_ref()),
-        retry_in_ms = delay.as_millis() as u64,
-        "reconcile failed; retrying"
-    );
-    Action::requeue(delay)
 }
 
 /// Creates the controller (so its store can be shared before it runs).

@@ -221,21 +221,6 @@ async fn provision(tenant: &Tenant, name: &str, ctx: &Context) -> Result<()> {
     apply(Api::<RoleBinding>::namespaced(client, name), &build::role_binding(tenant)).await
 }
 
-/// Retries a failed reconcile after the object's next exponential backoff delay (see
-/// [`crate::backoff`]); other objects keep their own schedule.
-fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.error_backoff.failed(tenant.as_ref());
-    warn!(
-        tenant = %tenant.name_any(),
-        error = %error,
-        kind = error.metric_label(),
-        failures = ctx.error_backoff.failures(tenant.as_ref()),
-        retry_in_ms = delay.as_millis() as u64,
-        "reconcile failed; retrying"
-    );
-    Action::requeue(delay)
-}
-
 fn owned<K>(client: &kube::Client) -> (Api<K>, watcher::Config)
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
@@ -278,7 +263,7 @@ pub async fn run(
         })
         .reconcile_all_on(accounts_changed)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, crate::backoff::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "Tenant reconcile failed");
