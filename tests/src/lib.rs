@@ -129,6 +129,25 @@ impl Cluster {
         Ok(Client::try_from(config)?)
     }
 
+    /// Stops, kills, starts, pauses or resumes one of its components (`etcd-kube`, `etcd-store`,
+    /// `kube-apiserver`, `kube-controller-manager`) with `tests/cluster/component`, on the same
+    /// ports and data; `start` returns once the component serves again.
+    pub fn component(&self, action: &str, name: &str) -> anyhow::Result<()> {
+        let script = repo_root().join("tests/cluster/component");
+        let output = std::process::Command::new("bash")
+            .arg(&script)
+            .args([action, name])
+            .env("SUYUN_TEST_CLUSTER_DIR", &self.dir)
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        anyhow::ensure!(
+            output.status.success(),
+            "{action} {name} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
     /// Runs the matching kubectl with the admin kubeconfig and returns (success, stdout+stderr).
     pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
         let out = std::process::Command::new("kubectl")
