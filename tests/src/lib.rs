@@ -140,11 +140,7 @@ impl Cluster {
             .env("SUYUN_TEST_CLUSTER_DIR", &self.dir)
             .output()
             .with_context(|| format!("running {}", script.display()))?;
-        anyhow::ensure!(
-            output.status.success(),
-            "{action} {name} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        anyhow::ensure!(output.status.success(), "{action} {name} failed: {}", String::from_utf8_lossy(&output.stderr));
         Ok(())
     }
 
