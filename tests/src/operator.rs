@@ -163,6 +163,11 @@ impl OperatorProcess {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`, `INT`, …) to the process.
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
+    }
 }
 
 /// A port free on 127.0.0.1 at the time of asking.

@@ -90,6 +90,22 @@ async fn transitions_are_appended_once_and_a_new_leader_continues_the_chain() {
 }
 
 #[tokio::test]
+async fn a_burst_of_transitions_larger_than_a_transaction_is_journaled_in_several() {
+    let prefix = unique_prefix("journal-burst");
+    let (config, mut publisher) = leader(&prefix, "operator-a").await;
+    let t = transitions(2);
+    let ids: Vec<String> = (0..300).map(|i| format!("B-{i:03}")).collect();
+    let uids: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
+    let sources: Vec<Source<'_>> = ids.iter().zip(&uids).map(|(id, uid)| source(id, uid, &t)).collect();
+    let report = publisher.sync_journal(&sources, true, NOW).await.unwrap();
+    assert_eq!(report.appended, 600);
+    let mut client = config.connect().await.unwrap();
+    let journals = read_journals(&mut client, &config.keys(), None).await.unwrap();
+    assert_eq!(journals.len(), 300);
+    assert!(journals.values().all(|chain| verify_chain(chain).is_ok_and(|s| s.entries == 2)));
+}
+
+#[tokio::test]
 async fn an_entry_already_in_the_store_is_never_overwritten_nor_written_twice() {
     let prefix = unique_prefix("journal-create-only");
     let (config, mut publisher) = leader(&prefix, "operator-a").await;

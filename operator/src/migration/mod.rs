@@ -15,11 +15,14 @@
 
 pub mod accounts;
 pub mod facts;
+pub mod fencing;
 pub mod jobs;
 pub mod step;
 #[cfg(test)]
 mod step_tests;
 mod writes;
+
+pub use writes::{is_conflict, status_patch};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -215,6 +218,7 @@ pub struct MigrationLoop {
     overlay: HashMap<String, Written>,
     store: Option<StoreSink>,
     approvals: Option<crate::store::ApprovalMirror>,
+    lease: fencing::LeaseCheck,
     fenced: bool,
 }
 
@@ -238,7 +242,13 @@ impl MigrationLoop {
             sink.publisher.set_retention(retention);
             sink
         });
-        Self { ctx, caches, overlay: HashMap::new(), store, approvals, fenced: false }
+        let config = &ctx.config;
+        let lease = fencing::LeaseCheck::new(
+            Api::namespaced(ctx.client.clone(), &config.lease_namespace),
+            &config.lease_name,
+            &config.instance,
+        );
+        Self { ctx, caches, overlay: HashMap::new(), store, approvals, lease, fenced: false }
     }
 
     /// Runs until `shutdown` resolves: waits for a change or the next deadline, debounces, runs
@@ -305,38 +315,6 @@ impl MigrationLoop {
                 (cached, system.resource_version())
             }
             None => (cached, system.resource_version()),
-        }
-    }
-
-    /// Whether this replica still leads, asked before any write: its status-store lease has not
-    /// expired by its own clock, and the Kubernetes Lease names it. A replica that was paused
-    /// past its lease learns here that a successor took over before it writes anything; when
-    /// the Lease cannot be read, nothing is written this time.
-    async fn leads(&mut self) -> bool {
-        if self.store.as_ref().is_some_and(|s| s.publisher.fence().expired()) {
-            warn!("the status-store lease may have expired: not writing");
-            return false;
-        }
-        let config = &self.ctx.config;
-        let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
-            self.ctx.client.clone(),
-            &config.lease_namespace,
-        );
-        match leases.get(&config.lease_name).await {
-            Ok(lease) => {
-                let holder = lease.spec.and_then(|s| s.holder_identity);
-                if holder.as_deref() == Some(config.instance.as_str()) {
-                    true
-                } else {
-                    tracing::error!(holder = ?holder, "the leader Lease names another replica: stopping");
-                    self.fenced = true;
-                    false
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "could not read the leader Lease: not writing this time");
-                false
-            }
         }
     }
 
@@ -538,9 +516,6 @@ impl MigrationLoop {
         // iteration's slowest write.
         let writing = std::time::Instant::now();
         let (progress, written_now) = futures::channel::mpsc::unbounded::<(usize, GovSystemStatus)>();
-        let leads = self.leads().await;
-        let fence_clock = self.store.as_ref().map(|s| s.publisher.fence().expiry_clock());
-        let still_leads = move || leads && fence_clock.as_ref().is_none_or(|c| !c.expired());
         let early_store = self.store.as_mut().filter(|s| s.reconciled);
         let progress = early_store.is_some().then_some(progress);
         let early = async {
@@ -578,11 +553,11 @@ impl MigrationLoop {
             &versions,
             &outcomes,
             &runners,
-            &still_leads,
+            &self.lease,
             progress,
         );
         let (applied, fenced_early) = futures::join!(apply, early);
-        self.fenced |= fenced_early;
+        self.fenced |= fenced_early || self.lease.deposed();
         let writes_elapsed = writing.elapsed();
         let mut failures = applied.failures;
         let (applied_conflicts, applied_withheld) = (applied.conflicts, applied.withheld);
@@ -663,7 +638,7 @@ impl MigrationLoop {
         }));
         let event_count = events.len();
         writes::post_events(&self.ctx, &objects.systems, events).await;
-        failures += writes::wave_statuses(&self.ctx, &waves, &plan, now, &still_leads).await;
+        failures += writes::wave_statuses(&self.ctx, &waves, &plan, now, &self.lease).await;
         self.ctx.publish_accounts(accounts);
         self.ctx.metrics.observe_reconcile(Reconciler::Migration, snapshot.elapsed(), failures > 0);
         Iteration {

@@ -17,6 +17,7 @@ use suyun_planner::Plan;
 use tracing::{debug, info, warn};
 
 use super::facts::WaveState;
+use super::fencing::LeaseCheck;
 use super::jobs;
 use super::step::{Action, Outcome};
 use crate::context::Context;
@@ -76,12 +77,12 @@ pub async fn apply(
     versions: &[Option<String>],
     outcomes: &[(usize, Outcome)],
     runners: &[Option<&Runner>],
-    leads: &(dyn Fn() -> bool + Sync),
+    lease: &LeaseCheck,
     progress: Option<futures::channel::mpsc::UnboundedSender<(usize, GovSystemStatus)>>,
 ) -> Applied {
     let withheld = std::sync::atomic::AtomicUsize::new(0);
-    let withhold = || {
-        let stop = !leads();
+    let withhold = || async {
+        let stop = !lease.leads().await;
         if stop {
             withheld.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -98,7 +99,7 @@ pub async fn apply(
     }))
     .map(|(i, phase, attempt, name, node)| async move {
         let system = &systems[i];
-        if withhold() {
+        if withhold().await {
             return (i, false);
         }
         let Some(runner) = runners[i] else {
@@ -130,7 +131,7 @@ pub async fn apply(
         futures::stream::iter(outcomes.iter().filter(|(i, o)| o.status != before[*i] && !failed_jobs.contains(i)))
             .map(|(i, o)| async move {
                 let system = &systems[*i];
-                if withhold() {
+                if withhold().await {
                     return Err(false);
                 }
                 let api = Api::<GovSystem>::namespaced(ctx.client.clone(), &system.namespace().unwrap_or_default());
@@ -223,7 +224,7 @@ pub async fn wave_statuses(
     waves: &BTreeMap<String, WaveState>,
     plan: &Plan,
     now: i64,
-    leads: &(dyn Fn() -> bool + Sync),
+    lease: &LeaseCheck,
 ) -> usize {
     let mut failures = 0;
     let now_time = Time(k8s_openapi::jiff::Timestamp::from_second(now).unwrap_or_default());
@@ -264,7 +265,7 @@ pub async fn wave_statuses(
         if previous.phase != desired.phase {
             info!(wave = %name, from = ?previous.phase, to = ?desired.phase, "wave phase changed");
         }
-        if !leads() {
+        if !lease.leads().await {
             break;
         }
         let api = Api::<MigrationWave>::all(ctx.client.clone());

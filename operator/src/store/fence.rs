@@ -24,32 +24,7 @@ pub struct Fence {
     create_revision: i64,
     lease_id: i64,
     lost: watch::Receiver<bool>,
-    valid_until: ExpiryClock,
     keepalive: JoinHandle<()>,
-}
-
-/// Until when the leader lease is known to be valid, by this process's monotonic clock; shared
-/// with the keepalive task, cheap to clone and to ask.
-#[derive(Debug, Clone)]
-pub struct ExpiryClock(std::sync::Arc<std::sync::Mutex<tokio::time::Instant>>);
-
-impl ExpiryClock {
-    fn new(until: tokio::time::Instant) -> ExpiryClock {
-        ExpiryClock(std::sync::Arc::new(std::sync::Mutex::new(until)))
-    }
-
-    fn until(&self) -> tokio::time::Instant {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn set(&self, until: tokio::time::Instant) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = until;
-    }
-
-    /// Whether the lease may have expired by now.
-    pub fn expired(&self) -> bool {
-        tokio::time::Instant::now() >= self.until()
-    }
 }
 
 impl std::fmt::Debug for Fence {
@@ -99,10 +74,7 @@ impl Fence {
             return Ok(Err(revision));
         }
         let (lost_tx, lost) = watch::channel(false);
-        // The lease was granted before the put: it is valid for at most one TTL from now.
-        let valid_until =
-            ExpiryClock::new(tokio::time::Instant::now() + Duration::from_secs(ttl_seconds.max(1) as u64));
-        let keepalive = tokio::spawn(keep_alive(client.clone(), lease_id, ttl_seconds, lost_tx, valid_until.clone()));
+        let keepalive = tokio::spawn(keep_alive(client.clone(), lease_id, ttl_seconds, lost_tx));
         tracing::info!(%identity, %key, lease_id, revision, "holding the status-store leader key");
         Ok(Ok(Fence {
             client,
@@ -112,7 +84,6 @@ impl Fence {
             create_revision: revision,
             lease_id,
             lost,
-            valid_until,
             keepalive,
         }))
     }
@@ -162,19 +133,6 @@ impl Fence {
         *self.lost.borrow()
     }
 
-    /// Whether the lease may have expired by now, judged by this process's own monotonic clock:
-    /// the last renewal it saw plus the TTL etcd granted has passed. Unlike [`Fence::is_lost`],
-    /// this needs no task to have run, so a process that was paused (SIGSTOP, a long GC-like
-    /// stall) knows at once on waking that it may no longer lead.
-    pub fn expired(&self) -> bool {
-        self.valid_until.expired()
-    }
-
-    /// The clock behind [`Fence::expired`], for writers that outlive a borrow of the fence.
-    pub fn expiry_clock(&self) -> ExpiryClock {
-        self.valid_until.clone()
-    }
-
     /// Resolves when the lease is known to be gone: the operator should stop leading.
     pub async fn lost(&self) {
         let mut lost = self.lost.clone();
@@ -198,15 +156,9 @@ impl Drop for Fence {
 
 /// Renews the lease every third of its TTL; reports loss when etcd says it is gone or when no
 /// renewal succeeded for a whole TTL.
-async fn keep_alive(
-    mut client: Client,
-    lease_id: i64,
-    ttl_seconds: i64,
-    lost: watch::Sender<bool>,
-    shared_until: ExpiryClock,
-) {
+async fn keep_alive(mut client: Client, lease_id: i64, ttl_seconds: i64, lost: watch::Sender<bool>) {
     let ttl = Duration::from_secs(ttl_seconds.max(1) as u64);
-    let mut valid_until = shared_until.until();
+    let mut valid_until = tokio::time::Instant::now() + ttl;
     let mut interval = tokio::time::interval(ttl / 3);
     let mut stream = None;
     loop {
@@ -227,7 +179,6 @@ async fn keep_alive(
         match tokio::time::timeout(ttl / 3, renewed).await {
             Ok(Ok(Some(response))) if response.ttl() > 0 => {
                 valid_until = asked + Duration::from_secs(response.ttl() as u64);
-                shared_until.set(valid_until);
             }
             Ok(Ok(Some(_))) => {
                 tracing::warn!(lease_id, "status-store lease expired or was revoked");
@@ -239,7 +190,6 @@ async fn keep_alive(
             }
         }
     }
-    shared_until.set(tokio::time::Instant::now());
     let _ = lost.send(true);
 }
 

@@ -30,7 +30,7 @@ use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, Key
 use suyun_crds::readmodel::{DEFAULT_PREFIX, Keys};
 
 pub use approvals::{Approval, ApprovalMirror, watch_approvals};
-pub use fence::{ExpiryClock, Fence};
+pub use fence::Fence;
 pub use publish::{Change, JournalReport, PublishReport, Publisher, RecordKey};
 
 /// Connection settings of the status-store etcd; flattened into the operator's command line.

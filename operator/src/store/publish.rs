@@ -312,9 +312,12 @@ impl Publisher {
     /// committed.
     async fn commit_journal(&mut self, linked: Vec<(String, JournalEntry, Vec<u8>)>) -> Result<(), StoreError> {
         let keys = self.fence.keys().clone();
+        // etcd counts a nested transaction against what the outer one leaves of
+        // `--max-txn-ops`: the outer one has the fence's comparisons.
+        let per_txn = self.max_txn_ops.saturating_sub(self.fence.compares().len()).max(1);
         let mut rest = linked.into_iter().peekable();
         while rest.peek().is_some() {
-            let chunk: Vec<_> = rest.by_ref().take(self.max_txn_ops).collect();
+            let chunk: Vec<_> = rest.by_ref().take(per_txn).collect();
             let mut compares = Vec::with_capacity(chunk.len());
             let mut puts = Vec::with_capacity(chunk.len());
             for (system_id, entry, bytes) in &chunk {
