@@ -123,7 +123,7 @@ async fn transitions_made_while_the_store_is_down_reach_the_journal_once_it_is_b
 
     // Everything completes and the journal catches up by itself.
     fixtures::wait_all(&client, Phase::Completed, SYSTEMS, Duration::from_secs(180)).await;
-    let mut store = suyun_tests::etcd::connect(&etcd.endpoint()).await.unwrap();
+    let store = suyun_tests::etcd::connect(&etcd.endpoint()).await.unwrap();
     eventually(Duration::from_secs(60), || {
         let (systems, keys, store) = (systems.clone(), keys.clone(), store.clone());
         async move {
