@@ -143,6 +143,8 @@ struct StoreMetrics {
     last_publish: GaugeVec,
     lag: GaugeVec,
     errors: IntCounter,
+    journal_entries: IntCounter,
+    journal_missed: IntCounter,
 }
 
 /// A collector shared between the registry and [`Metrics::exported_metric_names`].
@@ -355,6 +357,16 @@ impl Metrics {
                     "Publishes to the status store that failed",
                 )
                 .expect("valid metric"),
+                journal_entries: IntCounter::new(
+                    "suyun_journal_entries_total",
+                    "Entries appended to the transition journal (closing entries of deleted systems included)",
+                )
+                .expect("valid metric"),
+                journal_missed: IntCounter::new(
+                    "suyun_journal_missed_transitions_total",
+                    "Transitions that could not be journaled: more happened during a status-store outage than a status keeps",
+                )
+                .expect("valid metric"),
             }),
         };
         let mut collectors: Vec<Arc<dyn Collector>> = vec![
@@ -389,6 +401,8 @@ impl Metrics {
             collectors.push(Arc::new(store.last_publish.clone()));
             collectors.push(Arc::new(store.lag.clone()));
             collectors.push(Arc::new(store.errors.clone()));
+            collectors.push(Arc::new(store.journal_entries.clone()));
+            collectors.push(Arc::new(store.journal_missed.clone()));
         }
         #[cfg(target_os = "linux")]
         collectors.push(Arc::new(prometheus::process_collector::ProcessCollector::for_self()));
@@ -587,6 +601,15 @@ impl Metrics {
             }
             PublishOutcome::Failed => store.errors.inc(),
         }
+    }
+}
+
+impl Metrics {
+    /// Records what the journal appended and recorded as lost (no-op without a store).
+    pub fn observe_journal(&self, appended: usize, missed: u64) {
+        let Some(store) = &self.store else { return };
+        store.journal_entries.inc_by(appended as u64);
+        store.journal_missed.inc_by(missed);
     }
 }
 

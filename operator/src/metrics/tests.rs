@@ -87,6 +87,8 @@ fn exported_names_cover_the_catalogue_with_histogram_series_and_follow_the_store
         "suyun_store_last_publish_timestamp_seconds",
         "suyun_store_publish_lag_seconds",
         "suyun_store_publish_errors_total",
+        "suyun_journal_entries_total",
+        "suyun_journal_missed_transitions_total",
     ] {
         assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
     }

@@ -118,12 +118,14 @@ pub struct StoreSink {
     publisher: crate::store::Publisher,
     published: HashMap<String, crate::store::RecordKey>,
     reconciled: bool,
+    /// What the journal appended since the metrics last took it.
+    journaled: crate::store::JournalReport,
 }
 
 impl StoreSink {
     /// A sink writing through `publisher` (which holds the etcd fence).
     pub fn new(publisher: crate::store::Publisher) -> Self {
-        Self { publisher, published: HashMap::new(), reconciled: false }
+        Self { publisher, published: HashMap::new(), reconciled: false, journaled: Default::default() }
     }
 
     /// The publisher, for writes outside the read-model (approvals).
@@ -169,7 +171,7 @@ impl StoreSink {
             self.publisher.reconcile(records).await
         };
         let journal_result = match &result {
-            Ok(_) => self.publisher.sync_journal(sources, true, now).await.map(|_| ()),
+            Ok(_) => self.sync_journal(sources, true, now).await,
             Err(_) => Ok(()),
         };
         let outcome = Self::outcome(result.map(|_| ()).and(journal_result));
@@ -190,10 +192,22 @@ impl StoreSink {
     ) -> Result<bool, ()> {
         let result = self.publisher.publish(records.into_iter().map(crate::store::Change::Put)).await;
         let journal_result = match &result {
-            Ok(_) => self.publisher.sync_journal(sources, false, now).await.map(|_| ()),
+            Ok(_) => self.sync_journal(sources, false, now).await,
             Err(_) => Ok(()),
         };
         Self::outcome(result.map(|_| ()).and(journal_result))
+    }
+
+    async fn sync_journal(
+        &mut self,
+        sources: &[crate::journal::Source<'_>],
+        complete: bool,
+        now: i64,
+    ) -> Result<(), crate::store::StoreError> {
+        let report = self.publisher.sync_journal(sources, complete, now).await?;
+        self.journaled.appended += report.appended;
+        self.journaled.missed += report.missed;
+        Ok(())
     }
 
     fn outcome(result: Result<(), crate::store::StoreError>) -> Result<bool, ()> {
@@ -610,6 +624,8 @@ impl MigrationLoop {
                 .map(|i| journal_source(&objects.systems[i], &regions, &effective[i].transitions))
                 .collect();
             let published = store.publish(records, &sources, now).await;
+            let journaled = std::mem::take(&mut store.journaled);
+            metrics.observe_journal(journaled.appended, journaled.missed);
             let committed_at = k8s_openapi::jiff::Timestamp::now().as_second();
             match published {
                 Ok(true) => {
