@@ -210,3 +210,34 @@ async fn an_edited_entry_in_the_store_is_found_by_suyunctl_journal_verify() {
     assert!(!ok, "{text}");
     assert!(text.contains("BROKEN S-2: entry 3 does not chain"), "{text}");
 }
+
+#[tokio::test]
+async fn a_deleted_systems_history_is_still_served_to_its_city_and_to_nobody_else() {
+    use suyun_operator::store::{Change, RecordKey};
+    let prefix = unique_prefix("journal-history");
+    let endpoint = suyun_tests::cluster().etcd_endpoints.clone();
+    let (_, mut publisher) = leader(&prefix, "operator-a").await;
+    let t = transitions(3);
+    publisher.sync_journal(&[source("S-1", "u1", &t), source("S-2", "u2", &t)], true, NOW).await.unwrap();
+    let server = suyun_tests::apiserver::TestServer::start(&endpoint, &prefix, 1000).await.unwrap();
+    let suzhou = server.with_certificate("zhang.wei", &["320500"]);
+    let nanjing = server.with_certificate("li.lei", &["320100"]);
+
+    // S-2 is deleted: its record goes, its journal is closed and stays.
+    publisher.publish([Change::Delete(RecordKey::System("S-2".into()))]).await.unwrap();
+    publisher.sync_journal(&[source("S-1", "u1", &t)], true, NOW).await.unwrap();
+    suyun_tests::eventually(std::time::Duration::from_secs(10), || async {
+        let record = suzhou.get("/api/v1/systems/S-2").await?;
+        anyhow::ensure!(record.status == http::StatusCode::NOT_FOUND, "the record is still served");
+        let history = suzhou.get("/api/v1/systems/S-2/history").await?;
+        anyhow::ensure!(history.status == http::StatusCode::OK, "{}", history.text());
+        let entries = history.json()["item"]["entries"].as_array().cloned().unwrap_or_default();
+        let to: Vec<String> = entries.iter().map(|e| e["to"].as_str().unwrap_or_default().to_owned()).collect();
+        anyhow::ensure!(to == ["Scheduled", "Provisioning", "Replicating", DELETED], "entries: {to:?}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let other_city = nanjing.get("/api/v1/systems/S-2/history").await.unwrap();
+    assert_eq!(other_city.status, http::StatusCode::NOT_FOUND, "{}", other_city.text());
+}
