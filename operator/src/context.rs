@@ -68,4 +68,41 @@ impl Context {
             let _ = tx.unbounded_send(());
         }
     }
+
+    /// Server-side applies `status` to the cluster-scoped object `name` of kind `K`, on
+    /// condition that it is still at `resource_version` (the version the status was computed
+    /// from). `Ok(false)` when it changed since (409): the caller computes again from the
+    /// change instead of writing over it — a deposed leader's late write is refused the same
+    /// way.
+    pub async fn apply_status<K>(
+        &self,
+        name: &str,
+        resource_version: Option<&str>,
+        status: &impl serde::Serialize,
+    ) -> Result<bool, kube::Error>
+    where
+        K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api = kube::Api::<K>::all(self.client.clone());
+        let mut patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        if let Some(rv) = resource_version {
+            patch["metadata"] = serde_json::json!({ "resourceVersion": rv });
+        }
+        let params = kube::api::PatchParams::apply(suyun_crds::FIELD_MANAGER).force();
+        match api.patch_status(name, &params, &kube::api::Patch::Apply(&patch)).await {
+            Ok(_) => Ok(true),
+            Err(e) if crate::migration::is_conflict(&e) => {
+                tracing::debug!(kind = %K::kind(&()), %name, "changed since its status was computed; computing again");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
 }

@@ -14,13 +14,12 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use suyun_crds::v1alpha1::{CLOUD_NODE_LABEL, CloudNode, CloudNodeStatus, condition_types};
 use tracing::{info, instrument, warn};
 
@@ -132,22 +131,17 @@ async fn reconcile_node(node: Arc<CloudNode>, ctx: &Context) -> Result<Action> {
     // apply + update_status
     let previous = node.status.clone().unwrap_or_default();
     if desired != previous {
-        apply_status(ctx, &name, &desired).await?;
+        if !ctx.apply_status::<CloudNode>(&name, node.metadata.resource_version.as_deref(), &desired).await? {
+            return Ok(Action::requeue(CHANGED_MEANWHILE));
+        }
         publish_transition(ctx, &node, &previous, &desired).await;
     }
     Ok(Action::requeue(Duration::from_secs(600)))
 }
 
-async fn apply_status(ctx: &Context, name: &str, status: &CloudNodeStatus) -> Result<()> {
-    let api = Api::<CloudNode>::all(ctx.client.clone());
-    let patch = json!({
-        "apiVersion": CloudNode::api_version(&()),
-        "kind": CloudNode::kind(&()),
-        "status": status,
-    });
-    api.patch_status(name, &PatchParams::apply(suyun_crds::FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
-    Ok(())
-}
+/// How soon an object whose status write was refused because it changed meanwhile is looked at
+/// again (its watch event is usually there first).
+pub(crate) const CHANGED_MEANWHILE: Duration = Duration::from_secs(1);
 
 /// Publishes an Event when the Ready condition changes status or reason.
 async fn publish_transition(ctx: &Context, node: &CloudNode, previous: &CloudNodeStatus, desired: &CloudNodeStatus) {

@@ -191,9 +191,10 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action> 
             .find(|c| c.type_ == condition_types::READY)
             .map(|c| (c.status.clone(), c.reason.clone()));
         let ready = desired.conditions.iter().find(|c| c.type_ == condition_types::READY).cloned();
-        let api = Api::<Tenant>::all(ctx.client.clone());
-        let patch = json!({"apiVersion": Tenant::api_version(&()), "kind": Tenant::kind(&()), "status": desired});
-        api.patch_status(&name, &PatchParams::apply(suyun_crds::FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+        if !ctx.apply_status::<Tenant>(&name, tenant.metadata.resource_version.as_deref(), &desired).await? {
+            provisioned?;
+            return Ok(Action::requeue(crate::cloud_node::CHANGED_MEANWHILE));
+        }
         if let Some(c) = ready.filter(|c| Some((c.status.clone(), c.reason.clone())) != was_ready) {
             let event = Event {
                 type_: if c.status == "True" { EventType::Normal } else { EventType::Warning },
