@@ -208,7 +208,7 @@ impl Elector {
     }
 
     /// Releases the Lease if this replica holds it (empty holder), so a standby takes over at
-    /// once. At most two apiserver calls of [`CALL_TIMEOUT`] each; failures are logged.
+    /// once. Bounded by [`CALL_TIMEOUT`] in all; failures are logged.
     pub async fn release(&mut self) {
         self.renewed = None;
         let result = async {
@@ -224,7 +224,7 @@ impl Elector {
             self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
             Ok::<_, kube::Error>(true)
         };
-        match tokio::time::timeout(CALL_TIMEOUT * 2, result).await {
+        match tokio::time::timeout(CALL_TIMEOUT, result).await {
             Ok(Ok(true)) => tracing::info!(lease = %self.name, "leader Lease released"),
             Ok(Ok(false)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, lease = %self.name, "could not release the leader Lease"),
