@@ -106,7 +106,7 @@ async fn a_hung_job_times_out_is_retried_then_rolled_back() {
     let rollback = eventually(WAIT, || async {
         let jobs = jobs(&client).await?;
         let rollback = jobs.iter().find(|j| j.labels().get("suyun.io/phase").map(String::as_str) == Some("rollback"));
-        Ok(rollback.cloned().ok_or_else(|| anyhow::anyhow!("no rollback Job among {}", jobs.len()))?)
+        rollback.cloned().ok_or_else(|| anyhow::anyhow!("no rollback Job among {}", jobs.len()))
     })
     .await
     .unwrap();
