@@ -38,6 +38,7 @@ pub mod telemetry;
 pub mod tenant;
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::channel::mpsc;
@@ -46,33 +47,71 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 fn ctx_store_configured(config: &config::Config) -> bool {
     !config.store.endpoints.is_empty()
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn termination() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+/// How long the controllers get to finish in-flight work when a leading term ends.
+const DRAIN: Duration = Duration::from_secs(2);
+/// Longest wait to give the status-store fence back (revoke its etcd lease).
+const RESIGN: Duration = Duration::from_secs(1);
+/// Longest wait for the metrics listener to close.
+const LISTENER_CLOSE: Duration = Duration::from_millis(500);
+/// After the first SIGTERM or SIGINT the process exits within this, whatever still hangs. The
+/// bounded steps of a stop (drain, fence, Lease release, listener) add up to less.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
+
+/// The stop request: set by the first SIGTERM or SIGINT.
+#[derive(Clone, Debug)]
+struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    /// Resolves once a stop was requested.
+    async fn requested(&self) {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|s| *s).await;
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+}
+
+/// Installs the SIGTERM and SIGINT handlers. The first signal requests a stop (the returned
+/// channel turns `true`); a second one, or [`SHUTDOWN_DEADLINE`] passing after the first, ends
+/// the process at once.
+fn signals() -> anyhow::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = first, "stopping (a second SIGTERM or SIGINT exits at once)");
+        let _ = tx.send(true);
+        let (second, code) = tokio::select! {
+            _ = term.recv() => ("SIGTERM", 143),
+            _ = int.recv() => ("SIGINT", 130),
+            () = tokio::time::sleep(SHUTDOWN_DEADLINE) => {
+                tracing::error!(deadline_s = SHUTDOWN_DEADLINE.as_secs(), "not stopped in time; exiting now");
+                std::process::exit(1);
+            }
+        };
+        tracing::warn!(signal = second, "second signal: exiting at once");
+        std::process::exit(code);
+    });
+    Ok(rx)
 }
 
 /// Serves the metrics listener, connects to the cluster (in-cluster config or `KUBECONFIG`),
-/// campaigns for leadership and, while leading, runs every controller. Returns on SIGTERM or
-/// Ctrl-C (Ok, after releasing the Lease) or when leadership is lost (Err: the process exits and
-/// is restarted as a standby).
+/// campaigns for leadership and, while leading, runs every controller. Losing leadership
+/// (another replica took the Lease, the Lease could not be renewed in time, or this replica was
+/// fenced out of the status store) stops the controllers and goes back to campaigning in the
+/// same process. Returns on SIGTERM or SIGINT, within a few seconds whatever is unreachable
+/// (Ok, after releasing the Lease); a second signal exits at once.
 pub async fn run(config: config::Config) -> anyhow::Result<()> {
+    let stop = Stop(signals()?);
     let metrics = Arc::new(metrics::Metrics::new(ctx_store_configured(&config)));
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
@@ -83,57 +122,154 @@ pub async fn run(config: config::Config) -> anyhow::Result<()> {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
     }));
-    let outcome = operate(config, metrics.clone()).await;
+    let outcome = operate(config, metrics.clone(), stop).await;
     metrics.set_readiness(metrics::Readiness::Stopping);
     metrics.set_leader(false);
     metrics.clear_state();
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
+    match tokio::time::timeout(LISTENER_CLOSE, server).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the metrics listener failed"),
         Ok(Err(e)) => tracing::warn!(error = %e, "the metrics listener task failed"),
         _ => {}
     }
+    tracing::info!("shut down");
     outcome
 }
 
-/// Everything but the metrics listener: see [`run`].
-async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>) -> anyhow::Result<()> {
+/// Connects to the Kubernetes API, retrying with backoff (1 s doubling to 30 s) while the
+/// apiserver is unreachable; `None` when a stop was requested first.
+async fn connect(stop: &Stop) -> anyhow::Result<Option<kube::Client>> {
     let client = kube::Client::try_default().await?;
-    let version = client.apiserver_version().await?;
-    tracing::info!(server = %version.git_version, instance = %config.instance, "connected to the Kubernetes API");
-
-    let terminated = termination().shared();
-    let mut leadership = leader::Leadership::campaign(client.clone(), &config).await?;
-    metrics.set_readiness(metrics::Readiness::Standby);
-    tracing::info!(lease = %config.lease_name, namespace = %config.lease_namespace, "waiting for leadership");
-    tokio::select! {
-        () = terminated.clone() => {
-            leadership.release().await;
-            return Ok(());
+    let mut delay = Duration::from_secs(1);
+    let mut failures = 0u32;
+    loop {
+        let attempt = tokio::time::timeout(Duration::from_secs(10), client.apiserver_version());
+        let error = tokio::select! {
+            () = stop.requested() => return Ok(None),
+            result = attempt => match result {
+                Ok(Ok(version)) => {
+                    tracing::info!(server = %version.git_version, "connected to the Kubernetes API");
+                    return Ok(Some(client));
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out".to_owned(),
+            },
+        };
+        failures += 1;
+        tracing::warn!(error, failures, retry_in_s = delay.as_secs(), "cannot reach the Kubernetes API; retrying");
+        tokio::select! {
+            () = stop.requested() => return Ok(None),
+            () = tokio::time::sleep(delay) => {}
         }
-        acquired = leadership.acquired() => if !acquired {
-            anyhow::bail!("leader election ended before this replica could lead");
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Why a leading term ended.
+enum TermEnd {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// The Lease was taken by another replica or could not be renewed in time.
+    LostLease,
+    /// This replica must stand aside (fenced out of the status store, controllers stopped).
+    StepDown(&'static str),
+}
+
+/// Everything but the metrics listener: see [`run`].
+async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>, stop: Stop) -> anyhow::Result<()> {
+    let Some(client) = connect(&stop).await? else { return Ok(()) };
+    tracing::info!(instance = %config.instance, "campaigning");
+    let mut elector = leader::Elector::new(client.clone(), &config);
+    loop {
+        metrics.set_readiness(metrics::Readiness::Standby);
+        tracing::info!(lease = %config.lease_name, namespace = %config.lease_namespace, "waiting for leadership");
+        tokio::select! {
+            () = stop.requested() => {
+                // A campaign cancelled mid-write may have taken the Lease: give it back.
+                elector.release().await;
+                return Ok(());
+            }
+            () = elector.acquire() => {}
+        }
+        tracing::info!("leading: starting controllers");
+        metrics.set_leader(true);
+        let end = lead(&client, &config, &metrics, &mut elector, &stop).await;
+        metrics.set_leader(false);
+        metrics.clear_state();
+        match end {
+            TermEnd::Stop => {
+                elector.release().await;
+                return Ok(());
+            }
+            TermEnd::LostLease => {
+                tracing::warn!("lost leadership: controllers stopped; campaigning again");
+            }
+            TermEnd::StepDown(why) => {
+                let aside = elector.duration();
+                tracing::error!(
+                    why,
+                    aside_s = aside.as_secs(),
+                    "stepping down so that a standby takes over: Lease released, campaigning again after standing aside"
+                );
+                elector.release().await;
+                tokio::select! {
+                    () = stop.requested() => return Ok(()),
+                    () = tokio::time::sleep(aside) => {}
+                }
+            }
         }
     }
-    tracing::info!("leading: starting controllers");
-    // Leadership is held from here until this function returns: losing it ends the process
-    // (`run` then sets the gauge back to 0).
-    metrics.set_leader(true);
+}
+
+/// One leading term: wins the status-store fence (when configured), runs every controller
+/// until the Lease is lost, this replica must step down, or a stop is requested; then stops
+/// them, each step bounded, and gives the fence back.
+async fn lead(
+    client: &kube::Client,
+    config: &config::Config,
+    metrics: &Arc<metrics::Metrics>,
+    elector: &mut leader::Elector,
+    stop: &Stop,
+) -> TermEnd {
     metrics.set_readiness(metrics::Readiness::Syncing);
 
     // The status store: win its fence too, so that a deposed leader cannot write to it.
-    let (store, approval_source) = if ctx_store_configured(&config) {
-        let etcd = config.store.connect().await?;
-        let fence = tokio::select! {
-            () = terminated.clone() => {
-                leadership.release().await;
-                return Ok(());
+    let mut fence_lease = None;
+    let (store, approval_source) = if ctx_store_configured(config) {
+        let keys = config.store.keys();
+        let campaign = async {
+            let mut delay = Duration::from_secs(1);
+            loop {
+                let attempt = async {
+                    let etcd = config.store.connect().await?;
+                    let fence = store::Fence::campaign(
+                        etcd.clone(),
+                        keys.clone(),
+                        &config.instance,
+                        config.store.lease_ttl_seconds,
+                    )
+                    .await?;
+                    Ok::<_, store::StoreError>((etcd, fence))
+                };
+                match attempt.await {
+                    Ok(won) => return won,
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "cannot win the status-store fence; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    }
+                }
             }
-            fence = store::Fence::campaign(etcd.clone(), config.store.keys(), &config.instance, config.store.lease_ttl_seconds) => fence?,
+        };
+        let (etcd, fence) = tokio::select! {
+            () = stop.requested() => return TermEnd::Stop,
+            () = elector.hold() => return TermEnd::LostLease,
+            won = campaign => won,
         };
         tracing::info!(endpoints = ?config.store.endpoints, "holding the status-store fence");
+        fence_lease = Some((fence.client(), fence.lease_id()));
         let publisher = store::Publisher::new(fence, config.store.max_txn_ops);
-        (Some(migration::StoreSink::new(publisher)), Some((etcd, config.store.keys())))
+        (Some(migration::StoreSink::new(publisher)), Some((etcd, keys)))
     } else {
         tracing::warn!("no --store-endpoints: the read-model is not published and REST approvals are not applied");
         (None, None)
@@ -143,14 +279,14 @@ async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>) -> anyh
     let node_changes = cloud_node::node_changes(Api::<Node>::all(client.clone()), node_writer);
     let (controller, cloud_nodes) = cloud_node::controller(client.clone());
     let notify = Arc::new(Notify::new());
-    let (caches, watch_tasks) = migration::watch(&client, notify.clone());
+    let (caches, watch_tasks) = migration::watch(client, notify.clone());
     let (nodes_tx, nodes_rx) = mpsc::unbounded();
     let (tenants_tx, tenants_rx) = mpsc::unbounded();
     let ctx = Arc::new(context::Context {
-        recorder: Recorder::new(client.clone(), context::Context::reporter(&config)),
-        client,
-        config,
-        metrics,
+        recorder: Recorder::new(client.clone(), context::Context::reporter(config)),
+        client: client.clone(),
+        config: config.clone(),
+        metrics: metrics.clone(),
         cloud_nodes,
         nodes: node_store,
         tenants: caches.tenants.clone(),
@@ -160,7 +296,7 @@ async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>) -> anyh
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop = async move {
+    let stopped = async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
     }
@@ -176,25 +312,29 @@ async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>) -> anyh
         }
         None => (None, None),
     };
-    let migration =
-        migration::MigrationLoop::new(ctx.clone(), caches.clone(), store, approvals).run(notify, stop.clone()).fuse();
-    let others = futures::future::join(
-        cloud_node::run(controller, ctx.clone(), node_changes, nodes_rx, stop.clone()),
-        tenant::run(ctx.clone(), tenants_rx, stop.clone()),
-    )
-    .fuse();
-    futures::pin_mut!(migration, others);
-    let outcome = tokio::select! {
-        () = terminated => Ok(()),
-        () = leadership.lost() => Err(anyhow::anyhow!("lost leadership; exiting so that a standby takes over")),
-        () = &mut migration => Err(anyhow::anyhow!(
-            "the migration loop stopped (fenced out of the status store by another replica, or its caches closed); \
-             exiting so that a standby takes over"
-        )),
-        _ = &mut others => Err(anyhow::anyhow!("the controllers stopped unexpectedly")),
+    let mut migration = Box::pin(
+        migration::MigrationLoop::new(ctx.clone(), caches.clone(), store, approvals)
+            .run(notify, stopped.clone())
+            .fuse(),
+    );
+    let mut others = Box::pin(
+        futures::future::join(
+            cloud_node::run(controller, ctx.clone(), node_changes, nodes_rx, stopped.clone()),
+            tenant::run(ctx.clone(), tenants_rx, stopped.clone()),
+        )
+        .fuse(),
+    );
+    let end = tokio::select! {
+        () = stop.requested() => TermEnd::Stop,
+        () = elector.hold() => TermEnd::LostLease,
+        () = &mut migration => TermEnd::StepDown(
+            "the migration loop stopped (fenced out of the status store by another replica, or its caches closed)"
+        ),
+        _ = &mut others => TermEnd::StepDown("the controllers stopped unexpectedly"),
     };
     let _ = stop_tx.send(true);
-    // Give the controllers a moment to finish in-flight work.
+    // Give the controllers a moment to finish in-flight work; a write hanging on an unreachable
+    // apiserver or store is dropped.
     let drain = async {
         if !migration.is_terminated() {
             (&mut migration).await;
@@ -203,14 +343,28 @@ async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>) -> anyh
             (&mut others).await;
         }
     };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+    if tokio::time::timeout(DRAIN, drain).await.is_err() {
+        tracing::warn!(drain_s = DRAIN.as_secs(), "controllers did not finish in time; dropped");
+    }
+    drop(migration);
+    drop(others);
     for task in watch_tasks {
         task.abort();
     }
     if let Some(task) = approvals_task {
         task.abort();
     }
-    leadership.release().await;
-    tracing::info!("shut down");
-    outcome
+    // Give the fence back so that the next leader (maybe this replica again) need not wait for
+    // its TTL.
+    if let Some((mut etcd, lease_id)) = fence_lease {
+        match tokio::time::timeout(RESIGN, etcd.lease_revoke(lease_id)).await {
+            Ok(Ok(_)) => tracing::info!("status-store fence given back"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not give the status-store fence back; it expires by itself")
+            }
+            Err(_) => tracing::warn!("giving the status-store fence back timed out; it expires by itself"),
+        }
+    }
+    tracing::info!("controllers stopped");
+    end
 }

@@ -2,9 +2,13 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = suyun_operator::config::Config::parse();
     suyun_operator::telemetry::init(config.log_format);
-    suyun_operator::run(config).await
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let outcome = runtime.block_on(suyun_operator::run(config));
+    // Blocking work still running (a DNS lookup of an unreachable endpoint) must not hold the
+    // exit back: stopping is bounded.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    outcome
 }

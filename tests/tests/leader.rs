@@ -1,5 +1,7 @@
 //! Two operator replicas: one leads and reconciles, the other waits; when the leader dies
-//! without releasing the Lease, the standby takes over within 15 s and carries on.
+//! without releasing the Lease, the standby takes over within 15 s and carries on. A leader
+//! fenced out of the status store steps down (releases the Lease) and campaigns again in the
+//! same process.
 
 use std::time::{Duration, Instant};
 
@@ -83,7 +85,7 @@ async fn the_standby_takes_over_within_15_seconds_when_the_leader_dies() {
 }
 
 #[tokio::test]
-async fn a_leader_fenced_out_of_the_status_store_exits_instead_of_holding_the_lease() {
+async fn a_leader_fenced_out_of_the_status_store_steps_down_and_campaigns_again() {
     let _guard = CLUSTER_SCOPED.lock().await;
     let cluster = cluster();
     let client = cluster.client().await.unwrap();
@@ -109,21 +111,43 @@ async fn a_leader_fenced_out_of_the_status_store_exits_instead_of_holding_the_le
     .unwrap();
 
     // Someone else's hand on the store: the leader key goes (as when its etcd lease expired
-    // behind a partition). The next publish is refused, and the replica must step down.
+    // behind a partition). The next publish is refused, and the replica must step down: stop
+    // its controllers and release the Lease, so that a replica holding both takes over.
     let keys = suyun_crds::readmodel::Keys::new(&prefix);
     let mut etcd = suyun_tests::etcd::connect(&cluster.etcd_endpoints).await.unwrap();
     etcd.delete(keys.leader(), None).await.unwrap();
     apply::<CloudNode>(&client, &fixtures::cloud_node("jiangsu", "Provincial", "320000", 100, 4)).await;
-    eventually(Duration::from_secs(60), || {
-        let running = operator.running();
-        async move { if running { anyhow::bail!("still running") } else { Ok(()) } }
+    eventually(Duration::from_secs(60), || async {
+        let log = operator.log_text();
+        if log.contains("stepping down so that a standby takes over") {
+            Ok(())
+        } else {
+            anyhow::bail!("not stepped down")
+        }
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_text()));
-    let log = operator.log_text();
-    assert!(log.contains("fenced out of the status store"), "{log}");
-    assert!(log.contains("exiting so that a standby takes over"), "{log}");
-    assert!(holder(&client, "suyun-fenced-test").await.is_none_or(|h| h.is_empty()), "the Lease was released");
+    assert!(operator.log_text().contains("fenced out of the status store"), "{}", operator.log_text());
+    // It stands aside for one Lease duration (10 s) with the Lease released.
+    eventually(Duration::from_secs(5), || async {
+        match holder(&client, "suyun-fenced-test").await {
+            Some(h) if !h.is_empty() => anyhow::bail!("the Lease is still held by {h}"),
+            _ => Ok(()),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_text()));
+    // Then, still the same process and alone, it leads again and wins the (vacant) fence.
+    eventually(Duration::from_secs(60), || async {
+        let log = operator.log_text();
+        let fences = log.matches("holding the status-store fence").count();
+        if fences >= 2 { Ok(()) } else { anyhow::bail!("fence won {fences} times") }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_text()));
+    assert!(operator.running(), "the process must survive losing its fence:\n{}", operator.log_text());
+    assert_eq!(holder(&client, "suyun-fenced-test").await.as_deref(), Some("fenced-replica"));
+    drop(operator);
     fixtures::clean(&client).await;
     etcd.delete(prefix, Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
 }
