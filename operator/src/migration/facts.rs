@@ -10,7 +10,7 @@ use suyun_planner::model::{self, Settings};
 use suyun_planner::windows::WeeklySet;
 use suyun_planner::{Plan, replication_seconds};
 
-use super::step::{CutoverWindow, Executor, Verdict, WaveView};
+use super::step::{CutoverWindow, Executor, JobPhase, Verdict, WaveView};
 
 /// The planner's verdict for every system, by systemId.
 pub fn verdicts(plan: &Plan) -> HashMap<&str, Verdict> {
@@ -183,7 +183,9 @@ pub fn wave_view(state: &WaveState, settings: &Settings, system: &GovSystem, nod
         executor,
         approval_required: spec.approval.as_ref().is_some_and(|a| a.required),
         max_attempts: spec.max_attempts.max(1),
-        timeout_seconds: i64::from(spec.runner.as_ref().map_or(3600, |r| r.timeout_seconds)),
+        timeouts: JobPhase::ALL.map(|phase| {
+            i64::from(spec.runner.as_ref().map_or(3600, |r| super::jobs::command_and_timeout(r, phase).1))
+        }),
         admits: state.admits.clone(),
     }
 }

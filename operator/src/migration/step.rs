@@ -60,10 +60,18 @@ pub struct WaveView {
     pub approval_required: bool,
     /// Attempts per phase before Failed.
     pub max_attempts: u32,
-    /// Time limit of a phase's Job, seconds.
-    pub timeout_seconds: i64,
+    /// Time limit of each phase's Job, seconds (the runner's, or the phase's override), in
+    /// [`JobPhase::ALL`] order.
+    pub timeouts: [i64; 5],
     /// `Ok` when the wave may start new migrations, else why not (paused, budget, order…).
     pub admits: Result<(), String>,
+}
+
+impl WaveView {
+    /// Time limit of `phase`'s Job, seconds.
+    pub fn timeout(&self, phase: JobPhase) -> i64 {
+        self.timeouts[JobPhase::ALL.iter().position(|p| *p == phase).unwrap_or(0)]
+    }
 }
 
 /// State of the Job named in `status.job`.
@@ -148,6 +156,10 @@ pub enum JobPhase {
 }
 
 impl JobPhase {
+    /// Every Job phase, in order.
+    pub const ALL: [JobPhase; 5] =
+        [JobPhase::Provisioning, JobPhase::Replicating, JobPhase::CuttingOver, JobPhase::Verifying, JobPhase::Rollback];
+
     /// Lower-case name used in Job names and labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -427,16 +439,16 @@ impl Stepper<'_> {
             });
             self.status.job = Some(name);
             self.status.phase_started_at = Some(time(self.facts.now));
-            self.wake(self.facts.now + wave.timeout_seconds);
+            self.wake(self.facts.now + wave.timeout(job_phase));
             return;
         };
         match &self.facts.job {
             JobState::Succeeded => self.phase_succeeded(job_phase, wave),
             JobState::Failed(why) => self.attempt_failed(job_phase, wave, format!("Job {job} failed: {why}")),
             JobState::Running | JobState::Missing => {
-                let deadline = started + wave.timeout_seconds;
+                let deadline = started + wave.timeout(job_phase);
                 if self.facts.now >= deadline {
-                    let why = format!("Job {job} did not finish within {} s", wave.timeout_seconds);
+                    let why = format!("Job {job} did not finish within {} s", wave.timeout(job_phase));
                     self.attempt_failed(job_phase, wave, why);
                 } else {
                     self.wake(deadline);

@@ -16,7 +16,7 @@ fn facts() -> Facts {
             executor: Executor::Job,
             approval_required: false,
             max_attempts: 3,
-            timeout_seconds: 600,
+            timeouts: [600; 5],
             admits: Ok(()),
         }),
         dependencies: Ok(()),
@@ -164,6 +164,20 @@ fn a_job_that_runs_past_its_timeout_counts_as_a_failure() {
     let after = finish_job(&start, &Facts { now: NOW + 600, ..facts() }, JobState::Running);
     assert_eq!(after.status.attempts, 1);
     assert!(after.status.message.unwrap().contains("did not finish within 600 s"));
+}
+
+#[test]
+fn each_phase_has_its_own_timeout() {
+    // Provisioning may take 120 s in this wave, the other phases 600.
+    let mut f = facts();
+    if let Some(w) = f.wave.as_mut() {
+        w.timeouts[0] = 120;
+    }
+    let start = step("sys", &GovSystemStatus::default(), &f).status;
+    assert_eq!(start.phase, Some(Phase::Provisioning));
+    let late = finish_job(&start, &Facts { now: NOW + 120, ..f.clone() }, JobState::Running);
+    assert_eq!(late.status.attempts, 1);
+    assert!(late.status.message.unwrap().contains("did not finish within 120 s"));
 }
 
 fn approval(id: &str, by: &str) -> GivenApproval {
