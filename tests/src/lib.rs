@@ -6,6 +6,7 @@
 //! when the cluster cannot start: the test fails and says why.
 
 pub mod apiserver;
+pub mod chaos;
 pub mod etcd;
 pub mod fixtures;
 pub mod helm;
@@ -140,11 +141,7 @@ impl Cluster {
             .env("SUYUN_TEST_CLUSTER_DIR", &self.dir)
             .output()
             .with_context(|| format!("running {}", script.display()))?;
-        anyhow::ensure!(
-            output.status.success(),
-            "{action} {name} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        anyhow::ensure!(output.status.success(), "{action} {name} failed: {}", String::from_utf8_lossy(&output.stderr));
         Ok(())
     }
 
