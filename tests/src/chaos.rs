@@ -101,7 +101,7 @@ impl Options {
             store_outage: Duration::from_secs(30),
             gap: (Duration::from_millis(300), Duration::from_millis(1500)),
             lease_seconds: 3,
-            node_concurrency: None,
+            node_concurrency: Some(20),
             slow_compression: 600,
             fast_compression: 100_000,
             snapshot_every: Duration::from_secs(3),
@@ -755,10 +755,11 @@ impl Replicas {
                 slot.process = None;
             }
             let slot = &self.slots[i];
-            if slot.process.is_none() && slot.started.elapsed() >= Duration::from_secs(1) {
-                if let Err(e) = self.start(i) {
-                    eprintln!("[chaos] restarting a replica failed: {e:#}");
-                }
+            if slot.process.is_none()
+                && slot.started.elapsed() >= Duration::from_secs(1)
+                && let Err(e) = self.start(i)
+            {
+                eprintln!("[chaos] restarting a replica failed: {e:#}");
             }
         }
     }
@@ -1074,7 +1075,32 @@ impl Faults<'_> {
         Ok(r)
     }
 
+    /// A system of the approval wave that the API shows before its cutover (so an approval
+    /// of it would be accepted), waited for up to two minutes.
+    async fn approvable(&self) -> Option<String> {
+        let probe = format!("/api/v1/systems?wave={}&limit=1000", self.shared.approval_wave);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(reply) = self.province.get(&probe).await
+                && reply.status == StatusCode::OK
+            {
+                let found = reply.json()["items"].as_array().into_iter().flatten().find_map(|s| {
+                    let phase = s["phase"].as_str().unwrap_or_default();
+                    ["Scheduled", "Provisioning", "Replicating", "AwaitingCutover"]
+                        .contains(&phase)
+                        .then(|| s["systemId"].as_str().unwrap_or_default().to_owned())
+                });
+                if found.is_some() {
+                    return found;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        None
+    }
+
     async fn store_outage(&self) -> anyhow::Result<FaultRecord> {
+        let candidate = self.approvable().await;
         let t0 = Instant::now();
         let mut r = self.record(Fault::EtcdStore, t0);
         self.component("stop", "etcd-store").await?;
@@ -1096,16 +1122,7 @@ impl Faults<'_> {
                 format!("status store down: the API is not stale-marked: {e:#}"),
             );
         }
-        // An approval for a system the (stale) API shows before its cutover: 503.
-        let probe = format!("/api/v1/systems?wave={}&limit=1000", self.shared.approval_wave);
-        let candidate = self.province.get(&probe).await.ok().and_then(|reply| {
-            reply.json()["items"].as_array().into_iter().flatten().find_map(|s| {
-                let phase = s["phase"].as_str().unwrap_or_default();
-                ["Pending", "Scheduled", "Provisioning", "Replicating", "AwaitingCutover"]
-                    .contains(&phase)
-                    .then(|| s["systemId"].as_str().unwrap_or_default().to_owned())
-            })
-        });
+        // An approval of a system the (stale) API shows before its cutover: 503.
         match candidate {
             Some(id) => {
                 let reply = self.province.post(&format!("/api/v1/systems/{id}/cutover-approval")).await?;
