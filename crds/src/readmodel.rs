@@ -314,7 +314,29 @@ pub struct JournalEntry {
     /// For a cutover that was approved: the reason or ticket reference given with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_reason: Option<String>,
+    /// Uid of the GovSystem object whose transition this is (a `systemId` outlives an object
+    /// that is deleted and created again).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+    /// The transition's position among that object's transitions (`status.transitions`).
+    #[serde(default)]
+    pub transition: u64,
+    /// Transitions of the object that were lost before this one (more than the status keeps
+    /// happened while the status store was unreachable); 0 normally.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missed: u64,
+    /// Hex SHA-256 of the previous entry's stored bytes; empty for the first entry. An entry
+    /// edited or removed breaks the chain.
+    #[serde(default)]
+    pub prev: String,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// `to` of the entry that closes the journal of a deleted system.
+pub const DELETED: &str = "Deleted";
 
 /// A cutover approval (`approvals/<systemId>`), written by the apiserver, applied by the
 /// operator.

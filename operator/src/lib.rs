@@ -25,6 +25,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod identity;
+pub mod journal;
 pub mod leader;
 pub mod manifests;
 pub mod metrics;

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use kube::ResourceExt;
 use suyun_crds::readmodel::{
-    ApprovalState, ConditionSummary, JournalEntry, NodeRecord, QuotaAmounts, Record, ResourceAmounts, SystemRecord,
-    TenantRecord, Utilization, WaveRecord,
+    ApprovalState, ConditionSummary, NodeRecord, QuotaAmounts, Record, ResourceAmounts, SystemRecord, TenantRecord,
+    Utilization, WaveRecord,
 };
-use suyun_crds::v1alpha1::{CloudNode, GovSystem, GovSystemStatus, Phase, Tenant};
+use suyun_crds::v1alpha1::{CloudNode, GovSystem, GovSystemStatus, Tenant};
 use suyun_planner::Plan;
 
 use crate::capacity::Amounts;
@@ -186,72 +186,4 @@ pub fn records(
         }));
     }
     out
-}
-
-/// A journal entry for a phase transition the loop wrote. The actor is whoever approved the
-/// cutover for that step (with when and why), the operator otherwise.
-pub fn journal_entry(
-    system_id: &str,
-    region: &str,
-    before: &GovSystemStatus,
-    after: &GovSystemStatus,
-    now: i64,
-) -> Option<JournalEntry> {
-    let (from, to) = (before.phase.unwrap_or_default(), after.phase.unwrap_or_default());
-    if from == to {
-        return None;
-    }
-    // A cutover that used an approval: the approval it used is new in this transition.
-    let approved_now = to == Phase::CuttingOver
-        && after.approved_by.is_some()
-        && after.consumed_approval.is_some()
-        && before.consumed_approval != after.consumed_approval;
-    Some(JournalEntry {
-        system_id: system_id.to_owned(),
-        region_code: region.to_owned(),
-        sequence: 0,
-        from: from.as_str().to_owned(),
-        to: to.as_str().to_owned(),
-        reason: after.reason.clone().unwrap_or_default(),
-        time: k8s_openapi::jiff::Timestamp::from_second(now).map(|t| t.to_string()).unwrap_or_default(),
-        actor: if approved_now {
-            after.approved_by.clone().unwrap_or_default()
-        } else {
-            suyun_crds::FIELD_MANAGER.to_owned()
-        },
-        approved_at: approved_now.then(|| time(&after.approved_at)).flatten(),
-        approval_reason: approved_now.then(|| after.approval_reason.clone()).flatten(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_journal_entry_per_phase_change_with_the_approver_as_actor() {
-        let before = GovSystemStatus { phase: Some(Phase::AwaitingCutover), ..Default::default() };
-        let after = GovSystemStatus {
-            phase: Some(Phase::CuttingOver),
-            approved_by: Some("ops@nanjing".into()),
-            approved_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::from_second(1_799_999_000).unwrap(),
-            )),
-            approval_reason: Some("CHG-2026-0042".into()),
-            consumed_approval: Some("store:17".into()),
-            reason: Some("CuttingOver".into()),
-            ..Default::default()
-        };
-        let e = journal_entry("JS-320100-0001", "320100", &before, &after, 1_800_000_000).unwrap();
-        assert_eq!(
-            (e.from.as_str(), e.to.as_str(), e.actor.as_str()),
-            ("AwaitingCutover", "CuttingOver", "ops@nanjing")
-        );
-        assert_eq!(e.approval_reason.as_deref(), Some("CHG-2026-0042"));
-        assert_eq!(e.approved_at.as_deref(), Some("2027-01-15T07:43:20Z"));
-        assert_eq!(e.region_code, "320100");
-        let next = GovSystemStatus { phase: Some(Phase::Verifying), ..after.clone() };
-        assert_eq!(journal_entry("JS-320100-0001", "320100", &after, &next, 0).unwrap().actor, "suyun-operator");
-        assert!(journal_entry("x", "r", &after, &after, 0).is_none(), "no phase change, no entry");
-    }
 }

@@ -774,7 +774,7 @@ impl Replicas {
 
     fn signal(&mut self, name: &str, signal: &str) -> anyhow::Result<()> {
         let slot = self.slot_of(name).with_context(|| format!("no replica {name}"))?;
-        slot.process.as_ref().expect("slot_of returns running slots").signal(signal)?;
+        slot.process.as_ref().expect("slot_of returns running slots").signal(signal);
         match signal {
             "STOP" => slot.paused = true,
             "CONT" => slot.paused = false,
@@ -795,7 +795,7 @@ impl Drop for Replicas {
             if let Some(p) = &slot.process
                 && slot.paused
             {
-                let _ = p.signal("CONT");
+                p.signal("CONT");
             }
         }
     }
@@ -1779,6 +1779,15 @@ async fn run_in(options: &Options, cluster: Cluster) -> anyhow::Result<Report> {
     let empty = BTreeMap::new();
     for (id, s) in &final_systems {
         let journal = journals.get(id).cloned().unwrap_or_default();
+        // The operator's own verifier must agree (what `suyunctl journal verify` runs).
+        let stored: Vec<(u64, Vec<u8>)> = journal.iter().map(|(n, b, _)| (*n, b.clone())).collect();
+        match suyun_operator::journal::verify_chain(&stored) {
+            Ok(summary) if summary.missed > 0 => {
+                push_capped(&mut v.journal, format!("{id}: verify_chain: {} transitions missed", summary.missed));
+            }
+            Ok(_) => {}
+            Err(e) => push_capped(&mut v.journal, format!("{id}: verify_chain: {e}")),
+        }
         let phases = watched.phases.get(id).cloned().unwrap_or_default();
         check_journal(id, &journal, s, &phases, watched.transitions.get(id).unwrap_or(&empty), &mut v);
     }

@@ -29,18 +29,27 @@ static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new
 /// old code. (An up-to-date binary is used as it is: a nested `cargo build -p suyun-operator`
 /// resolves features differently from `cargo test --workspace` and would recompile dependencies.)
 pub fn binary() -> PathBuf {
+    built("suyun-operator")
+}
+
+/// Path of the `suyunctl` binary, built like [`binary`].
+pub fn suyunctl() -> PathBuf {
+    built("suyunctl")
+}
+
+fn built(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/suyun-operator
+    // target/<profile>/deps/<test> → target/<profile>/<name>
     let dir = exe.parent().and_then(|d| d.parent()).expect("test executable lives in target/<profile>/deps");
-    let bin = dir.join("suyun-operator");
+    let bins = [dir.join("suyun-operator"), dir.join("suyunctl")];
     let built = BUILT.get_or_init(|| {
-        if is_fresh(&bin) {
+        if bins.iter().all(|b| is_fresh(b)) {
             return Ok(());
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let release = dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "suyun-operator", "--bin", "suyun-operator"]).current_dir(crate::repo_root());
+        cmd.args(["build", "-q", "-p", "suyun-operator", "--bins"]).current_dir(crate::repo_root());
         if release {
             cmd.arg("--release");
         }
@@ -52,7 +61,7 @@ pub fn binary() -> PathBuf {
     if let Err(e) = built {
         panic!("{e}");
     }
-    bin
+    dir.join(name)
 }
 
 /// Whether `bin` exists and is newer than every source, manifest and the lock file of the
@@ -155,16 +164,14 @@ impl OperatorProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`, `INT`, …) to the process.
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// Sends `signal` (a name `kill` knows: `KILL`, `STOP`, `CONT`, `TERM`) without waiting.
-    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill").args([format!("-{signal}"), self.pid().to_string()]).status()?;
-        anyhow::ensure!(status.success(), "kill -{signal} {} failed", self.pid());
-        Ok(())
     }
 
     /// How it exited (reaping it), or `None` while it runs.

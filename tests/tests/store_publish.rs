@@ -1,7 +1,8 @@
 //! The operator's publisher against the real status-store etcd: batching within etcd's
-//! transaction limit, skipping unchanged records, reconciling away stale keys, the journal.
+//! transaction limit, skipping unchanged records, reconciling away stale keys. The journal has
+//! tests of its own (`journal.rs`).
 
-use suyun_crds::readmodel::{ApprovalRecord, JournalEntry, Keys, Record, SystemRecord};
+use suyun_crds::readmodel::{ApprovalRecord, Keys, Record, SystemRecord};
 use suyun_operator::store::{Change, Fence, Publisher, RecordKey, StoreConfig, list_prefix};
 use suyun_tests::etcd::unique_prefix;
 use suyun_tests::readmodel::records_from_plan;
@@ -70,19 +71,6 @@ async fn reconcile_makes_the_store_equal_to_the_snapshot() {
     let snapshot: Vec<Record> = (1..=5).map(|i| system(&format!("S-{i}"))).collect();
     let report = publisher.reconcile(snapshot.clone()).await.unwrap();
     assert_eq!((report.puts, report.deletes), (5, 0));
-    publisher
-        .append_journal(vec![JournalEntry {
-            system_id: "S-5".into(),
-            region_code: "320500".into(),
-            from: "Pending".into(),
-            to: "Scheduled".into(),
-            reason: "Planned".into(),
-            time: "2025-03-03T08:00:00Z".into(),
-            actor: "suyun-operator".into(),
-            ..Default::default()
-        }])
-        .await
-        .unwrap();
     let mut client = config.connect().await.unwrap();
     let approval = ApprovalRecord { system_id: "S-5".into(), region_code: "320500".into(), ..Default::default() };
     client.put(keys.approval("S-5"), serde_json::to_vec(&approval).unwrap(), None).await.unwrap();
@@ -99,50 +87,11 @@ async fn reconcile_makes_the_store_equal_to_the_snapshot() {
     let report = publisher.reconcile(snapshot).await.unwrap();
     assert_eq!(report.unchanged, 3, "S-1, S-3, S-4 were already right");
     assert_eq!(report.puts, 1, "S-2 changed");
-    // S-5, S-9, S-5's journal (a prefix) and S-5's approval.
-    assert_eq!(report.deletes, 4);
+    // S-5, S-9 and S-5's approval.
+    assert_eq!(report.deletes, 3);
     assert_eq!(count(&config, "systems").await, 4);
-    assert_eq!(count(&config, "journal").await, 0);
     assert_eq!(count(&config, "approvals").await, 0);
 
-    // Deleting one system takes its journal with it.
     publisher.publish([Change::Delete(RecordKey::System("S-1".into()))]).await.unwrap();
     assert_eq!(count(&config, "systems").await, 3);
-}
-
-#[tokio::test]
-async fn journal_sequences_continue_across_leaders() {
-    let prefix = unique_prefix("publish-journal");
-    let (config, mut publisher) = leader(&prefix, "operator-a").await;
-    publisher.reconcile(vec![system("S-1"), system("S-2")]).await.unwrap();
-    let entry = |id: &str, from: &str, to: &str| JournalEntry {
-        system_id: id.into(),
-        region_code: "320500".into(),
-        from: from.into(),
-        to: to.into(),
-        reason: "PhaseCompleted".into(),
-        time: "2025-03-03T08:00:00Z".into(),
-        actor: "suyun-operator".into(),
-        ..Default::default()
-    };
-    let written = publisher
-        .append_journal(vec![
-            entry("S-1", "Pending", "Scheduled"),
-            entry("S-1", "Scheduled", "Provisioning"),
-            entry("S-2", "Pending", "Scheduled"),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(written.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2, 1]);
-    publisher.into_fence().resign().await.unwrap();
-
-    let (_, mut publisher) = leader(&prefix, "operator-b").await;
-    publisher.reconcile(vec![system("S-1"), system("S-2")]).await.unwrap();
-    let written = publisher.append_journal(vec![entry("S-1", "Provisioning", "Replicating")]).await.unwrap();
-    assert_eq!(written[0].sequence, 3, "the new leader continues after the last entry");
-    let mut client = config.connect().await.unwrap();
-    let (kvs, _) = list_prefix(&mut client, &config.keys().journal_of("S-1"), 1000, false).await.unwrap();
-    let phases: Vec<String> =
-        kvs.iter().map(|kv| serde_json::from_slice::<JournalEntry>(kv.value()).unwrap().to).collect();
-    assert_eq!(phases, ["Scheduled", "Provisioning", "Replicating"], "etcd's key order is the journal's order");
 }

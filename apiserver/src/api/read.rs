@@ -219,7 +219,7 @@ pub(super) async fn system_history(
 ) -> Result<Response, Problem> {
     let stale = staleness(&state)?;
     let index = read_index(&state)?;
-    let system = index.system(&identity.scope, &system_id).ok_or_else(|| Problem::not_found("system", &system_id))?;
+    let system = index.system(&identity.scope, &system_id);
     // A systemId can pass to another tenant (its first owner deleted, a later claimant takes
     // it over): what an earlier owner in another scope left is not the caller's to read.
     let approval = index.approvals.get(&system_id).filter(|a| identity.scope.covers(&a.record.region_code));
@@ -228,10 +228,15 @@ pub(super) async fn system_history(
         .get(&system_id)
         .map(|j| j.values().filter(|e| identity.scope.covers(&e.record.region_code)).collect())
         .unwrap_or_default();
+    // The journal outlives the system (kept for the retention after its deletion): a deleted
+    // system's history is still there for whoever may read its entries.
+    if system.is_none() && entries.is_empty() {
+        return Err(Problem::not_found("system", &system_id));
+    }
     // Everything here is this system's own: its record, approval (or the revocation of one)
     // and journal.
     let revision = [
-        system.revision,
+        system.map_or(0, |s| s.revision),
         approval.map_or(0, |a| a.revision),
         index.approval_deletions.get(&system_id).copied().unwrap_or(0),
     ]

@@ -328,4 +328,38 @@ pub struct GovSystemStatus {
     /// Conditions: Scheduled, Blocked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The last phase transitions of this object, oldest first (at most
+    /// `TRANSITIONS_KEPT`). Written with the phase change itself, so that the journal in the
+    /// status store can be completed from here after an outage of the store or a failover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitions: Vec<Transition>,
+}
+
+/// How many transitions a GovSystem's status keeps: a migration without retries makes about
+/// ten, so an outage of the status store during a whole migration loses none.
+pub const TRANSITIONS_KEPT: usize = 16;
+
+/// One phase transition of a GovSystem, as recorded in its status and then journaled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    /// Position among this object's transitions, from 1; never reused.
+    pub sequence: u64,
+    /// Phase before.
+    pub from: Phase,
+    /// Phase after.
+    pub to: Phase,
+    /// Reason of the new state.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// When.
+    pub time: Time,
+    /// Who caused it: `suyun-operator`, or the identity that approved a cutover.
+    pub actor: String,
+    /// For a cutover that was approved: when the approval was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Time>,
+    /// For a cutover that was approved: the reason or ticket reference given with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_reason: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! `suyunctl`: Suyun's command-line tool. `suyunctl plan` runs the planner offline over the
 //! manifests kubectl would apply, or over a synthetic dataset, and prints the plan as a table
-//! or JSON.
+//! or JSON. `suyunctl journal verify` checks the transition journals in the status store.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +20,26 @@ struct Cli {
 enum Command {
     /// Plan placement and migration offline: from manifests (-f) or a synthetic dataset.
     Plan(PlanArgs),
+    /// The transition journals in the status store.
+    #[command(subcommand)]
+    Journal(JournalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum JournalCommand {
+    /// Verify every journal's chain (or one system's): sequences without gaps, each entry
+    /// carrying the hash of the one before, each transition once and in order. Exits 1 when a
+    /// chain is broken, naming the system and the first entry that breaks it.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    store: suyun_operator::store::StoreConfig,
+    /// Only this system's journal.
+    #[arg(long)]
+    system: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,8 +120,54 @@ fn input(args: &PlanArgs) -> Result<PlanInput, String> {
 }
 
 fn main() -> ExitCode {
-    let Cli { command: Command::Plan(args) } = Cli::parse();
-    let input = match input(&args) {
+    match Cli::parse().command {
+        Command::Plan(args) => plan(&args),
+        Command::Journal(JournalCommand::Verify(args)) => verify(&args),
+    }
+}
+
+fn verify(args: &VerifyArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let journals = runtime.block_on(async {
+        let mut client = args.store.connect().await?;
+        suyun_operator::store::read_journals(&mut client, &args.store.keys(), args.system.as_deref()).await
+    });
+    let journals = match journals {
+        Ok(journals) => journals,
+        Err(e) => {
+            eprintln!("error: reading the journals: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut entries, mut missed, mut closed, mut broken) = (0, 0, 0, 0);
+    for (system_id, chain) in &journals {
+        match suyun_operator::journal::verify_chain(chain) {
+            Ok(summary) => {
+                entries += summary.entries;
+                missed += summary.missed;
+                closed += usize::from(summary.closed);
+            }
+            Err(why) => {
+                broken += 1;
+                println!("BROKEN {system_id}: {why}");
+            }
+        }
+    }
+    println!(
+        "{} journals, {entries} entries verified, {broken} broken, {closed} closed (system deleted), {missed} transitions recorded as lost",
+        journals.len()
+    );
+    if broken > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn plan(args: &PlanArgs) -> ExitCode {
+    let input = match input(args) {
         Ok(input) => input,
         Err(message) => {
             eprintln!("error: {message}");

@@ -15,11 +15,14 @@
 
 pub mod accounts;
 pub mod facts;
+pub mod fencing;
 pub mod jobs;
 pub mod step;
 #[cfg(test)]
 mod step_tests;
 mod writes;
+
+pub use writes::{is_conflict, status_patch};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -139,14 +142,16 @@ impl StoreSink {
         }
     }
 
-    /// Publishes `records` (the whole read-model) and `journal`. On the first call the store is
-    /// reconciled against the records (stale keys deleted); afterwards only what changed is
-    /// written and what disappeared is deleted. `Ok(true)` when committed, `Ok(false)` when it
-    /// failed and is retried next iteration, `Err` only when this replica was fenced out.
+    /// Publishes `records` (the whole read-model) and brings the journal up to date with
+    /// `sources` (every owned system). On the first call the store is reconciled against the
+    /// records (stale keys deleted); afterwards only what changed is written and what
+    /// disappeared is deleted. `Ok(true)` when committed, `Ok(false)` when it failed and is
+    /// retried next iteration, `Err` only when this replica was fenced out.
     async fn publish(
         &mut self,
         records: Vec<suyun_crds::readmodel::Record>,
-        journal: Vec<suyun_crds::readmodel::JournalEntry>,
+        sources: &[crate::journal::Source<'_>],
+        now: i64,
     ) -> Result<bool, ()> {
         use crate::store::Change;
         let keys = self.publisher.fence().keys().clone();
@@ -164,10 +169,10 @@ impl StoreSink {
             self.publisher.reconcile(records).await
         };
         let journal_result = match &result {
-            Ok(_) if !journal.is_empty() => self.publisher.append_journal(journal).await.map(|_| ()),
-            _ => Ok(()),
+            Ok(_) => self.publisher.sync_journal(sources, true, now).await.map(|_| ()),
+            Err(_) => Ok(()),
         };
-        let outcome = Self::outcome(result.and(journal_result));
+        let outcome = Self::outcome(result.map(|_| ()).and(journal_result));
         if outcome == Ok(true) {
             self.reconciled = true;
             self.published = current;
@@ -175,19 +180,20 @@ impl StoreSink {
         outcome
     }
 
-    /// Publishes the records of systems whose status was just written, and their journal
-    /// entries, ahead of the iteration's full publish; only once the store was reconciled.
+    /// Publishes the records of systems whose status was just written, and journals their
+    /// transitions, ahead of the iteration's full publish; only once the store was reconciled.
     async fn publish_systems(
         &mut self,
         records: Vec<suyun_crds::readmodel::Record>,
-        journal: Vec<suyun_crds::readmodel::JournalEntry>,
+        sources: &[crate::journal::Source<'_>],
+        now: i64,
     ) -> Result<bool, ()> {
         let result = self.publisher.publish(records.into_iter().map(crate::store::Change::Put)).await;
         let journal_result = match &result {
-            Ok(_) if !journal.is_empty() => self.publisher.append_journal(journal).await.map(|_| ()),
-            _ => Ok(()),
+            Ok(_) => self.publisher.sync_journal(sources, false, now).await.map(|_| ()),
+            Err(_) => Ok(()),
         };
-        Self::outcome(result.and(journal_result))
+        Self::outcome(result.map(|_| ()).and(journal_result))
     }
 
     fn outcome(result: Result<(), crate::store::StoreError>) -> Result<bool, ()> {
@@ -212,6 +218,7 @@ pub struct MigrationLoop {
     overlay: HashMap<String, Written>,
     store: Option<StoreSink>,
     approvals: Option<crate::store::ApprovalMirror>,
+    lease: fencing::LeaseCheck,
     fenced: bool,
 }
 
@@ -230,7 +237,18 @@ impl MigrationLoop {
         store: Option<StoreSink>,
         approvals: Option<crate::store::ApprovalMirror>,
     ) -> Self {
-        Self { ctx, caches, overlay: HashMap::new(), store, approvals, fenced: false }
+        let store = store.map(|mut sink| {
+            let retention = i64::from(ctx.config.store.journal_retention_days) * 86_400;
+            sink.publisher.set_retention(retention);
+            sink
+        });
+        let config = &ctx.config;
+        let lease = fencing::LeaseCheck::new(
+            Api::namespaced(ctx.client.clone(), &config.lease_namespace),
+            &config.lease_name,
+            &config.instance,
+        );
+        Self { ctx, caches, overlay: HashMap::new(), store, approvals, lease, fenced: false }
     }
 
     /// Runs until `shutdown` resolves: waits for a change or the next deadline, debounces, runs
@@ -274,6 +292,8 @@ impl MigrationLoop {
                 writes_ms = it.writes_ms,
                 published_ms = it.published_ms,
                 events = it.events,
+                conflicts = it.conflicts,
+                withheld = it.withheld,
                 next_in_s = delay,
                 "migration loop iteration"
             );
@@ -281,17 +301,20 @@ impl MigrationLoop {
         info!("migration loop stopped");
     }
 
-    /// The effective status of a system: what the loop last wrote, until the cache shows it.
-    fn effective(&mut self, system: &GovSystem) -> GovSystemStatus {
+    /// The effective status of a system and the resourceVersion it belongs to: what the loop
+    /// last wrote, until the cache shows it.
+    fn effective(&mut self, system: &GovSystem) -> (GovSystemStatus, Option<String>) {
         let cached = system.status.clone().unwrap_or_default();
         let uid = system.uid().unwrap_or_default();
         match self.overlay.get(&uid) {
-            Some(w) if w.resource_version != system.resource_version() && w.status != cached => w.status.clone(),
+            Some(w) if w.resource_version != system.resource_version() && w.status != cached => {
+                (w.status.clone(), w.resource_version.clone())
+            }
             Some(_) => {
                 self.overlay.remove(&uid);
-                cached
+                (cached, system.resource_version())
             }
-            None => cached,
+            None => (cached, system.resource_version()),
         }
     }
 
@@ -313,7 +336,8 @@ impl MigrationLoop {
         };
         let live: HashSet<String> = objects.systems.iter().filter_map(|s| s.uid()).collect();
         self.overlay.retain(|uid, _| live.contains(uid));
-        let statuses: Vec<GovSystemStatus> = objects.systems.iter().map(|s| self.effective(s)).collect();
+        let (statuses, versions): (Vec<GovSystemStatus>, Vec<Option<String>>) =
+            objects.systems.iter().map(|s| self.effective(s)).unzip();
         let regions = crate::readmodel::regions(&objects.tenants);
 
         // Who owns each systemId, and which systems may not reach the planner (duplicates,
@@ -495,60 +519,56 @@ impl MigrationLoop {
         let early_store = self.store.as_mut().filter(|s| s.reconciled);
         let progress = early_store.is_some().then_some(progress);
         let early = async {
-            let mut published: HashSet<usize> = HashSet::new();
             let mut fenced = false;
-            let Some(store) = early_store else { return (published, fenced) };
+            let Some(store) = early_store else { return fenced };
             let mut batches = written_now.ready_chunks(256);
             while let Some(batch) = batches.next().await {
                 if fenced {
                     continue;
                 }
                 let mut records = Vec::with_capacity(batch.len());
-                let mut journal = Vec::new();
+                let mut sources = Vec::with_capacity(batch.len());
                 for (i, status) in batch.iter().filter(|(i, _)| owned[*i]) {
                     let s = &objects.systems[*i];
                     let region = regions.get(&s.namespace().unwrap_or_default()).cloned().unwrap_or_default();
                     let wave = wave_of[*i].clone();
                     let approval = crate::readmodel::approval_required(wave.as_ref(), &waves);
-                    journal.extend(crate::readmodel::journal_entry(
-                        &s.spec.system_id,
-                        &region,
-                        &statuses[*i],
-                        status,
-                        now,
-                    ));
+                    sources.push(journal_source(s, &regions, &status.transitions));
                     records.push(suyun_crds::readmodel::Record::System(crate::readmodel::system(
                         s, status, region, wave, approval,
                     )));
                 }
-                match store.publish_systems(records, journal).await {
-                    Ok(true) => published.extend(batch.iter().map(|(i, _)| *i)),
-                    Ok(false) => {}
-                    Err(()) => fenced = true,
+                // A failure is retried by the iteration's full publish (and the next ones).
+                if store.publish_systems(records, &sources, now).await.is_err() {
+                    fenced = true;
                 }
             }
-            (published, fenced)
+            fenced
         };
         let runners = waves_runner(&objects.waves, &wave_of);
-        let apply = writes::apply(&self.ctx, &objects.systems, &statuses, &outcomes, &runners, progress);
-        let (applied, (published_early, fenced_early)) = futures::join!(apply, early);
-        self.fenced |= fenced_early;
+        let apply = writes::apply(
+            &self.ctx,
+            &objects.systems,
+            &statuses,
+            &versions,
+            &outcomes,
+            &runners,
+            &self.lease,
+            progress,
+        );
+        let (applied, fenced_early) = futures::join!(apply, early);
+        self.fenced |= fenced_early || self.lease.deposed();
         let writes_elapsed = writing.elapsed();
         let mut failures = applied.failures;
+        let (applied_conflicts, applied_withheld) = (applied.conflicts, applied.withheld);
+        if applied_withheld > 0 {
+            warn!(withheld = applied_withheld, "writes withheld: this replica may no longer lead");
+        }
         let written = applied.written;
         let status_count = written.len();
         for (i, _, status) in &written {
             self.ctx.metrics.observe_transition(wave_of[*i].as_deref(), &statuses[*i], status, now);
         }
-        let journal: Vec<_> = written
-            .iter()
-            .filter(|(i, _, _)| owned[*i] && !published_early.contains(i))
-            .filter_map(|(i, _, status)| {
-                let s = &objects.systems[*i];
-                let region = regions.get(&s.namespace().unwrap_or_default()).map(String::as_str).unwrap_or_default();
-                crate::readmodel::journal_entry(&s.spec.system_id, region, &statuses[*i], status, now)
-            })
-            .collect();
         let mut effective = statuses;
         for (i, rv, status) in written {
             let uid = objects.systems[i].uid().unwrap_or_default();
@@ -585,7 +605,11 @@ impl MigrationLoop {
         metrics.retain_nodes(&objects.cloud_nodes.iter().map(|n| n.name_any()).collect());
         if let Some(store) = &mut self.store {
             let records = crate::readmodel::records(&objects, &owned, &effective, &wave_of, &accounts, &waves, &plan);
-            let published = store.publish(records, journal).await;
+            let sources: Vec<_> = (0..objects.systems.len())
+                .filter(|i| owned[*i])
+                .map(|i| journal_source(&objects.systems[i], &regions, &effective[i].transitions))
+                .collect();
+            let published = store.publish(records, &sources, now).await;
             let committed_at = k8s_openapi::jiff::Timestamp::now().as_second();
             match published {
                 Ok(true) => {
@@ -614,7 +638,7 @@ impl MigrationLoop {
         }));
         let event_count = events.len();
         writes::post_events(&self.ctx, &objects.systems, events).await;
-        failures += writes::wave_statuses(&self.ctx, &waves, &plan, now).await;
+        failures += writes::wave_statuses(&self.ctx, &waves, &plan, now, &self.lease).await;
         self.ctx.publish_accounts(accounts);
         self.ctx.metrics.observe_reconcile(Reconciler::Migration, snapshot.elapsed(), failures > 0);
         Iteration {
@@ -624,6 +648,8 @@ impl MigrationLoop {
             writes_ms: writes_elapsed.as_millis() as u64,
             published_ms,
             events: event_count,
+            conflicts: applied_conflicts,
+            withheld: applied_withheld,
         }
     }
 
@@ -685,6 +711,24 @@ pub struct Iteration {
     pub published_ms: u64,
     /// Events posted after the publish.
     pub events: usize,
+    /// Status writes refused with 409 (the object changed since): computed again.
+    pub conflicts: usize,
+    /// Writes not attempted because this replica may no longer lead.
+    pub withheld: usize,
+}
+
+/// The journal's view of a system: who it is and the transitions `transitions` records.
+fn journal_source<'a>(
+    system: &'a GovSystem,
+    regions: &'a HashMap<String, String>,
+    transitions: &'a [suyun_crds::v1alpha1::Transition],
+) -> crate::journal::Source<'a> {
+    crate::journal::Source {
+        system_id: &system.spec.system_id,
+        region_code: system.metadata.namespace.as_ref().and_then(|ns| regions.get(ns)).map_or("", String::as_str),
+        uid: system.metadata.uid.as_deref().unwrap_or_default(),
+        transitions,
+    }
 }
 
 /// For each system, its wave's runner (the Job executor's template), if any.

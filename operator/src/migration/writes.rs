@@ -14,9 +14,10 @@ use serde_json::{Value, json};
 use suyun_crds::conditions::{DesiredCondition, merge_conditions};
 use suyun_crds::v1alpha1::{GovSystem, GovSystemStatus, MigrationWave, MigrationWaveStatus, Runner, WavePhase};
 use suyun_planner::Plan;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::facts::WaveState;
+use super::fencing::LeaseCheck;
 use super::jobs;
 use super::step::{Action, Outcome};
 use crate::context::Context;
@@ -24,8 +25,12 @@ use crate::context::Context;
 /// Status writes in flight at once.
 const CONCURRENCY: usize = 32;
 
-/// A merge patch that sets `status` to `new`, removing the fields `old` had and `new` lacks.
-pub fn status_patch<T: serde::Serialize>(old: &T, new: &T) -> Value {
+/// A merge patch that sets `status` to `new`, removing the fields `old` had and `new` lacks,
+/// applied only if the object is still at `resource_version` (the version `new` was computed
+/// from): otherwise the apiserver refuses it with 409 Conflict and the loop computes again from
+/// what changed. This fences the writes of a deposed leader that has not noticed yet, and of
+/// any computation from a stale cache.
+pub fn status_patch<T: serde::Serialize>(old: &T, new: &T, resource_version: Option<&str>) -> Value {
     let old = serde_json::to_value(old).unwrap_or(Value::Null);
     let mut new = serde_json::to_value(new).unwrap_or(Value::Null);
     if let (Value::Object(old), Value::Object(new)) = (&old, &mut new) {
@@ -33,7 +38,15 @@ pub fn status_patch<T: serde::Serialize>(old: &T, new: &T) -> Value {
             new.entry(key.clone()).or_insert(Value::Null);
         }
     }
-    json!({ "status": new })
+    match resource_version {
+        Some(rv) => json!({ "metadata": { "resourceVersion": rv }, "status": new }),
+        None => json!({ "status": new }),
+    }
+}
+
+/// Whether an error is the apiserver's 409 Conflict (the object changed since it was read).
+pub fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(e) if e.code == 409)
 }
 
 /// What [`apply`] wrote.
@@ -41,8 +54,14 @@ pub fn status_patch<T: serde::Serialize>(old: &T, new: &T) -> Value {
 pub struct Applied {
     /// For each status written: the system's index, its new resourceVersion and the status.
     pub written: Vec<(usize, Option<String>, GovSystemStatus)>,
-    /// Jobs that could not be created and statuses that could not be written.
+    /// Jobs that could not be created and statuses that could not be written (conflicts
+    /// excepted).
     pub failures: usize,
+    /// Statuses refused because the object changed since they were computed (409): computed
+    /// again next iteration.
+    pub conflicts: usize,
+    /// Writes not attempted because this replica may no longer lead.
+    pub withheld: usize,
     /// The Events of the transitions written, not yet posted.
     pub events: Vec<PendingEvent>,
 }
@@ -50,14 +69,25 @@ pub struct Applied {
 /// Writes every changed status and creates the Jobs the steps asked for; returns their Events
 /// for [`post_events`]. Each status written is also sent to `progress` as soon as it is, so
 /// that it can be published while the other writes are still in flight.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     ctx: &Context,
     systems: &[Arc<GovSystem>],
     before: &[GovSystemStatus],
+    versions: &[Option<String>],
     outcomes: &[(usize, Outcome)],
     runners: &[Option<&Runner>],
+    lease: &LeaseCheck,
     progress: Option<futures::channel::mpsc::UnboundedSender<(usize, GovSystemStatus)>>,
 ) -> Applied {
+    let withheld = std::sync::atomic::AtomicUsize::new(0);
+    let withhold = || async {
+        let stop = !lease.leads().await;
+        if stop {
+            withheld.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        stop
+    };
     // Jobs first: a status that names a Job is written only once the Job exists.
     let job_results = futures::stream::iter(outcomes.iter().flat_map(|(i, o)| {
         o.actions.iter().filter_map(move |a| match a {
@@ -69,6 +99,9 @@ pub async fn apply(
     }))
     .map(|(i, phase, attempt, name, node)| async move {
         let system = &systems[i];
+        if withhold().await {
+            return (i, false);
+        }
         let Some(runner) = runners[i] else {
             warn!(system = %system.name_any(), "Job executor without a runner");
             return (i, false);
@@ -98,26 +131,34 @@ pub async fn apply(
         futures::stream::iter(outcomes.iter().filter(|(i, o)| o.status != before[*i] && !failed_jobs.contains(i)))
             .map(|(i, o)| async move {
                 let system = &systems[*i];
+                if withhold().await {
+                    return Err(false);
+                }
                 let api = Api::<GovSystem>::namespaced(ctx.client.clone(), &system.namespace().unwrap_or_default());
-                let patch = status_patch(&before[*i], &o.status);
+                let patch = status_patch(&before[*i], &o.status, versions[*i].as_deref());
                 match api.patch_status(&system.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-                    Ok(obj) => Some((*i, obj.resource_version(), o.status.clone())),
+                    Ok(obj) => Ok((*i, obj.resource_version(), o.status.clone())),
+                    Err(e) if is_conflict(&e) => {
+                        debug!(system = %system.name_any(), "status changed since it was computed; computing again");
+                        Err(true)
+                    }
                     Err(e) => {
                         warn!(system = %system.name_any(), error = %e, "could not write status");
-                        None
+                        Err(false)
                     }
                 }
             })
             .buffer_unordered(CONCURRENCY)
-            .filter_map(|r| async move { r })
-            .inspect(|(i, _, status)| {
-                if let Some(tx) = &progress {
+            .inspect(|r| {
+                if let (Ok((i, _, status)), Some(tx)) = (r, &progress) {
                     let _ = tx.unbounded_send((*i, status.clone()));
                 }
             })
             .collect::<Vec<_>>()
             .await;
     drop(progress);
+    let conflicts = written.iter().filter(|r| matches!(r, Err(true))).count();
+    let written: Vec<_> = written.into_iter().filter_map(Result::ok).collect();
 
     let wrote: std::collections::HashSet<usize> = written.iter().map(|(i, _, _)| *i).collect();
     let events = outcomes
@@ -135,8 +176,9 @@ pub async fn apply(
             })
         })
         .collect();
-    let failures = failed_jobs.len() + (to_write - written.len());
-    Applied { written, failures, events }
+    let withheld = withheld.into_inner();
+    let failures = (failed_jobs.len() + to_write - written.len()).saturating_sub(conflicts + withheld);
+    Applied { written, failures, conflicts, withheld, events }
 }
 
 /// An Event one of the written transitions asked for, posted by [`post_events`].
@@ -177,7 +219,13 @@ pub async fn post_events(ctx: &Context, systems: &[Arc<GovSystem>], events: Vec<
 
 /// Writes each wave's status when it changed: counts, progress, ETA from the plan, phase and
 /// conditions. Returns how many writes failed.
-pub async fn wave_statuses(ctx: &Context, waves: &BTreeMap<String, WaveState>, plan: &Plan, now: i64) -> usize {
+pub async fn wave_statuses(
+    ctx: &Context,
+    waves: &BTreeMap<String, WaveState>,
+    plan: &Plan,
+    now: i64,
+    lease: &LeaseCheck,
+) -> usize {
     let mut failures = 0;
     let now_time = Time(k8s_openapi::jiff::Timestamp::from_second(now).unwrap_or_default());
     let eta: BTreeMap<&str, i64> = plan.waves.iter().filter_map(|w| w.end.map(|e| (w.name.as_str(), e))).collect();
@@ -217,12 +265,18 @@ pub async fn wave_statuses(ctx: &Context, waves: &BTreeMap<String, WaveState>, p
         if previous.phase != desired.phase {
             info!(wave = %name, from = ?previous.phase, to = ?desired.phase, "wave phase changed");
         }
+        if !lease.leads().await {
+            break;
+        }
         let api = Api::<MigrationWave>::all(ctx.client.clone());
-        if let Err(e) =
-            api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status_patch(&previous, &desired))).await
-        {
-            warn!(wave = %name, error = %e, "could not write wave status");
-            failures += 1;
+        let patch = status_patch(&previous, &desired, wave.metadata.resource_version.as_deref());
+        match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            Err(e) if is_conflict(&e) => debug!(wave = %name, "wave changed since its status was computed"),
+            Err(e) => {
+                warn!(wave = %name, error = %e, "could not write wave status");
+                failures += 1;
+            }
         }
     }
     failures
@@ -245,9 +299,12 @@ mod tests {
     fn a_status_patch_removes_fields_that_went_away() {
         let old = GovSystemStatus { job: Some("j".into()), attempts: 2, ..Default::default() };
         let new = GovSystemStatus { attempts: 0, ..Default::default() };
-        let patch = status_patch(&old, &new);
+        let patch = status_patch(&old, &new, None);
         assert_eq!(patch["status"]["job"], Value::Null);
         assert!(patch["status"].as_object().unwrap().contains_key("job"));
         assert_eq!(patch["status"]["attempts"], json!(0));
+        assert!(patch.get("metadata").is_none());
+        let fenced = status_patch(&old, &new, Some("42"));
+        assert_eq!(fenced["metadata"]["resourceVersion"], json!("42"), "the write is conditional on the version");
     }
 }

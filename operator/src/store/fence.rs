@@ -174,9 +174,11 @@ async fn keep_alive(mut client: Client, lease_id: i64, ttl_seconds: i64, lost: w
             keeper.keep_alive().await?;
             responses.message().await
         };
+        // A renewal counts from when it was asked for, not from when the answer came.
+        let asked = tokio::time::Instant::now();
         match tokio::time::timeout(ttl / 3, renewed).await {
             Ok(Ok(Some(response))) if response.ttl() > 0 => {
-                valid_until = tokio::time::Instant::now() + Duration::from_secs(response.ttl() as u64);
+                valid_until = asked + Duration::from_secs(response.ttl() as u64);
             }
             Ok(Ok(Some(_))) => {
                 tracing::warn!(lease_id, "status-store lease expired or was revoked");

@@ -10,7 +10,7 @@
 //!        │        └─► Publisher::new(fence, max_txn_ops)
 //!        │               ├─ reconcile(snapshot)      start-up: store := snapshot, stale keys deleted
 //!        │               ├─ publish(changes)         batched, fenced txns; unchanged records skipped
-//!        │               └─ append_journal(entries)  journal/<systemId>/<sequence>
+//!        │               └─ sync_journal(sources)    journal/<systemId>/<sequence>, create-only, chained
 //!        │
 //!        └─► watch_approvals(client, keys, from)     approvals/<systemId>, no gaps
 //! ```
@@ -31,7 +31,7 @@ use suyun_crds::readmodel::{DEFAULT_PREFIX, Keys};
 
 pub use approvals::{Approval, ApprovalMirror, watch_approvals};
 pub use fence::Fence;
-pub use publish::{Change, PublishReport, Publisher, RecordKey};
+pub use publish::{Change, JournalReport, PublishReport, Publisher, RecordKey};
 
 /// Connection settings of the status-store etcd; flattened into the operator's command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,6 +57,11 @@ pub struct StoreConfig {
     /// Operations per etcd transaction (etcd's `--max-txn-ops`, 128 by default).
     #[arg(long = "store-max-txn-ops", env = "SUYUN_STORE_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: usize,
+    /// Days a deleted system's journal is kept before it is compacted (China's Cybersecurity
+    /// Law asks for six months of logs: at least 180).
+    #[arg(long = "journal-retention-days", env = "SUYUN_JOURNAL_RETENTION_DAYS", default_value_t = 180,
+          value_parser = clap::value_parser!(u32).range(180..))]
+    pub journal_retention_days: u32,
 }
 
 impl StoreConfig {
@@ -70,6 +75,7 @@ impl StoreConfig {
             prefix: prefix.to_owned(),
             lease_ttl_seconds: 10,
             max_txn_ops: 128,
+            journal_retention_days: 180,
         }
     }
 
@@ -113,6 +119,13 @@ pub enum StoreError {
         /// The leader key.
         key: String,
     },
+    /// A journal key this publisher meant to create exists: what the store holds was read
+    /// again, and the append is retried.
+    #[error("the journal of {system_id} moved on since it was read; reading it again")]
+    JournalMoved {
+        /// The first system of the refused transaction.
+        system_id: String,
+    },
     /// etcd could not be reached or refused the request; retry with backoff.
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
@@ -132,12 +145,36 @@ impl StoreError {
         match self {
             StoreError::Fenced { .. } => "fenced",
             StoreError::Etcd(_) => "etcd",
+            StoreError::JournalMoved { .. } => "journal_moved",
             StoreError::Read { .. } => "config",
         }
     }
 }
 
 pub use suyun_crds::readmodel::prefix_end;
+
+/// Every journal in the store (or only `system_id`'s), as (sequence from the key, stored
+/// bytes) per system in key order: what [`crate::journal::verify_chain`] checks.
+pub async fn read_journals(
+    client: &mut Client,
+    keys: &Keys,
+    system_id: Option<&str>,
+) -> Result<std::collections::BTreeMap<String, Vec<(u64, Vec<u8>)>>, StoreError> {
+    let prefix = match system_id {
+        Some(id) => keys.journal_of(id),
+        None => keys.collection("journal"),
+    };
+    let (kvs, _) = list_prefix(client, &prefix, 500, false).await?;
+    let mut out: std::collections::BTreeMap<String, Vec<(u64, Vec<u8>)>> = std::collections::BTreeMap::new();
+    for kv in kvs {
+        if let Some(suyun_crds::readmodel::KeyRef::Journal(id, sequence)) =
+            kv.key_str().ok().and_then(|k| keys.parse(k))
+        {
+            out.entry(id.to_owned()).or_default().push((sequence, kv.value().to_vec()));
+        }
+    }
+    Ok(out)
+}
 
 /// Every key-value under `prefix` at one revision, read in pages of `page` keys (a single
 /// response for 7,900 systems would pass gRPC's default 4 MiB message limit). Returns the

@@ -6,10 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use etcd_client::{Client, Compare, CompareOp, DeleteOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+};
 use suyun_crds::readmodel::{JournalEntry, KeyRef, Keys, Record};
 
 use super::{Fence, StoreError, list_prefix};
+use crate::journal::{self, Head, Source};
 
 /// Which record to delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +21,8 @@ pub enum RecordKey {
     Node(String),
     /// A tenant, by name.
     Tenant(String),
-    /// A system, by `systemId` (its journal and approval go with it).
+    /// A system, by `systemId` (its approval goes with it; its journal stays, see
+    /// [`Publisher::sync_journal`]).
     System(String),
     /// A wave, by name.
     Wave(String),
@@ -55,14 +59,36 @@ pub struct PublishReport {
     pub unchanged: usize,
 }
 
+/// What one [`Publisher::sync_journal`] appended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalReport {
+    /// Entries appended (closing entries included).
+    pub appended: usize,
+    /// Journals closed because their system is gone.
+    pub closed: usize,
+    /// Transitions recorded as lost (more happened during an outage than a status keeps).
+    pub missed: u64,
+    /// Journals compacted (deleted after the retention).
+    pub compacted: usize,
+}
+
 /// The leader's writer. Not `Clone`: one publisher per leadership term.
 pub struct Publisher {
     fence: Fence,
     client: Client,
     max_txn_ops: usize,
     written: HashMap<String, Vec<u8>>,
-    journal_next: HashMap<String, u64>,
+    /// The last entry of each system's journal, as this publisher knows it.
+    heads: HashMap<String, Head>,
+    /// Systems whose head must be read from the store before anything is appended: a commit
+    /// failed or its reply was lost, so what the store holds is not known here.
+    unsure: BTreeSet<String>,
+    retention_seconds: i64,
+    compacted_at: Option<std::time::Instant>,
 }
+
+/// How often a leader looks for journals to compact, at most.
+const COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,8 +111,17 @@ impl Publisher {
             fence,
             max_txn_ops: max_txn_ops.max(1),
             written: HashMap::new(),
-            journal_next: HashMap::new(),
+            heads: HashMap::new(),
+            unsure: BTreeSet::new(),
+            retention_seconds: 180 * 86_400,
+            compacted_at: None,
         }
+    }
+
+    /// Keeps the journal of a deleted system `seconds` after its deletion before compacting it
+    /// (180 days by default).
+    pub fn set_retention(&mut self, seconds: i64) {
+        self.retention_seconds = seconds;
     }
 
     /// The leadership this publisher writes under.
@@ -123,8 +158,9 @@ impl Publisher {
     }
 
     /// Makes the read-model equal to `snapshot` (every node, tenant, system and wave the
-    /// cluster has): writes what differs from the store, deletes every record not in it, and
-    /// the journals and approvals of systems that no longer exist. Run it on becoming leader.
+    /// cluster has): writes what differs from the store, deletes every record not in it and the
+    /// approvals of systems that no longer exist, and reads where each journal ends. Run it on
+    /// becoming leader.
     pub async fn reconcile(&mut self, snapshot: Vec<Record>) -> Result<PublishReport, StoreError> {
         let keys = self.fence.keys().clone();
         let mut stored: HashMap<String, Vec<u8>> = HashMap::new();
@@ -154,21 +190,9 @@ impl Publisher {
         }
         ops.extend(stored.keys().filter(|k| !wanted.contains_key(*k)).map(|k| Op::Delete(k.clone())));
 
-        // Journals and approvals of systems that are gone; journal positions of the others.
-        self.journal_next.clear();
-        let (journal, _) = list_prefix(&mut self.client, &keys.collection("journal"), 5000, true).await?;
-        let mut stale_journals = BTreeSet::new();
-        for kv in &journal {
-            if let Some(KeyRef::Journal(system_id, sequence)) = kv.key_str().ok().and_then(|k| keys.parse(k)) {
-                if systems.contains(system_id) {
-                    let next = self.journal_next.entry(system_id.to_owned()).or_insert(1);
-                    *next = (*next).max(sequence + 1);
-                } else {
-                    stale_journals.insert(system_id.to_owned());
-                }
-            }
-        }
-        ops.extend(stale_journals.iter().map(|id| Op::DeletePrefix(keys.journal_of(id))));
+        // The journals stay (a deleted system's is closed by `sync_journal` and kept for the
+        // retention); their heads are where appending continues.
+        self.load_heads().await?;
         let (approvals, _) = list_prefix(&mut self.client, &keys.collection("approvals"), 5000, true).await?;
         for kv in &approvals {
             if let Some(KeyRef::Approval(system_id)) = kv.key_str().ok().and_then(|k| keys.parse(k))
@@ -184,26 +208,167 @@ impl Publisher {
         Ok(report)
     }
 
-    /// Appends phase transitions to the journal. Sequences are assigned here (one after the
-    /// last entry of each system, which [`Publisher::reconcile`] reads); the entries are
-    /// returned as written.
-    pub async fn append_journal(&mut self, entries: Vec<JournalEntry>) -> Result<Vec<JournalEntry>, StoreError> {
+    /// Reads the last entry of every journal.
+    async fn load_heads(&mut self) -> Result<(), StoreError> {
         let keys = self.fence.keys().clone();
-        let mut written = Vec::with_capacity(entries.len());
-        let mut ops = Vec::with_capacity(entries.len());
-        let mut next = self.journal_next.clone();
-        for mut entry in entries {
-            let sequence = next.entry(entry.system_id.clone()).or_insert(1);
-            entry.sequence = *sequence;
-            *sequence += 1;
-            let value = serde_json::to_vec(&entry).expect("journal entries serialise");
-            ops.push(Op::Put(keys.journal(&entry.system_id, entry.sequence), value));
-            written.push(entry);
+        let (entries, _) = list_prefix(&mut self.client, &keys.collection("journal"), 500, false).await?;
+        self.heads.clear();
+        self.unsure.clear();
+        for kv in &entries {
+            let Some(KeyRef::Journal(system_id, sequence)) = kv.key_str().ok().and_then(|k| keys.parse(k)) else {
+                continue;
+            };
+            if self.heads.get(system_id).is_some_and(|h| h.sequence >= sequence) {
+                continue;
+            }
+            match serde_json::from_slice::<JournalEntry>(kv.value()) {
+                Ok(entry) => drop(self.heads.insert(system_id.to_owned(), Head::of(&entry, kv.value()))),
+                Err(e) => tracing::error!(system = %system_id, sequence, error = %e, "unreadable journal entry"),
+            }
         }
-        let mut report = PublishReport::default();
-        self.commit(ops, &mut report).await?;
-        self.journal_next = next;
-        Ok(written)
+        Ok(())
+    }
+
+    /// Reads the last entry of `system_id`'s journal from the store.
+    async fn read_head(&mut self, system_id: &str) -> Result<Option<Head>, StoreError> {
+        let prefix = self.fence.keys().journal_of(system_id);
+        let options = GetOptions::new().with_prefix().with_sort(SortTarget::Key, SortOrder::Descend).with_limit(1);
+        let response = self.client.get(prefix, Some(options)).await?;
+        Ok(response
+            .kvs()
+            .first()
+            .and_then(|kv| serde_json::from_slice::<JournalEntry>(kv.value()).ok().map(|e| Head::of(&e, kv.value()))))
+    }
+
+    /// Brings the journal up to date with `sources` (owned systems and the transitions their
+    /// statuses record): appends every transition not journaled yet. With `complete` (the
+    /// sources are every system the cluster has), also closes the journals of systems that are
+    /// gone and, at most hourly, compacts journals closed longer ago than the retention.
+    ///
+    /// Every entry is put only if its key does not exist, under the leader fence. When a commit
+    /// fails or its reply is lost, the heads of the systems in it are read again before the
+    /// next append, so a sequence is never reused and a transition never journaled twice.
+    pub async fn sync_journal(
+        &mut self,
+        sources: &[Source<'_>],
+        complete: bool,
+        now: i64,
+    ) -> Result<JournalReport, StoreError> {
+        for system_id in std::mem::take(&mut self.unsure) {
+            match self.read_head(&system_id).await {
+                Ok(Some(head)) => drop(self.heads.insert(system_id, head)),
+                Ok(None) => drop(self.heads.remove(&system_id)),
+                Err(e) => {
+                    self.unsure.insert(system_id);
+                    return Err(e);
+                }
+            }
+        }
+        let mut report = JournalReport::default();
+        let mut linked: Vec<(String, JournalEntry, Vec<u8>)> = Vec::new();
+        let mut heads: HashMap<String, Head> = HashMap::new();
+        let mut append = |system_id: &str, entries: Vec<JournalEntry>, head: Option<&Head>| {
+            let (entries, new_head) = journal::link(head, entries);
+            for (entry, bytes) in entries {
+                report.missed += entry.missed;
+                report.closed += usize::from(entry.to == suyun_crds::readmodel::DELETED);
+                linked.push((system_id.to_owned(), entry, bytes));
+            }
+            if let Some(h) = new_head {
+                heads.insert(system_id.to_owned(), h);
+            }
+        };
+        let mut present = BTreeSet::new();
+        for source in sources {
+            present.insert(source.system_id);
+            let entries = journal::pending(self.heads.get(source.system_id), source, now);
+            if !entries.is_empty() {
+                append(source.system_id, entries, self.heads.get(source.system_id));
+            }
+        }
+        if complete {
+            for (system_id, head) in &self.heads {
+                if !head.closed() && !present.contains(system_id.as_str()) {
+                    append(system_id, vec![journal::closing(head, system_id, now)], Some(head));
+                }
+            }
+        }
+        report.appended = linked.len();
+        if report.missed > 0 {
+            tracing::warn!(
+                missed = report.missed,
+                "transitions lost from the journal: more happened during the outage than a status keeps"
+            );
+        }
+        self.commit_journal(linked).await?;
+        if complete && self.compacted_at.is_none_or(|t| t.elapsed() >= COMPACTION_INTERVAL) {
+            report.compacted = self.compact(now).await?;
+            self.compacted_at = Some(std::time::Instant::now());
+        }
+        Ok(report)
+    }
+
+    /// Commits linked entries, create-only and fenced, in chunks; the heads follow each chunk
+    /// committed.
+    async fn commit_journal(&mut self, linked: Vec<(String, JournalEntry, Vec<u8>)>) -> Result<(), StoreError> {
+        let keys = self.fence.keys().clone();
+        // etcd counts a nested transaction against what the outer one leaves of
+        // `--max-txn-ops`: the outer one has the fence's comparisons.
+        let per_txn = self.max_txn_ops.saturating_sub(self.fence.compares().len()).max(1);
+        let mut rest = linked.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<_> = rest.by_ref().take(per_txn).collect();
+            let mut compares = Vec::with_capacity(chunk.len());
+            let mut puts = Vec::with_capacity(chunk.len());
+            for (system_id, entry, bytes) in &chunk {
+                let key = keys.journal(system_id, entry.sequence);
+                compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
+                puts.push(TxnOp::put(key, bytes.clone(), None));
+            }
+            let create_only = Txn::new().when(compares).and_then(puts);
+            let txn = Txn::new().when(self.fence.compares()).and_then([TxnOp::txn(create_only)]);
+            let response = match self.client.txn(txn).await {
+                Ok(response) => response,
+                Err(e) => {
+                    // The commit may or may not have happened: read before appending again.
+                    self.unsure.extend(chunk.into_iter().map(|(id, _, _)| id));
+                    return Err(e.into());
+                }
+            };
+            if !response.succeeded() {
+                return Err(self.fence.fenced_error());
+            }
+            let created =
+                response.op_responses().into_iter().any(|r| matches!(r, TxnOpResponse::Txn(t) if t.succeeded()));
+            if !created {
+                let systems: BTreeSet<String> = chunk.into_iter().map(|(id, _, _)| id).collect();
+                let first = systems.iter().next().cloned().unwrap_or_default();
+                self.unsure.extend(systems);
+                return Err(StoreError::JournalMoved { system_id: first });
+            }
+            for (system_id, entry, bytes) in chunk {
+                self.heads.insert(system_id, Head::of(&entry, &bytes));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the journals closed longer ago than the retention; returns how many.
+    async fn compact(&mut self, now: i64) -> Result<usize, StoreError> {
+        let keys = self.fence.keys().clone();
+        let old: Vec<String> = self
+            .heads
+            .iter()
+            .filter(|(_, h)| journal::compactable(h, now, self.retention_seconds))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let ops = old.iter().map(|id| Op::DeletePrefix(keys.journal_of(id))).collect();
+        self.commit(ops, &mut PublishReport::default()).await?;
+        for id in &old {
+            self.heads.remove(id);
+            tracing::info!(system = %id, "journal compacted: closed longer ago than the retention");
+        }
+        Ok(old.len())
     }
 
     /// Deletes the approval of `system_id` if it is still the one written at `revision`: a newer
@@ -259,8 +424,6 @@ fn delete_ops(keys: &Keys, which: &RecordKey) -> Vec<Op> {
         RecordKey::Node(name) => vec![Op::Delete(keys.node(name))],
         RecordKey::Tenant(name) => vec![Op::Delete(keys.tenant(name))],
         RecordKey::Wave(name) => vec![Op::Delete(keys.wave(name))],
-        RecordKey::System(id) => {
-            vec![Op::Delete(keys.system(id)), Op::DeletePrefix(keys.journal_of(id)), Op::Delete(keys.approval(id))]
-        }
+        RecordKey::System(id) => vec![Op::Delete(keys.system(id)), Op::Delete(keys.approval(id))],
     }
 }
