@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     store_outage_seconds: u64,
     /// Lease duration and store lease TTL of the replicas, seconds.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 8)]
     lease_seconds: u64,
     /// maxConcurrentMigrations of every node (the synthetic set has 4).
     #[arg(long, default_value_t = 16)]
@@ -46,7 +46,7 @@ struct Args {
     #[arg(long, default_value_t = 100_000)]
     fast_compression: u32,
     /// Shortest and longest wait before a fault, seconds.
-    #[arg(long, num_args = 2, default_values_t = [2, 20])]
+    #[arg(long, num_args = 2, default_values_t = [1, 10])]
     gap_seconds: Vec<u64>,
     /// Seconds between full lists of every GovSystem.
     #[arg(long, default_value_t = 30)]
