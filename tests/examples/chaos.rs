@@ -39,6 +39,9 @@ struct Args {
     /// maxConcurrentMigrations of every node (the synthetic set has 4).
     #[arg(long, default_value_t = 16)]
     node_concurrency: u32,
+    /// `--debounce-ms` of the replicas.
+    #[arg(long, default_value_t = 300)]
+    debounce_ms: u64,
     /// timeCompression while faults are injected.
     #[arg(long, default_value_t = 600)]
     slow_compression: u32,
@@ -73,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         gap: (Duration::from_secs(args.gap_seconds[0]), Duration::from_secs(args.gap_seconds[1])),
         lease_seconds: args.lease_seconds,
         node_concurrency: Some(args.node_concurrency),
+        debounce_ms: args.debounce_ms,
         slow_compression: args.slow_compression,
         fast_compression: args.fast_compression,
         snapshot_every: Duration::from_secs(args.snapshot_seconds),

@@ -75,6 +75,8 @@ pub struct Options {
     pub lease_seconds: u64,
     /// `maxConcurrentMigrations` of every node (the synthetic set has 4).
     pub node_concurrency: Option<u32>,
+    /// `--debounce-ms` of the replicas.
+    pub debounce_ms: u64,
     /// `timeCompression` while faults are injected.
     pub slow_compression: u32,
     /// `timeCompression` after the last fault.
@@ -102,6 +104,7 @@ impl Options {
             gap: (Duration::from_millis(500), Duration::from_millis(4000)),
             lease_seconds: 6,
             node_concurrency: Some(20),
+            debounce_ms: 1000,
             slow_compression: 600,
             fast_compression: 100_000,
             snapshot_every: Duration::from_secs(3),
@@ -1510,7 +1513,7 @@ async fn run_in(options: &Options, cluster: Cluster) -> anyhow::Result<Report> {
         format!("--store-endpoints={}", cluster.etcd_endpoints),
         format!("--store-prefix={prefix}"),
         format!("--store-lease-ttl={lease}"),
-        "--debounce-ms=200".into(),
+        format!("--debounce-ms={}", options.debounce_ms),
         "--log-format=json".into(),
     ];
     let replicas: SharedReplicas = Arc::new(Mutex::new(Replicas::new(&cluster, args)?));
