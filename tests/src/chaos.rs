@@ -1870,3 +1870,97 @@ async fn run_in(options: &Options, cluster: Cluster) -> anyhow::Result<Report> {
     drop(server);
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(phase: Phase, node: &str, started: Option<&str>) -> Obs {
+        Obs {
+            uid: "u1".into(),
+            system_id: "JS-320100-0001".into(),
+            wave: Some("w".into()),
+            phase: Some(phase),
+            node: Some(node.into()),
+            started_at: started.map(str::to_owned),
+            ..Obs::default()
+        }
+    }
+
+    #[test]
+    fn capacity_above_allocatable_is_a_violation() {
+        let allocatable = HashMap::from([("n".to_owned(), [1000, 10, 10, 0])]);
+        let mut v = Violations::default();
+        check_capacity("n", &[1000, 10, 10, 0], &allocatable, &mut v, "t");
+        assert_eq!(v.count(), 0);
+        check_capacity("n", &[1001, 10, 10, 0], &allocatable, &mut v, "t");
+        assert_eq!(v.capacity.len(), 1, "{v:?}");
+    }
+
+    #[test]
+    fn a_started_migration_keeps_its_node_and_start_and_never_goes_back() {
+        let mut v = Violations::default();
+        let a = obs(Phase::Provisioning, "n1", Some("t1"));
+        check_step(&a, &obs(Phase::Replicating, "n1", Some("t1")), "x", &mut v, "t");
+        assert_eq!(v.count(), 0, "{v:?}");
+        check_step(&a, &obs(Phase::Replicating, "n2", Some("t1")), "x", &mut v, "t");
+        check_step(&a, &obs(Phase::Replicating, "n1", Some("t2")), "x", &mut v, "t");
+        check_step(&a, &obs(Phase::Scheduled, "n1", Some("t1")), "x", &mut v, "t");
+        assert_eq!(v.placement.len(), 3, "{v:?}");
+        let mut cut = obs(Phase::CuttingOver, "n1", Some("t1"));
+        cut.wave = Some("x".into());
+        check_state(&cut, "x", &mut v, "t");
+        assert_eq!(v.approvals.len(), 1, "a cutover without approvedBy in the approval wave: {v:?}");
+    }
+
+    fn journal(phases: &[&str]) -> Journal {
+        let mut out: Journal = Vec::new();
+        for (i, w) in phases.windows(2).enumerate() {
+            let prev = out.last().map(|(_, b, _)| hex::encode(sha2::Sha256::digest(b))).unwrap_or_default();
+            let n = i as u64 + 1;
+            let entry = json!({
+                "systemId": "JS-320100-0001", "regionCode": "320100", "sequence": n, "from": w[0], "to": w[1],
+                "reason": "", "time": "2026-11-30T00:00:00Z", "actor": "suyun-operator", "uid": "u1",
+                "transition": n, "prev": prev,
+            });
+            out.push((n, serde_json::to_vec(&entry).unwrap(), entry));
+        }
+        out
+    }
+
+    #[test]
+    fn the_journal_check_finds_gaps_edits_and_missing_phases() {
+        let phases = ["Pending", "Scheduled", "Provisioning", "Replicating"];
+        let last = obs(Phase::Replicating, "n1", Some("t1"));
+        let seen = [Phase::Scheduled, Phase::Provisioning, Phase::Replicating];
+        let mut v = Violations::default();
+        check_journal("x", &journal(&phases), &last, &seen, &BTreeMap::new(), &mut v);
+        assert_eq!(v.count(), 0, "{v:?}");
+        // An entry edited after the fact: the next one's prev no longer matches.
+        let mut edited = journal(&phases);
+        edited[1].1 = br#"{"edited":true}"#.to_vec();
+        check_journal("x", &edited, &last, &seen, &BTreeMap::new(), &mut v);
+        assert!(v.journal.iter().any(|m| m.contains("prev")), "{v:?}");
+        // An entry removed: a gap in the keys and a phase the cluster showed is missing.
+        let mut v = Violations::default();
+        let mut gap = journal(&phases);
+        gap.remove(1);
+        check_journal("x", &gap, &last, &seen, &BTreeMap::new(), &mut v);
+        assert!(v.journal.iter().any(|m| m.contains("not contiguous")), "{v:?}");
+        assert!(v.journal.iter().any(|m| m.contains("a transition is missing")), "{v:?}");
+        // A transition a status showed that the journal lacks.
+        let mut v = Violations::default();
+        let shown = BTreeMap::from([(
+            4,
+            SeenTransition {
+                sequence: 4,
+                from: "Replicating".into(),
+                to: "CuttingOver".into(),
+                actor: "suyun-operator".into(),
+                approval_reason: None,
+            },
+        )]);
+        check_journal("x", &journal(&phases), &last, &seen, &shown, &mut v);
+        assert!(v.journal.iter().any(|m| m.contains("not in the journal")), "{v:?}");
+    }
+}
