@@ -187,6 +187,16 @@ impl OperatorProcess {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How it exited (reaping it), or `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
 }
 
 /// A port free on 127.0.0.1 at the time of asking.
