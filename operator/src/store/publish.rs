@@ -266,16 +266,12 @@ impl Publisher {
         }
         let mut report = JournalReport::default();
         let mut linked: Vec<(String, JournalEntry, Vec<u8>)> = Vec::new();
-        let mut heads: HashMap<String, Head> = HashMap::new();
         let mut append = |system_id: &str, entries: Vec<JournalEntry>, head: Option<&Head>| {
-            let (entries, new_head) = journal::link(head, entries);
+            let (entries, _) = journal::link(head, entries);
             for (entry, bytes) in entries {
                 report.missed += entry.missed;
                 report.closed += usize::from(entry.to == suyun_crds::readmodel::DELETED);
                 linked.push((system_id.to_owned(), entry, bytes));
-            }
-            if let Some(h) = new_head {
-                heads.insert(system_id.to_owned(), h);
             }
         };
         let mut present = BTreeSet::new();
