@@ -4,9 +4,8 @@
 //! - A replica may take the Lease when nobody holds it, when it holds it itself, or when the
 //!   holder's record has not changed for a whole `leaseDurationSeconds` *as observed by this
 //!   replica's own clock* (so clock skew between nodes does not matter).
-//! - The leader renews every [`Elector::retry`]; when it could not renew for
-//!   [`Elector::renew_deadline`] (two thirds of the Lease duration) it stops leading by itself,
-//!   before any standby may take over. An unreachable kube-apiserver therefore makes the leader
+//! - The leader renews every fifth of the Lease duration; when it could not renew for two
+//!   thirds of it, it stops leading by itself, before any standby may take over. An unreachable kube-apiserver therefore makes the leader
 //!   step down after a few seconds, without ending the process: it campaigns again and, when
 //!   the apiserver is back and nobody else took the Lease, leads again at once.
 //! - A leader shutting down cleanly releases the Lease (empty holder), so a standby takes over
@@ -14,7 +13,13 @@
 //!
 //! Every call to the apiserver is bounded by a short timeout, so no method waits on a dead
 //! apiserver for longer than the rules above say.
+//!
+//! The election runs on a thread of its own, with its own single-threaded runtime and its own
+//! Kubernetes client (connection pool included). A leader whose runtime is busy (planning
+//! thousands of systems, publishing, a debug build on a loaded machine) therefore still renews
+//! on time: renewals never wait behind the controllers' work.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -37,25 +42,95 @@ struct Observed {
     at: Instant,
 }
 
-/// This replica's side of the election. Not a background task: the operator calls
-/// [`acquire`](Self::acquire) while standing by and [`hold`](Self::hold) while leading.
+/// This replica's side of the election. The operator calls [`acquire`](Self::acquire) while
+/// standing by and [`hold`](Self::hold) while leading; each runs on the election thread and is
+/// cancelled there when the returned future is dropped.
 #[derive(Debug)]
 pub struct Elector {
+    campaign: Arc<tokio::sync::Mutex<Campaign>>,
+    runtime: tokio::runtime::Handle,
+    duration: Duration,
+    /// Ends the election thread when the elector is dropped.
+    _thread: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Elector {
+    /// Starts the election thread and an elector for `--lease-name` in `--lease-namespace`, as
+    /// `--instance` (`POD_NAME`). Its client is configured like the operator's (`KUBECONFIG` or
+    /// the in-cluster service account) but lives on the election thread.
+    pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (end, ended) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name("leader-election".into()).spawn(move || {
+            let _ = runtime.block_on(ended);
+        })?;
+        // The client's request buffer and connections are spawned where it is built: there.
+        let client = handle.spawn(Client::try_default()).await??;
+        let campaign = Campaign::new(client, config);
+        let duration = campaign.duration;
+        Ok(Self { campaign: Arc::new(tokio::sync::Mutex::new(campaign)), runtime: handle, duration, _thread: end })
+    }
+
+    /// Runs `work` on the election thread; dropping the returned future cancels it there.
+    async fn there<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> T {
+        let task = tokio_util::task::AbortOnDropHandle::new(self.runtime.spawn(work));
+        match task.await {
+            Ok(value) => value,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled only by dropping this future, or by the thread ending with the elector.
+            Err(e) => unreachable!("the election task was cancelled while awaited: {e}"),
+        }
+    }
+
+    /// Campaigns until this replica holds the Lease. Failures (an unreachable apiserver, a
+    /// conflicting write) are logged and retried; cancel by dropping the future.
+    pub async fn acquire(&self) {
+        let campaign = self.campaign.clone();
+        self.there(async move { campaign.lock().await.acquire().await }).await;
+    }
+
+    /// While leading: renews the Lease every fifth of its duration and returns when leadership is
+    /// lost (another holder, or no successful renewal for two thirds of the Lease duration).
+    pub async fn hold(&self) {
+        let campaign = self.campaign.clone();
+        self.there(async move { campaign.lock().await.hold().await }).await;
+    }
+
+    /// Releases the Lease if this replica holds it (empty holder), so a standby takes over at
+    /// once. Bounded by [`CALL_TIMEOUT`] in all; failures are logged.
+    pub async fn release(&self) {
+        let campaign = self.campaign.clone();
+        self.there(async move { campaign.lock().await.release().await }).await;
+    }
+
+    /// The Lease duration: how long a replica that stepped down stands aside before campaigning
+    /// again, so that another replica can take the Lease first.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+}
+
+/// The election's state, on the election thread.
+#[derive(Debug)]
+struct Campaign {
     api: Api<Lease>,
     name: String,
     identity: String,
     duration: Duration,
     /// How often a leader renews, and a standby looks.
-    pub retry: Duration,
+    retry: Duration,
     /// A leader that could not renew for this long stops leading.
-    pub renew_deadline: Duration,
+    renew_deadline: Duration,
     observed: Option<Observed>,
     renewed: Option<Instant>,
+    /// The Lease as this replica last wrote it, while leading: a renewal patches it directly
+    /// (one call, conditional on its resourceVersion) instead of reading it first.
+    held: Option<Lease>,
 }
 
-impl Elector {
-    /// An elector for `--lease-name` in `--lease-namespace`, as `--instance` (`POD_NAME`).
-    pub fn new(client: Client, config: &Config) -> Self {
+impl Campaign {
+    fn new(client: Client, config: &Config) -> Self {
         let duration = Duration::from_secs(config.lease_duration_seconds.max(3));
         Self {
             api: Api::namespaced(client, &config.lease_namespace),
@@ -66,20 +141,19 @@ impl Elector {
             renew_deadline: duration * 2 / 3,
             observed: None,
             renewed: None,
+            held: None,
         }
     }
 
     /// Whether this replica holds the Lease as far as it knows (renewed within the deadline).
-    pub fn leading(&self) -> bool {
+    fn leading(&self) -> bool {
         self.renewed.is_some_and(|at| at.elapsed() < self.renew_deadline)
     }
 
-    /// Campaigns until this replica holds the Lease. Failures (an unreachable apiserver, a
-    /// conflicting write) are logged and retried; cancel by dropping the future.
-    pub async fn acquire(&mut self) {
+    async fn acquire(&mut self) {
         let mut failures = 0u32;
         loop {
-            match self.try_acquire_or_renew().await {
+            match self.try_acquire_or_renew(CALL_TIMEOUT).await {
                 Ok(true) => return,
                 Ok(false) => failures = 0,
                 Err(e) => {
@@ -97,23 +171,22 @@ impl Elector {
         }
     }
 
-    /// While leading: renews the Lease every `retry` and returns when leadership is lost (another
-    /// holder, or no successful renewal for `renew_deadline`).
-    pub async fn hold(&mut self) {
+    async fn hold(&mut self) {
         loop {
             let deadline = self.renewed.map_or_else(Instant::now, |at| at + self.renew_deadline);
             let next = (Instant::now() + self.retry).min(deadline);
             tokio::time::sleep_until(next).await;
-            let attempt = tokio::time::timeout_at(
-                deadline.max(Instant::now() + Duration::from_millis(100)),
-                self.try_acquire_or_renew(),
-            );
+            // A renewal may take until the deadline: on a loaded apiserver one call can take
+            // longer than the election's usual call timeout, and giving up early helps nobody.
+            let attempt =
+                tokio::time::timeout_at(deadline.max(Instant::now() + Duration::from_millis(100)), self.renew());
             match attempt.await {
                 Ok(Ok(true)) => continue,
                 Ok(Ok(false)) => {
                     let holder = self.observed.as_ref().and_then(|o| o.holder.clone()).unwrap_or_default();
                     tracing::warn!(lease = %self.name, %holder, "the leader Lease was taken by another replica");
                     self.renewed = None;
+                    self.held = None;
                     return;
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, lease = %self.name, "renewing the leader Lease failed"),
@@ -126,16 +199,43 @@ impl Elector {
                     "could not renew the leader Lease in time: no longer leading"
                 );
                 self.renewed = None;
+                self.held = None;
                 return;
             }
         }
     }
 
-    /// One attempt: `Ok(true)` when this replica now holds the Lease (taken or renewed).
-    async fn try_acquire_or_renew(&mut self) -> anyhow::Result<bool> {
+    /// One renewal while leading: patches the Lease as this replica last wrote it, conditional
+    /// on that resourceVersion (one call). When someone else wrote it since (409), falls back to
+    /// reading it ([`Self::try_acquire_or_renew`]). `Ok(true)` when renewed.
+    async fn renew(&mut self) -> anyhow::Result<bool> {
+        let Some(held) = self.held.clone() else { return self.try_acquire_or_renew(self.renew_deadline).await };
+        let started = Instant::now();
+        let spec = held.spec.unwrap_or_default();
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": held.metadata.resource_version},
+            "spec": self.spec(
+                spec.acquire_time.unwrap_or_else(|| MicroTime(k8s_openapi::jiff::Timestamp::now())),
+                MicroTime(k8s_openapi::jiff::Timestamp::now()),
+                spec.lease_transitions.unwrap_or(0),
+            ),
+        });
+        match self.api.patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(patched) => Ok(self.won(&patched, started)),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                self.held = None;
+                self.try_acquire_or_renew(self.renew_deadline).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One attempt: `Ok(true)` when this replica now holds the Lease (taken or renewed). Each
+    /// apiserver call is bounded by `call_timeout`.
+    async fn try_acquire_or_renew(&mut self, call_timeout: Duration) -> anyhow::Result<bool> {
         let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
         let started = Instant::now();
-        let existing = match tokio::time::timeout(CALL_TIMEOUT, self.api.get_opt(&self.name)).await {
+        let existing = match tokio::time::timeout(call_timeout, self.api.get_opt(&self.name)).await {
             Ok(result) => result?,
             Err(_) => anyhow::bail!("reading Lease {} timed out", self.name),
         };
@@ -144,7 +244,7 @@ impl Elector {
                 metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
                 spec: Some(self.spec(now.clone(), now, 0)),
             };
-            return match tokio::time::timeout(CALL_TIMEOUT, self.api.create(&PostParams::default(), &lease)).await {
+            return match tokio::time::timeout(call_timeout, self.api.create(&PostParams::default(), &lease)).await {
                 Ok(Ok(created)) => Ok(self.won(&created, started)),
                 Ok(Err(kube::Error::Api(e))) if e.code == 409 => Ok(false),
                 Ok(Err(e)) => Err(e.into()),
@@ -175,7 +275,7 @@ impl Elector {
             "spec": self.spec(acquired, now, transitions),
         });
         let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
-        match tokio::time::timeout(CALL_TIMEOUT, self.api.patch(&self.name, &params, &patch)).await {
+        match tokio::time::timeout(call_timeout, self.api.patch(&self.name, &params, &patch)).await {
             Ok(Ok(patched)) => Ok(self.won(&patched, started)),
             Ok(Err(kube::Error::Api(e))) if e.code == 409 => Ok(false),
             Ok(Err(e)) => Err(e.into()),
@@ -204,13 +304,13 @@ impl Elector {
         });
         // The renewal counts from when it was sent: the standbys' clocks start later.
         self.renewed = Some(started);
+        self.held = Some(lease.clone());
         true
     }
 
-    /// Releases the Lease if this replica holds it (empty holder), so a standby takes over at
-    /// once. Bounded by [`CALL_TIMEOUT`] in all; failures are logged.
-    pub async fn release(&mut self) {
+    async fn release(&mut self) {
         self.renewed = None;
+        self.held = None;
         let result = async {
             let Some(lease) = self.api.get_opt(&self.name).await? else { return Ok(false) };
             let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref());
@@ -230,11 +330,5 @@ impl Elector {
             Ok(Err(e)) => tracing::warn!(error = %e, lease = %self.name, "could not release the leader Lease"),
             Err(_) => tracing::warn!(lease = %self.name, "releasing the leader Lease timed out"),
         }
-    }
-
-    /// The Lease duration: how long a replica that stepped down stands aside before campaigning
-    /// again, so that another replica can take the Lease first.
-    pub fn duration(&self) -> Duration {
-        self.duration
     }
 }

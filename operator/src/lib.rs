@@ -179,7 +179,7 @@ enum TermEnd {
 async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>, stop: Stop) -> anyhow::Result<()> {
     let Some(client) = connect(&stop).await? else { return Ok(()) };
     tracing::info!(instance = %config.instance, "campaigning");
-    let mut elector = leader::Elector::new(client.clone(), &config);
+    let elector = leader::Elector::start(&config).await?;
     loop {
         metrics.set_readiness(metrics::Readiness::Standby);
         tracing::info!(lease = %config.lease_name, namespace = %config.lease_namespace, "waiting for leadership");
@@ -193,7 +193,7 @@ async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>, stop: S
         }
         tracing::info!("leading: starting controllers");
         metrics.set_leader(true);
-        let end = lead(&client, &config, &metrics, &mut elector, &stop).await;
+        let end = lead(&client, &config, &metrics, &elector, &stop).await;
         metrics.set_leader(false);
         metrics.clear_state();
         match end {
@@ -221,59 +221,61 @@ async fn operate(config: config::Config, metrics: Arc<metrics::Metrics>, stop: S
     }
 }
 
-/// One leading term: wins the status-store fence (when configured), runs every controller
-/// until the Lease is lost, this replica must step down, or a stop is requested; then stops
-/// them, each step bounded, and gives the fence back.
+/// Wins the status-store fence: connects and campaigns, retrying with backoff (1 s doubling to
+/// 10 s) while the store is unreachable or another replica still holds the fence.
+async fn win_fence(config: &config::Config) -> (etcd_client::Client, store::Fence) {
+    let keys = config.store.keys();
+    let mut delay = Duration::from_secs(1);
+    let mut failures = 0u32;
+    loop {
+        let attempt = async {
+            let etcd = config.store.connect().await?;
+            let fence =
+                store::Fence::campaign(etcd.clone(), keys.clone(), &config.instance, config.store.lease_ttl_seconds)
+                    .await?;
+            Ok::<_, store::StoreError>((etcd, fence))
+        };
+        match attempt.await {
+            Ok(won) => return won,
+            Err(e) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(
+                        error = %e,
+                        "cannot win the status-store fence yet: migrating under the leader Lease meanwhile; \
+                         the read-model and the journal catch up once the fence is won"
+                    );
+                } else {
+                    tracing::warn!(error = %e, failures, retry_in_s = delay.as_secs(), "cannot win the status-store fence; retrying");
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// One leading term: runs every controller until the Lease is lost, this replica must step
+/// down, or a stop is requested; then stops them, each step bounded, and gives the status-store
+/// fence back.
+///
+/// The status store's fence (when a store is configured) is won alongside, not first:
+/// Kubernetes is the source of truth and its writes are fenced by the Lease and by
+/// resourceVersions, so a replica that takes over while the store is down migrates at once,
+/// and hands the store to the migration loop when the fence is won. Until then nothing is
+/// published and no REST approval is read (the loop publishes and journals what happened
+/// meanwhile from the objects' status).
 async fn lead(
     client: &kube::Client,
     config: &config::Config,
     metrics: &Arc<metrics::Metrics>,
-    elector: &mut leader::Elector,
+    elector: &leader::Elector,
     stop: &Stop,
 ) -> TermEnd {
     metrics.set_readiness(metrics::Readiness::Syncing);
-
-    // The status store: win its fence too, so that a deposed leader cannot write to it.
-    let mut fence_lease = None;
-    let (store, approval_source) = if ctx_store_configured(config) {
-        let keys = config.store.keys();
-        let campaign = async {
-            let mut delay = Duration::from_secs(1);
-            loop {
-                let attempt = async {
-                    let etcd = config.store.connect().await?;
-                    let fence = store::Fence::campaign(
-                        etcd.clone(),
-                        keys.clone(),
-                        &config.instance,
-                        config.store.lease_ttl_seconds,
-                    )
-                    .await?;
-                    Ok::<_, store::StoreError>((etcd, fence))
-                };
-                match attempt.await {
-                    Ok(won) => return won,
-                    Err(e) => {
-                        tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "cannot win the status-store fence; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(10));
-                    }
-                }
-            }
-        };
-        let (etcd, fence) = tokio::select! {
-            () = stop.requested() => return TermEnd::Stop,
-            () = elector.hold() => return TermEnd::LostLease,
-            won = campaign => won,
-        };
-        tracing::info!(endpoints = ?config.store.endpoints, "holding the status-store fence");
-        fence_lease = Some((fence.client(), fence.lease_id()));
-        let publisher = store::Publisher::new(fence, config.store.max_txn_ops);
-        (Some(migration::StoreSink::new(publisher)), Some((etcd, keys)))
-    } else {
+    if !ctx_store_configured(config) {
         tracing::warn!("no --store-endpoints: the read-model is not published and REST approvals are not applied");
-        (None, None)
-    };
+    }
 
     let (node_store, node_writer) = reflector::store();
     let node_changes = cloud_node::node_changes(Api::<Node>::all(client.clone()), node_writer);
@@ -301,22 +303,16 @@ async fn lead(
         let _ = rx.wait_for(|s| *s).await;
     }
     .shared();
-    // The migration loop stops by itself when another replica fenced this one out of the
-    // status store: then this replica must stop leading too, or migrations would stall behind
-    // a Lease it still holds.
-    // REST approvals are read from the store by the loop, which the mirror wakes on changes.
-    let (approvals, approvals_task) = match approval_source {
-        Some((etcd, keys)) => {
-            let (mirror, task) = store::ApprovalMirror::start(etcd, keys, notify.clone());
-            (Some(mirror), Some(task))
-        }
-        None => (None, None),
-    };
-    let mut migration = Box::pin(
-        migration::MigrationLoop::new(ctx.clone(), caches.clone(), store, approvals)
-            .run(notify, stopped.clone())
-            .fuse(),
-    );
+    // The migration loop runs as a task of its own, so that its planning does not hold up the
+    // other controllers. It stops by itself when another replica fenced this one out of the
+    // status store: then this replica must stop leading too, or migrations would stall behind a
+    // Lease it still holds.
+    let (link_tx, link_rx) = tokio::sync::oneshot::channel();
+    let store_link = ctx_store_configured(config).then_some(link_rx);
+    let mut migration = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        migration::MigrationLoop::new(ctx.clone(), caches.clone(), store_link).run(notify.clone(), stopped.clone()),
+    ))
+    .fuse();
     let mut others = Box::pin(
         futures::future::join(
             cloud_node::run(controller, ctx.clone(), node_changes, nodes_rx, stopped.clone()),
@@ -324,20 +320,49 @@ async fn lead(
         )
         .fuse(),
     );
-    let end = tokio::select! {
-        () = stop.requested() => TermEnd::Stop,
-        () = elector.hold() => TermEnd::LostLease,
-        () = &mut migration => TermEnd::StepDown(
-            "the migration loop stopped (fenced out of the status store by another replica, or its caches closed)"
-        ),
-        _ = &mut others => TermEnd::StepDown("the controllers stopped unexpectedly"),
+    let mut fence = std::pin::pin!(win_fence(config).fuse());
+    if !ctx_store_configured(config) {
+        fence.set(futures::future::Fuse::terminated());
+    }
+    let mut link_tx = Some(link_tx);
+    let mut fence_lease = None;
+    let mut approvals_task = None;
+    let hold = elector.hold();
+    tokio::pin!(hold);
+    let end = loop {
+        tokio::select! {
+            () = stop.requested() => break TermEnd::Stop,
+            () = &mut hold => break TermEnd::LostLease,
+            ended = &mut migration => {
+                if let Err(e) = ended {
+                    tracing::error!(error = %e, "the migration loop failed");
+                }
+                break TermEnd::StepDown(
+                    "the migration loop stopped (fenced out of the status store by another replica, or its caches closed)"
+                );
+            }
+            _ = &mut others => break TermEnd::StepDown("the controllers stopped unexpectedly"),
+            (etcd, fence) = &mut fence => {
+                tracing::info!(endpoints = ?config.store.endpoints, "holding the status-store fence");
+                fence_lease = Some((fence.client(), fence.lease_id()));
+                // REST approvals are read from the store by the loop, which the mirror wakes on
+                // changes.
+                let (approvals, task) = store::ApprovalMirror::start(etcd, config.store.keys(), notify.clone());
+                approvals_task = Some(task);
+                let sink = migration::StoreSink::new(store::Publisher::new(fence, config.store.max_txn_ops));
+                if let Some(tx) = link_tx.take() {
+                    let _ = tx.send(migration::StoreLink { sink, approvals });
+                }
+                notify.notify_one();
+            }
+        }
     };
     let _ = stop_tx.send(true);
     // Give the controllers a moment to finish in-flight work; a write hanging on an unreachable
     // apiserver or store is dropped.
     let drain = async {
         if !migration.is_terminated() {
-            (&mut migration).await;
+            let _ = (&mut migration).await;
         }
         if !others.is_terminated() {
             (&mut others).await;

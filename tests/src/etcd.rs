@@ -197,3 +197,41 @@ impl Drop for EtcdProcess {
         let _ = std::fs::remove_file(self.data_dir.with_extension("log"));
     }
 }
+
+/// What is wrong with the journals of `systems` in the store under `keys`: each chain must
+/// verify, and every transition a system's status shows must be journaled exactly once (the
+/// operator's own `verify_chain` for the chain; the count is the test's). Empty when all is well.
+pub async fn journal_problems(
+    etcd: &mut etcd_client::Client,
+    keys: &suyun_crds::readmodel::Keys,
+    systems: &[suyun_crds::v1alpha1::GovSystem],
+) -> Vec<String> {
+    use kube::ResourceExt as _;
+    let journals = match suyun_operator::store::read_journals(etcd, keys, None).await {
+        Ok(j) => j,
+        Err(e) => return vec![format!("reading the journals: {e}")],
+    };
+    let mut problems = Vec::new();
+    for system in systems {
+        let id = &system.spec.system_id;
+        let chain = journals.get(id).cloned().unwrap_or_default();
+        if let Err(e) = suyun_operator::journal::verify_chain(&chain) {
+            problems.push(format!("{id}: {e}"));
+        }
+        let uid = system.uid().unwrap_or_default();
+        let mut count: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+        for (key, bytes) in &chain {
+            match serde_json::from_slice::<suyun_crds::readmodel::JournalEntry>(bytes) {
+                Ok(e) if e.uid == uid => *count.entry(e.transition).or_default() += 1,
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{id}: entry {key} does not parse: {e}")),
+            }
+        }
+        for t in system.status.iter().flat_map(|s| &s.transitions) {
+            if count.get(&t.sequence) != Some(&1) {
+                problems.push(format!("{id}: transition {} journaled {:?} times", t.sequence, count.get(&t.sequence)));
+            }
+        }
+    }
+    problems
+}

@@ -66,6 +66,23 @@ pub fn wave(name: &str, extra: &str) -> String {
     )
 }
 
+/// A Simulated migration of `systems` one-CPU systems on the provincial node `jiangsu`: Tenant
+/// `js-<wave>` (waits for its Namespace), MigrationWave `<wave>` with `timeCompression` and room
+/// for all of them at once, and GovSystems `JS-320000-0001`… in it.
+pub async fn simulated_migration(client: &Client, wave: &str, systems: usize, time_compression: u32) {
+    let tenant = format!("js-{wave}");
+    apply::<CloudNode>(client, &cloud_node("jiangsu", "Provincial", "320000", 100_000, systems as u32)).await;
+    apply::<Tenant>(client, &self::tenant(&tenant, "Provincial", "320000", "jiangsu", 1000)).await;
+    let spec = format!("  executor: Simulated\n  timeCompression: {time_compression}\n  maxConcurrent: {systems}\n");
+    apply::<MigrationWave>(client, &self::wave(wave, &spec)).await;
+    eventually(Duration::from_secs(30), || async { Ok(Api::<Namespace>::all(client.clone()).get(&tenant).await?) })
+        .await
+        .expect("the tenant's Namespace is created");
+    for i in 1..=systems {
+        apply::<GovSystem>(client, &system(&tenant, &format!("JS-320000-{i:04}"), wave, 1, "")).await;
+    }
+}
+
 /// The runner part of a Job wave's spec.
 pub const JOB_RUNNER: &str = "  executor: Job\n  runner: {image: registry.example.gov.cn/suyun/runner:1, command: [/runner], timeoutSeconds: 600}\n";
 

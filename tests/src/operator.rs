@@ -124,7 +124,11 @@ impl OperatorProcess {
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", name)
-            .env("RUST_LOG", "info,suyun_operator=debug")
+            // `SUYUN_TEST_OPERATOR_LOG` overrides the filter, e.g. to add `kube_runtime=debug`.
+            .env(
+                "RUST_LOG",
+                std::env::var("SUYUN_TEST_OPERATOR_LOG").unwrap_or_else(|_| "info,suyun_operator=debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)

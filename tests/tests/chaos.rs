@@ -10,13 +10,7 @@
 
 use suyun_tests::chaos::{Options, run};
 
-// Not green yet: on a loaded 2-core machine the leader steps down without a fault (its Lease
-// renewal starves while the migration loop works), replicas keep handing over and the run
-// misses its time limit with systems unfinished. The checker found no violation in its last
-// runs. Run it with `cargo test -p suyun-tests --test chaos -- --ignored`; see
-// docs/reliability.md, *Chaos*.
 #[test]
-#[ignore = "liveness under load not fixed yet: see docs/reliability.md, Chaos"]
 fn nothing_is_lost_or_done_twice_under_kills_pauses_and_outages() {
     let options = Options::reduced();
     let report = run(&options).unwrap_or_else(|e| panic!("the chaos run could not be carried out: {e:#}"));

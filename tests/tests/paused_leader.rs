@@ -8,7 +8,7 @@
 //! transition number would come back with other contents. Afterwards every transition that
 //! status shows is in the journal exactly once, and every chain verifies.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,9 +18,9 @@ use kube::Client;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
-use suyun_crds::readmodel::{JournalEntry, Keys, LeaderRecord};
-use suyun_crds::v1alpha1::{CloudNode, GovSystem, MigrationWave, Phase, Tenant, Transition};
-use suyun_tests::etcd::unique_prefix;
+use suyun_crds::readmodel::{Keys, LeaderRecord};
+use suyun_crds::v1alpha1::{GovSystem, Phase, Transition};
+use suyun_tests::etcd::{journal_problems, unique_prefix};
 use suyun_tests::fixtures::{self, apply};
 use suyun_tests::operator::OperatorProcess;
 use suyun_tests::{CLUSTER_SCOPED, cluster, eventually, install_crds};
@@ -121,25 +121,7 @@ async fn a_leader_paused_past_its_lease_changes_nothing_when_it_wakes() {
     .await
     .unwrap();
     let b = OperatorProcess::start(cluster, "paused-replica-b", &args).unwrap();
-    apply::<CloudNode>(&client, &fixtures::cloud_node("jiangsu", "Provincial", "320000", 100_000, SYSTEMS as u32))
-        .await;
-    apply::<Tenant>(&client, &fixtures::tenant("js-pause", "Provincial", "320000", "jiangsu", 1000)).await;
-    apply::<MigrationWave>(
-        &client,
-        &fixtures::wave(
-            "pause",
-            &format!("  executor: Simulated\n  timeCompression: 600\n  maxConcurrent: {SYSTEMS}\n"),
-        ),
-    )
-    .await;
-    eventually(Duration::from_secs(30), || async {
-        Ok(Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).get("js-pause").await?)
-    })
-    .await
-    .unwrap();
-    for i in 1..=SYSTEMS {
-        apply::<GovSystem>(&client, &fixtures::system("js-pause", &format!("JS-320000-{i:04}"), "pause", 1, "")).await;
-    }
+    fixtures::simulated_migration(&client, "pause", SYSTEMS, 600).await;
     // Pause the leader while it is busy: many systems mid-migration.
     let systems = Api::<GovSystem>::all(client.clone());
     eventually(Duration::from_secs(60), || async {
@@ -195,33 +177,7 @@ async fn a_leader_paused_past_its_lease_changes_nothing_when_it_wakes() {
     );
 
     // The store: every transition status shows is journaled once, in order, and chains verify.
-    let journals = suyun_operator::store::read_journals(&mut etcd, &keys, None).await.unwrap();
-    let mut problems = Vec::new();
-    for system in systems.list(&ListParams::default()).await.unwrap().items {
-        let id = &system.spec.system_id;
-        let uid = system.uid().unwrap_or_default();
-        let chain = journals.get(id).cloned().unwrap_or_default();
-        if let Err(e) = suyun_operator::journal::verify_chain(&chain) {
-            problems.push(format!("{id}: {e}"));
-        }
-        let journaled: BTreeMap<u64, usize> = chain
-            .iter()
-            .map(|(_, b)| serde_json::from_slice::<JournalEntry>(b).unwrap())
-            .filter(|e| e.uid == uid)
-            .fold(BTreeMap::new(), |mut m, e| {
-                *m.entry(e.transition).or_default() += 1;
-                m
-            });
-        for t in &system.status.unwrap_or_default().transitions {
-            if journaled.get(&t.sequence) != Some(&1) {
-                problems.push(format!(
-                    "{id}: transition {} journaled {:?} times",
-                    t.sequence,
-                    journaled.get(&t.sequence)
-                ));
-            }
-        }
-    }
+    let problems = journal_problems(&mut etcd, &keys, &systems.list(&ListParams::default()).await.unwrap().items).await;
     assert!(problems.is_empty(), "journal:\n{}", problems.join("\n"));
     let log = a.log_text();
     assert!(

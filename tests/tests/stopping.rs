@@ -36,7 +36,9 @@ fn start(cluster: &Cluster, name: &str) -> OperatorProcess {
 /// A leading operator holding the store fence, its migration loop running.
 async fn leading(cluster: &Cluster, name: &str) -> OperatorProcess {
     let operator = start(cluster, name);
-    // A predecessor that could not give the fence back leaves it to expire (10 s).
+    // A predecessor that could not give the fence back leaves it to expire (10 s). The loop
+    // starts before the fence is won (it migrates under the Lease meanwhile): wait for both.
+    wait_log(&operator, "holding the status-store fence", Duration::from_secs(60)).await;
     wait_log(&operator, "migration loop started", Duration::from_secs(60)).await;
     operator
 }

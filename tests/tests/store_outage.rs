@@ -3,49 +3,17 @@
 //! statuses show is in the journal exactly once, in order, with chains that verify — nothing
 //! that happened during the outage is lost.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use suyun_crds::readmodel::{JournalEntry, Keys};
-use suyun_crds::v1alpha1::{CloudNode, GovSystem, MigrationWave, Phase, Tenant};
-use suyun_tests::etcd::{EtcdProcess, unique_prefix};
-use suyun_tests::fixtures::{self, apply};
+use suyun_crds::readmodel::Keys;
+use suyun_crds::v1alpha1::{GovSystem, Phase};
+use suyun_tests::etcd::{EtcdProcess, journal_problems, unique_prefix};
+use suyun_tests::fixtures;
 use suyun_tests::operator::OperatorProcess;
 use suyun_tests::{CLUSTER_SCOPED, cluster, eventually, install_crds};
 
 const SYSTEMS: usize = 24;
-
-/// What the journal lacks or holds twice, for every system: empty when complete.
-async fn journal_problems(etcd: &mut etcd_client::Client, keys: &Keys, systems: &[GovSystem]) -> Vec<String> {
-    let journals = match suyun_operator::store::read_journals(etcd, keys, None).await {
-        Ok(j) => j,
-        Err(e) => return vec![format!("reading the journals: {e}")],
-    };
-    let mut problems = Vec::new();
-    for system in systems {
-        let id = &system.spec.system_id;
-        let chain = journals.get(id).cloned().unwrap_or_default();
-        if let Err(e) = suyun_operator::journal::verify_chain(&chain) {
-            problems.push(format!("{id}: {e}"));
-        }
-        let uid = system.uid().unwrap_or_default();
-        let mut count: BTreeMap<u64, usize> = BTreeMap::new();
-        for (_, bytes) in &chain {
-            let e: JournalEntry = serde_json::from_slice(bytes).unwrap();
-            if e.uid == uid {
-                *count.entry(e.transition).or_default() += 1;
-            }
-        }
-        for t in &system.status.clone().unwrap_or_default().transitions {
-            if count.get(&t.sequence) != Some(&1) {
-                problems.push(format!("{id}: transition {} journaled {:?} times", t.sequence, count.get(&t.sequence)));
-            }
-        }
-    }
-    problems
-}
 
 #[tokio::test]
 async fn transitions_made_while_the_store_is_down_reach_the_journal_once_it_is_back() {
@@ -68,25 +36,7 @@ async fn transitions_made_while_the_store_is_down_reach_the_journal_once_it_is_b
     ];
     let mut operator = OperatorProcess::start(cluster, "store-outage", &args).unwrap();
 
-    apply::<CloudNode>(&client, &fixtures::cloud_node("jiangsu", "Provincial", "320000", 10_000, SYSTEMS as u32)).await;
-    apply::<Tenant>(&client, &fixtures::tenant("js-outage", "Provincial", "320000", "jiangsu", 1000)).await;
-    apply::<MigrationWave>(
-        &client,
-        &fixtures::wave(
-            "outage",
-            &format!("  executor: Simulated\n  timeCompression: 120\n  maxConcurrent: {SYSTEMS}\n"),
-        ),
-    )
-    .await;
-    eventually(Duration::from_secs(30), || async {
-        Ok(Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).get("js-outage").await?)
-    })
-    .await
-    .unwrap();
-    for i in 1..=SYSTEMS {
-        apply::<GovSystem>(&client, &fixtures::system("js-outage", &format!("JS-320000-{i:04}"), "outage", 1, ""))
-            .await;
-    }
+    fixtures::simulated_migration(&client, "outage", SYSTEMS, 120).await;
     let systems = Api::<GovSystem>::all(client.clone());
     let phases = || async {
         systems.list(&ListParams::default()).await.map(|l| {
@@ -148,4 +98,59 @@ async fn transitions_made_while_the_store_is_down_reach_the_journal_once_it_is_b
     assert!(during >= 4, "only {during} transitions while the store was down");
     eprintln!("{during} transitions made while the store was down, all journaled");
     drop(operator);
+}
+
+/// A replica that becomes leader while the status store is down migrates under the Kubernetes
+/// Lease alone, wins the store's fence in the background, and then journals everything that
+/// happened meanwhile.
+#[tokio::test]
+async fn a_leader_elected_while_the_store_is_down_migrates_and_journals_once_it_is_back() {
+    let _guard = CLUSTER_SCOPED.lock().await;
+    let cluster = cluster();
+    let client = cluster.client().await.unwrap();
+    install_crds(&client).await.unwrap();
+    fixtures::clean(&client).await;
+    let mut etcd = EtcdProcess::start("store-down-at-start").await.unwrap();
+    etcd.kill();
+    let prefix = unique_prefix("store-down-at-start");
+    let keys = Keys::new(&prefix);
+    let store = format!("--store-endpoints={}", etcd.endpoint());
+    let store_prefix = format!("--store-prefix={prefix}");
+    let args = [
+        "--lease-name=suyun-store-down-at-start-test",
+        "--store-lease-ttl=4",
+        "--debounce-ms=50",
+        store.as_str(),
+        store_prefix.as_str(),
+    ];
+    let operator = OperatorProcess::start(cluster, "store-down-at-start", &args).unwrap();
+    const COUNT: usize = 8;
+    fixtures::simulated_migration(&client, "down-at-start", COUNT, 600).await;
+
+    let systems = Api::<GovSystem>::all(client.clone());
+    eventually(Duration::from_secs(120), || async {
+        let items = systems.list(&ListParams::default()).await?.items;
+        let completed =
+            items.iter().filter(|s| s.status.as_ref().and_then(|s| s.phase) == Some(Phase::Completed)).count();
+        if completed == COUNT { Ok(()) } else { anyhow::bail!("{completed} of {COUNT} completed") }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}: a leader without the store must migrate\n{}", operator.log_text()));
+    let log = operator.log_text();
+    assert!(log.contains("cannot win the status-store fence yet"), "{log}");
+    assert!(!log.contains("holding the status-store fence"), "the store was down throughout:\n{log}");
+
+    etcd.restart().await.unwrap();
+    let store = suyun_tests::etcd::connect(&etcd.endpoint()).await.unwrap();
+    eventually(Duration::from_secs(60), || {
+        let (systems, keys, store) = (systems.clone(), keys.clone(), store.clone());
+        async move {
+            let all = systems.list(&ListParams::default()).await?.items;
+            let problems = journal_problems(&mut store.clone(), &keys, &all).await;
+            if problems.is_empty() { Ok(()) } else { anyhow::bail!("{}", problems.join("\n")) }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_text()));
+    assert!(operator.log_text().contains("holding the status-store fence"));
 }

@@ -106,6 +106,25 @@ async fn drive<K: std::fmt::Debug>(
     }
 }
 
+/// Waits until `store` holds its first complete list; `false` when its writer was dropped first.
+///
+/// `Store::wait_until_ready` alone is not enough: kube's readiness signal is a oneshot receiver
+/// with a single waker slot, so of several tasks waiting on the same store only the one that
+/// polled last is woken. The CloudNode store is also awaited by its controller, the Tenant
+/// store by the Tenant controller: a loop waiting there was seen stalled for a whole leadership
+/// term (the chaos run). Polling again every 100 ms costs nothing and cannot miss it.
+async fn cache_ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(ready) = tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+            return ready.is_ok();
+        }
+    }
+}
+
 /// A status the loop wrote, used until the cache shows it.
 struct Written {
     resource_version: Option<String>,
@@ -225,11 +244,22 @@ impl StoreSink {
     }
 }
 
+/// The status store as the loop uses it, once this replica holds the store's fence.
+#[allow(missing_debug_implementations)]
+pub struct StoreLink {
+    /// Where the read-model and the journal are published.
+    pub sink: StoreSink,
+    /// The REST API's approvals.
+    pub approvals: crate::store::ApprovalMirror,
+}
+
 /// The loop's memory between iterations.
 pub struct MigrationLoop {
     ctx: Arc<Context>,
     caches: Caches,
     overlay: HashMap<String, Written>,
+    /// The status store, while the fence is still being won.
+    pending_store: Option<tokio::sync::oneshot::Receiver<StoreLink>>,
     store: Option<StoreSink>,
     approvals: Option<crate::store::ApprovalMirror>,
     lease: fencing::LeaseCheck,
@@ -243,43 +273,69 @@ impl std::fmt::Debug for MigrationLoop {
 }
 
 impl MigrationLoop {
-    /// A loop over the given caches, publishing to `store` and reading the REST API's
-    /// approvals from `approvals` when there is a status store.
-    pub fn new(
-        ctx: Arc<Context>,
-        caches: Caches,
-        store: Option<StoreSink>,
-        approvals: Option<crate::store::ApprovalMirror>,
-    ) -> Self {
-        let store = store.map(|mut sink| {
-            let retention = i64::from(ctx.config.store.journal_retention_days) * 86_400;
-            sink.publisher.set_retention(retention);
-            sink
-        });
+    /// A loop over the given caches. When there is a status store, `store` delivers it once its
+    /// fence is won: from then on the loop publishes the read-model and the journal there and
+    /// reads the REST API's approvals from it; until then it migrates without either.
+    pub fn new(ctx: Arc<Context>, caches: Caches, store: Option<tokio::sync::oneshot::Receiver<StoreLink>>) -> Self {
         let config = &ctx.config;
         let lease = fencing::LeaseCheck::new(
             Api::namespaced(ctx.client.clone(), &config.lease_namespace),
             &config.lease_name,
             &config.instance,
         );
-        Self { ctx, caches, overlay: HashMap::new(), store, approvals, lease, fenced: false }
+        Self {
+            ctx,
+            caches,
+            overlay: HashMap::new(),
+            pending_store: store,
+            store: None,
+            approvals: None,
+            lease,
+            fenced: false,
+        }
+    }
+
+    /// Takes the status store into use once its fence was won.
+    fn attach_store(&mut self) {
+        use tokio::sync::oneshot::error::TryRecvError;
+        let Some(pending) = &mut self.pending_store else { return };
+        match pending.try_recv() {
+            Ok(StoreLink { mut sink, approvals }) => {
+                let retention = i64::from(self.ctx.config.store.journal_retention_days) * 86_400;
+                sink.publisher.set_retention(retention);
+                self.store = Some(sink);
+                self.approvals = Some(approvals);
+                self.pending_store = None;
+                info!("status store attached: publishing the read-model and the journal");
+            }
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Closed) => self.pending_store = None,
+        }
     }
 
     /// Runs until `shutdown` resolves: waits for a change or the next deadline, debounces, runs
     /// one iteration.
     pub async fn run(mut self, notify: Arc<Notify>, shutdown: impl std::future::Future<Output = ()>) {
         futures::pin_mut!(shutdown);
-        for store in
-            [self.caches.systems.wait_until_ready().await.is_ok(), self.caches.waves.wait_until_ready().await.is_ok()]
-        {
+        let waiting = std::time::Instant::now();
+        let ready =
+            |what: &'static str| debug!(cache = what, after_ms = waiting.elapsed().as_millis() as u64, "cache ready");
+        for (what, store) in [
+            ("GovSystem", cache_ready(&self.caches.systems).await),
+            ("MigrationWave", cache_ready(&self.caches.waves).await),
+        ] {
             if !store {
                 warn!("cache closed before it was ready");
                 return;
             }
+            ready(what);
         }
-        let _ = self.caches.tenants.wait_until_ready().await;
-        let _ = self.caches.jobs.wait_until_ready().await;
-        let _ = self.ctx.cloud_nodes.wait_until_ready().await;
+        cache_ready(&self.caches.tenants).await;
+        ready("Tenant");
+        cache_ready(&self.caches.jobs).await;
+        ready("Job");
+        cache_ready(&self.ctx.cloud_nodes).await;
+        ready("CloudNode");
         self.ctx.metrics.set_readiness(crate::metrics::Readiness::Leading);
         info!("migration loop started");
         let mut wake = tokio::time::Instant::now();
@@ -340,6 +396,7 @@ impl MigrationLoop {
     /// published at once, and only then are Events posted and wave statuses written, so that a
     /// phase change reaches the REST API one publish after its status write.
     pub async fn iterate(&mut self) -> Iteration {
+        self.attach_store();
         let snapshot = std::time::Instant::now();
         let now = k8s_openapi::jiff::Timestamp::now().as_second();
         let objects = Objects {
@@ -392,7 +449,9 @@ impl MigrationLoop {
             }
         }
         let planning = std::time::Instant::now();
-        let plan = suyun_planner::plan(&input);
+        // Planning thousands of systems takes a while: let the runtime move this worker's other
+        // tasks elsewhere meanwhile.
+        let plan = tokio::task::block_in_place(|| suyun_planner::plan(&input));
         let plan_elapsed = planning.elapsed();
         self.ctx.metrics.observe_plan(plan_elapsed, &plan);
         let verdicts = facts::verdicts(&plan);
@@ -754,4 +813,37 @@ fn waves_runner<'a>(
 ) -> Vec<Option<&'a suyun_crds::v1alpha1::Runner>> {
     let by_name: HashMap<String, &MigrationWave> = waves.iter().map(|w| (w.name_any(), w.as_ref())).collect();
     wave_of.iter().map(|w| w.as_ref().and_then(|w| by_name.get(w)).and_then(|w| w.spec.runner.as_ref())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher;
+    use suyun_crds::v1alpha1::CloudNode;
+
+    /// A store awaited by two tasks, as the CloudNode store is by its controller and by the
+    /// loop: the one that started waiting first must see it ready too. (With a bare
+    /// `wait_until_ready` in `cache_ready`, this test hangs until its timeout.)
+    #[tokio::test]
+    async fn a_store_awaited_by_two_tasks_wakes_the_first_waiter_too() {
+        let mut writer: Writer<CloudNode> = Writer::default();
+        let store = writer.as_reader();
+        let first = tokio::spawn({
+            let store = store.clone();
+            async move { super::cache_ready(&store).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The second waiter polls after the first: it takes the single waker slot.
+        let second = tokio::spawn({
+            let store = store.clone();
+            async move { store.wait_until_ready().await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let waited = tokio::time::timeout(Duration::from_secs(5), async { (first.await, second.await) }).await;
+        let (first, second) = waited.expect("both waiters see the store ready");
+        assert!(first.unwrap() && second.unwrap());
+    }
 }

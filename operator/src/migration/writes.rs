@@ -88,74 +88,89 @@ pub async fn apply(
         }
         stop
     };
-    // Jobs first: a status that names a Job is written only once the Job exists.
-    let job_results = futures::stream::iter(outcomes.iter().flat_map(|(i, o)| {
-        o.actions.iter().filter_map(move |a| match a {
-            Action::CreateJob { phase, attempt, name } => {
-                Some((*i, *phase, *attempt, name.clone(), o.status.node.clone()))
-            }
-            _ => None,
+    // Jobs first: a status that names a Job is written only once the Job exists. (The work
+    // lists are collected first: streams over borrowing iterator adapters are not provably
+    // `Send`, and the loop runs as a task of its own.)
+    let creates: Vec<_> = outcomes
+        .iter()
+        .flat_map(|(i, o)| {
+            o.actions.iter().filter_map(move |a| match a {
+                Action::CreateJob { phase, attempt, name } => {
+                    Some((*i, *phase, *attempt, name.clone(), o.status.node.clone()))
+                }
+                _ => None,
+            })
         })
-    }))
-    .map(|(i, phase, attempt, name, node)| async move {
-        let system = &systems[i];
-        if withhold().await {
-            return (i, false);
-        }
-        let Some(runner) = runners[i] else {
-            warn!(system = %system.name_any(), "Job executor without a runner");
-            return (i, false);
-        };
-        let job = jobs::build(system, runner, phase, attempt, &name, node.as_deref().unwrap_or_default());
-        let api = Api::<Job>::namespaced(ctx.client.clone(), &system.namespace().unwrap_or_default());
-        match api
-            .create(&PostParams { field_manager: Some(suyun_crds::FIELD_MANAGER.into()), ..Default::default() }, &job)
-            .await
-        {
-            Ok(_) => (i, true),
-            Err(kube::Error::Api(e)) if e.code == 409 => (i, true),
-            Err(e) => {
-                warn!(system = %system.name_any(), job = %name, error = %e, "could not create Job");
-                (i, false)
+        .collect();
+    let job_results = futures::stream::iter(creates)
+        .map(|(i, phase, attempt, name, node)| async move {
+            let system = &systems[i];
+            if withhold().await {
+                return (i, false);
             }
-        }
-    })
-    .buffer_unordered(CONCURRENCY)
-    .collect::<Vec<_>>()
-    .await;
+            let Some(runner) = runners[i] else {
+                warn!(system = %system.name_any(), "Job executor without a runner");
+                return (i, false);
+            };
+            let job = jobs::build(system, runner, phase, attempt, &name, node.as_deref().unwrap_or_default());
+            let api = Api::<Job>::namespaced(ctx.client.clone(), &system.namespace().unwrap_or_default());
+            match api
+                .create(
+                    &PostParams { field_manager: Some(suyun_crds::FIELD_MANAGER.into()), ..Default::default() },
+                    &job,
+                )
+                .await
+            {
+                Ok(_) => (i, true),
+                Err(kube::Error::Api(e)) if e.code == 409 => (i, true),
+                Err(e) => {
+                    warn!(system = %system.name_any(), job = %name, error = %e, "could not create Job");
+                    (i, false)
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
     let failed_jobs: std::collections::HashSet<usize> =
         job_results.into_iter().filter(|(_, ok)| !ok).map(|(i, _)| i).collect();
 
-    let to_write = outcomes.iter().filter(|(i, o)| o.status != before[*i] && !failed_jobs.contains(i)).count();
-    let written =
-        futures::stream::iter(outcomes.iter().filter(|(i, o)| o.status != before[*i] && !failed_jobs.contains(i)))
-            .map(|(i, o)| async move {
-                let system = &systems[*i];
-                if withhold().await {
-                    return Err(false);
+    let writes: Vec<usize> = (0..outcomes.len())
+        .filter(|k| {
+            let (i, o) = &outcomes[*k];
+            o.status != before[*i] && !failed_jobs.contains(i)
+        })
+        .collect();
+    let to_write = writes.len();
+    let written = futures::stream::iter(writes)
+        .map(|k| async move {
+            let (i, o) = &outcomes[k];
+            let system = &systems[*i];
+            if withhold().await {
+                return Err(false);
+            }
+            let api = Api::<GovSystem>::namespaced(ctx.client.clone(), &system.namespace().unwrap_or_default());
+            let patch = status_patch(&before[*i], &o.status, versions[*i].as_deref());
+            match api.patch_status(&system.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(obj) => Ok((*i, obj.resource_version(), o.status.clone())),
+                Err(e) if is_conflict(&e) => {
+                    debug!(system = %system.name_any(), "status changed since it was computed; computing again");
+                    Err(true)
                 }
-                let api = Api::<GovSystem>::namespaced(ctx.client.clone(), &system.namespace().unwrap_or_default());
-                let patch = status_patch(&before[*i], &o.status, versions[*i].as_deref());
-                match api.patch_status(&system.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-                    Ok(obj) => Ok((*i, obj.resource_version(), o.status.clone())),
-                    Err(e) if is_conflict(&e) => {
-                        debug!(system = %system.name_any(), "status changed since it was computed; computing again");
-                        Err(true)
-                    }
-                    Err(e) => {
-                        warn!(system = %system.name_any(), error = %e, "could not write status");
-                        Err(false)
-                    }
+                Err(e) => {
+                    warn!(system = %system.name_any(), error = %e, "could not write status");
+                    Err(false)
                 }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .inspect(|r| {
-                if let (Ok((i, _, status)), Some(tx)) = (r, &progress) {
-                    let _ = tx.unbounded_send((*i, status.clone()));
-                }
-            })
-            .collect::<Vec<_>>()
-            .await;
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .inspect(|r| {
+            if let (Ok((i, _, status)), Some(tx)) = (r, &progress) {
+                let _ = tx.unbounded_send((*i, status.clone()));
+            }
+        })
+        .collect::<Vec<_>>()
+        .await;
     drop(progress);
     let conflicts = written.iter().filter(|r| matches!(r, Err(true))).count();
     let written: Vec<_> = written.into_iter().filter_map(Result::ok).collect();
