@@ -43,6 +43,7 @@ use sha2::Digest as _;
 use suyun_crds::readmodel::{KeyRef, Keys, prefix_end};
 use suyun_crds::v1alpha1::{CloudNode, GovSystem, MigrationWave, Phase, Tenant};
 use suyun_planner::model::{self, PlanInput};
+use suyun_planner::synthetic::rng::Rng;
 
 use crate::Cluster;
 use crate::apiserver::TestServer;
@@ -120,48 +121,6 @@ pub fn seed_from_env() -> u64 {
     std::env::var("SUYUN_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// A small seeded RNG (splitmix64): the fault schedule must be repeatable from its seed.
-
-/// Seeded random numbers.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-
-    /// Uniform between `a` and `b`.
-    pub fn between(&mut self, a: Duration, b: Duration) -> Duration {
-        let span = b.saturating_sub(a).as_millis() as u64;
-        a + Duration::from_millis(if span == 0 { 0 } else { self.next_u64() % (span + 1) })
-    }
-
-    /// Shuffles `items` (Fisher–Yates).
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i + 1);
-            items.swap(i, j);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1507,7 +1466,7 @@ async fn run_in(options: &Options, cluster: Cluster) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut report = Report { seed: options.seed, ..Report::default() };
     eprintln!("[chaos] seed {} (set SUYUN_CHAOS_SEED to repeat)", options.seed);
-    let mut rng = Rng::new(options.seed);
+    let mut rng = Rng::new(options.seed, 1);
     let data = dataset(options.systems, options.data_seed, options.node_concurrency);
     for phase in data.expected.values() {
         *report.expected.entry(phase.as_str().to_owned()).or_default() += 1;

@@ -15,7 +15,7 @@
 
 mod misfits;
 mod names;
-mod rng;
+pub mod rng;
 
 use crate::model::{
     Architecture, ArchitectureRequirement, Node, Placement, PlanInput, Quota, Resources, Settings, Strategy, System,

@@ -1,5 +1,6 @@
 //! A small deterministic PRNG (SplitMix64) and the distributions the generator draws from.
-//! Its own, so that datasets stay identical across dependency upgrades.
+//! Its own, so that datasets stay identical across dependency upgrades; the chaos test draws its
+//! fault schedule from it too.
 
 /// SplitMix64 (Steele, Lea, Flood 2014): fast, full-period, good enough for synthetic data.
 #[derive(Debug, Clone)]
@@ -35,6 +36,20 @@ impl Rng {
     /// Uniform integer in `[0, n)`; `n > 0`.
     pub fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+
+    /// Uniform between `a` and `b`, to the millisecond.
+    pub fn between(&mut self, a: std::time::Duration, b: std::time::Duration) -> std::time::Duration {
+        let span = b.saturating_sub(a).as_millis() as usize;
+        a + std::time::Duration::from_millis(self.below(span + 1) as u64)
+    }
+
+    /// Shuffles `items` (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i + 1);
+            items.swap(i, j);
+        }
     }
 
     /// True with probability `p`.
@@ -81,5 +96,12 @@ mod tests {
         assert_ne!(a, c);
         let mut r = Rng::new(1, 0);
         assert!((0..1000).all(|_| r.below(10) < 10));
+        let (a, b) = (std::time::Duration::from_millis(500), std::time::Duration::from_secs(4));
+        assert!((0..1000).all(|_| (a..=b).contains(&r.between(a, b))));
+        let mut items: Vec<u32> = (0..50).collect();
+        r.shuffle(&mut items);
+        assert_ne!(items, (0..50).collect::<Vec<_>>(), "shuffled");
+        items.sort_unstable();
+        assert_eq!(items, (0..50).collect::<Vec<_>>(), "a permutation");
     }
 }
