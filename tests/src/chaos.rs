@@ -1035,14 +1035,14 @@ impl Faults<'_> {
         r.resumed = Some(resumed);
         while resumed.elapsed() < STEP_DOWN_LIMIT {
             let exited = !self.replicas.lock().expect("not poisoned").is_live(&leader);
-            let leads = match metrics {
+            // A scrape that fails proves nothing: only `suyun_leader 0` or an exit counts.
+            let standby = match metrics {
                 Some(addr) => crate::prometheus::http_get(addr, "/metrics")
                     .await
-                    .map(|(_, body)| !body.lines().any(|l| l.trim() == "suyun_leader 0"))
-                    .unwrap_or(false),
+                    .is_ok_and(|(_, body)| body.lines().any(|l| l.trim() == "suyun_leader 0")),
                 None => false,
             };
-            if exited || !leads {
+            if exited || standby {
                 r.stepped_down = Some(resumed.elapsed());
                 break;
             }
