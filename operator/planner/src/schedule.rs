@@ -134,21 +134,26 @@ pub fn schedule(
 
     // Keys: the rank of the wave order (a system without a wave takes the lowest order among
     // the waves that depend on it, or comes last), then priority, then the longest chain of
-    // work it heads.
+    // work it heads — except for a system nothing waits on in a wave order that a higher one
+    // follows: those go last, shortest first, so that the long ones run across the barrier
+    // instead of delaying it.
     let mut orders: Vec<i32> = p.waves.iter().map(|w| w.order).collect();
     orders.sort_unstable();
     orders.dedup();
     let last_rank = orders.len() as i64;
     let mut key = vec![last_rank; n];
     let mut tail = vec![0i64; n];
+    let mut leaf = vec![false; n];
     for &s in placed.iter().rev() {
         let su = s as usize;
         let mut below = last_rank;
         let mut longest = 0;
+        let mut waited_on = false;
         for &c in p.dependents.row(su) {
             if live(c as usize) {
                 below = below.min(key[c as usize]);
                 longest = longest.max(tail[c as usize]);
+                waited_on = true;
             }
         }
         key[su] = match p.wave_of[su] {
@@ -156,20 +161,46 @@ pub fn schedule(
             w => orders.partition_point(|o| *o < p.waves[w as usize].order) as i64,
         };
         tail[su] = duration[su] + longest;
+        leaf[su] = !waited_on && key[su] + 1 < last_rank;
     }
+    let within: Vec<u64> = (0..n)
+        .map(|s| {
+            let value = if leaf[s] { duration[s] } else { TAIL_MAX - tail[s].clamp(0, TAIL_MAX) };
+            u64::from(leaf[s]) << 46 | value.clamp(0, TAIL_MAX) as u64
+        })
+        .collect();
     // Systems whose cutover any time will do go after the window-constrained ones.
     let free: Vec<bool> =
         (0..n).map(|s| !live(s) || !windows.constrained(placement.node_of[s], p.wave_of[s])).collect();
+    // The longest chain of durations ending at each system (the chain part of the bound).
+    for &s in &placed {
+        let su = s as usize;
+        let mut chain = now;
+        let wave = p.wave_of[su];
+        if wave != NONE {
+            chain = chain.max(p.waves[wave as usize].not_before.unwrap_or(now));
+        }
+        for &dep in p.deps.row(su) {
+            if times[dep as usize].is_some() || live(dep as usize) {
+                chain = chain.max(chain_end[dep as usize]);
+            }
+        }
+        chain_end[su] = chain + duration[su];
+        lower_bound = lower_bound.max(chain_end[su]);
+    }
+
+    let ranks = last_rank as usize + 1;
     let mut pending = vec![0u32; n];
-    let mut heap = BinaryHeap::with_capacity(placed.len());
+    let mut released: Vec<Vec<u32>> = vec![Vec::new(); ranks];
     for &s in &placed {
         let su = s as usize;
         pending[su] = p.deps.row(su).iter().filter(|x| live(**x as usize)).count() as u32;
         if pending[su] == 0 {
-            heap.push(entry(p, &key, &tail, &free, s));
+            released[key[su] as usize].push(s);
         }
     }
 
+    let nodes = p.nodes.len();
     let mut run = Dispatch {
         p,
         placement,
@@ -178,7 +209,7 @@ pub fn schedule(
         now,
         duration: &duration,
         key: &key,
-        tail: &tail,
+        within: &within,
         free: &free,
         live: &live,
         node_slots,
@@ -186,67 +217,28 @@ pub fn schedule(
         times,
         node_work,
         pending,
-        heap,
+        released,
+        ready: (0..nodes).map(|_| BinaryHeap::new()).collect(),
+        future: (0..nodes).map(|_| BinaryHeap::new()).collect(),
+        wake: vec![i64::MAX; nodes],
+        events: BinaryHeap::new(),
+        rank: 0,
+        barrier: now,
         waved_max_start: now,
     };
-    // Systems whose cutover window would leave a slot idle for long wait in a per-node queue,
-    // so that systems without that constraint use the slot meanwhile; the queue is emptied
-    // before the next wave order starts.
-    let mut deferred: Vec<BinaryHeap<Reverse<(i64, u32, i64)>>> =
-        (0..p.nodes.len()).map(|_| BinaryHeap::new()).collect();
-    let mut deferred_count = 0usize;
-    let mut current_key = None;
-    let mut barrier = now;
-    loop {
-        let next_key = run.heap.peek().map(|e| unpack(*e).0);
-        if deferred_count > 0 && next_key != current_key {
-            let mut all: Vec<(i64, u32, i64)> =
-                deferred.iter_mut().flat_map(|q| q.drain().map(|Reverse(x)| x)).collect();
-            all.sort_unstable();
-            for (_, s, ready) in all {
-                let (start, cut, _) = run.plan_start(s, ready);
-                run.commit(s, start, cut);
-            }
-            deferred_count = 0;
-            continue;
+    // One wave order after the other: a rank starts once every system of the lower ranks has
+    // started, so its barrier is known; within a rank, time runs forward.
+    for rank in 0..ranks {
+        run.rank = rank as i64;
+        run.barrier = run.waved_max_start;
+        for s in std::mem::take(&mut run.released[rank]) {
+            run.admit(s);
         }
-        let Some((k, s)) = run.heap.pop().map(unpack) else {
-            break;
-        };
-        if current_key != Some(k) {
-            current_key = Some(k);
-            barrier = run.waved_max_start;
-        }
-        let su = s as usize;
-        let wave = p.wave_of[su];
-        let mut ready = now;
-        let mut release = now;
-        if wave != NONE {
-            let not_before = p.waves[wave as usize].not_before.unwrap_or(now);
-            ready = ready.max(barrier).max(not_before);
-            release = release.max(not_before);
-        }
-        let mut chain = release;
-        for &dep in p.deps.row(su) {
-            if let Some(t) = &run.times[dep as usize] {
-                ready = ready.max(t.completion);
-                chain = chain.max(chain_end[dep as usize]);
+        while let Some(Reverse((t, node))) = run.events.pop() {
+            if run.wake[node as usize] == t {
+                run.wake_up(node as usize, t);
             }
         }
-        chain_end[su] = chain + duration[su];
-        lower_bound = lower_bound.max(chain_end[su]);
-
-        let node = placement.node_of[su] as usize;
-        // Deferred systems whose window has come go before the one just taken off the queue.
-        deferred_count -= run.drain(&mut deferred[node]);
-        let (start, cut, idle) = run.plan_start(s, ready);
-        if idle > DEFER_IDLE {
-            deferred[node].push(Reverse((start, s, ready)));
-            deferred_count += 1;
-            continue;
-        }
-        run.commit(s, start, cut);
-        deferred_count -= run.drain(&mut deferred[node]);
     }
     let Dispatch { times, node_work, .. } = run;
     for (node, work) in node_work.iter().enumerate() {
@@ -256,15 +248,22 @@ pub fn schedule(
     Schedule { times, lower_bound }
 }
 
+/// Largest chain or duration the dispatch order tells apart (seconds, 46 bits).
+const TAIL_MAX: i64 = (1 << 46) - 1;
+
 /// Idle time a slot may be left with before a system is deferred (seconds).
 const DEFER_IDLE: i64 = 30 * 60;
 
 /// Dispatch order packed into one integer, smallest first: wave order rank (16 bits),
-/// window-constrained first (1 bit), priority descending (32 bits), longest chain of work
-/// descending (47 bits, seconds), system index (32 bits).
+/// window-constrained first (1 bit), priority descending (32 bits), then 47 bits: a leaf before
+/// a barrier last (1 bit), its duration ascending or else the longest chain of work it heads
+/// descending (46 bits, seconds), and the system index (32 bits).
 type Entry = Reverse<u128>;
 
-/// The mutable state of the dispatch loop.
+/// The mutable state of the dispatch: an event-driven list schedule. Each node has a queue of
+/// systems that are ready (by dispatch order) and one of systems that will be ready at a known
+/// time; a node wakes up when a slot frees or a system becomes ready, and fills its free slots
+/// from the ready queue.
 struct Dispatch<'x, 'a, L: Fn(usize) -> bool> {
     p: &'x Problem<'a>,
     placement: &'x Placement,
@@ -273,19 +272,90 @@ struct Dispatch<'x, 'a, L: Fn(usize) -> bool> {
     now: i64,
     duration: &'x [i64],
     key: &'x [i64],
-    tail: &'x [i64],
+    within: &'x [u64],
     free: &'x [bool],
     live: &'x L,
     node_slots: Vec<Vec<i64>>,
     wave_slots: Vec<Option<BTreeMap<i64, u32>>>,
     times: Vec<Option<Times>>,
     node_work: Vec<i64>,
+    /// Per system: dependencies not yet booked.
     pending: Vec<u32>,
-    heap: BinaryHeap<Entry>,
+    /// Per rank: systems whose dependencies are booked, waiting for their rank to start.
+    released: Vec<Vec<u32>>,
+    /// Per node: systems ready now, by dispatch order.
+    ready: Vec<BinaryHeap<Entry>>,
+    /// Per node: systems that become ready at a known time (time, system).
+    future: Vec<BinaryHeap<Reverse<(i64, u32)>>>,
+    /// Per node: the time of its next wake-up (`i64::MAX` when none).
+    wake: Vec<i64>,
+    /// Wake-ups (time, node); those that do not match `wake` are stale.
+    events: BinaryHeap<Reverse<(i64, u32)>>,
+    rank: i64,
+    barrier: i64,
     waved_max_start: i64,
 }
 
 impl<L: Fn(usize) -> bool> Dispatch<'_, '_, L> {
+    /// Queues `s`, whose dependencies are all booked, for the time it becomes ready.
+    fn admit(&mut self, s: u32) {
+        let su = s as usize;
+        let mut ready = self.now;
+        let wave = self.p.wave_of[su];
+        if wave != NONE {
+            let not_before = self.p.waves[wave as usize].not_before.unwrap_or(self.now);
+            ready = ready.max(self.barrier).max(not_before);
+        }
+        for &dep in self.p.deps.row(su) {
+            if let Some(t) = &self.times[dep as usize] {
+                ready = ready.max(t.completion);
+            }
+        }
+        let node = self.placement.node_of[su] as usize;
+        self.future[node].push(Reverse((ready, s)));
+        self.schedule_wake(node, ready);
+    }
+
+    fn schedule_wake(&mut self, node: usize, t: i64) {
+        if t < self.wake[node] {
+            self.wake[node] = t;
+            self.events.push(Reverse((t, node as u32)));
+        }
+    }
+
+    /// Fills the free slots of `node` at time `t` from its ready queue.
+    fn wake_up(&mut self, node: usize, t: i64) {
+        self.wake[node] = i64::MAX;
+        while let Some(&Reverse((at, s))) = self.future[node].peek() {
+            if at > t {
+                break;
+            }
+            self.future[node].pop();
+            self.ready[node].push(entry(self.p, self.key, self.within, self.free, s));
+        }
+        while self.node_slots[node][0] <= t {
+            let Some((_, s)) = self.ready[node].pop().map(unpack) else {
+                break;
+            };
+            let (start, cut, idle) = self.plan_start(s, t);
+            if idle > DEFER_IDLE {
+                // Its cutover window (or a wave slot) is far: let others use the slot meanwhile,
+                // and take it when it can start without idling a slot for long.
+                let at = (start - DEFER_IDLE).max(t + 1);
+                self.future[node].push(Reverse((at, s)));
+                continue;
+            }
+            self.commit(s, start, cut);
+        }
+        let mut next = self.future[node].peek().map_or(i64::MAX, |Reverse((at, _))| *at);
+        if !self.ready[node].is_empty() {
+            next = next.min(self.node_slots[node][0]);
+        }
+        if next != i64::MAX {
+            self.schedule_wake(node, next);
+        }
+    }
+
     /// Earliest start of `s` given its ready time: (start, cutover start, idle time it would
     /// leave on the best-fitting slot).
     fn plan_start(&self, s: u32, ready: i64) -> (i64, i64, i64) {
@@ -305,22 +375,6 @@ impl<L: Fn(usize) -> bool> Dispatch<'_, '_, L> {
         let start = cut - ahead;
         let fit = slots.partition_point(|f| *f <= start).saturating_sub(1);
         (start, cut, start - slots[fit].max(ready))
-    }
-
-    /// Commits the deferred systems of one node that can now start without idling a slot
-    /// for long; returns how many.
-    fn drain(&mut self, queue: &mut BinaryHeap<Reverse<(i64, u32, i64)>>) -> usize {
-        let mut done = 0;
-        while let Some(&Reverse((_, t, ready))) = queue.peek() {
-            let (start, cut, idle) = self.plan_start(t, ready);
-            if idle > DEFER_IDLE {
-                break;
-            }
-            queue.pop();
-            self.commit(t, start, cut);
-            done += 1;
-        }
-        done
     }
 
     /// Books `s` from `start` with its cutover at `cut`, and releases its dependents.
@@ -351,19 +405,21 @@ impl<L: Fn(usize) -> bool> Dispatch<'_, '_, L> {
             if (self.live)(cu) {
                 self.pending[cu] -= 1;
                 if self.pending[cu] == 0 {
-                    self.heap.push(entry(self.p, self.key, self.tail, self.free, c));
+                    if self.key[cu] <= self.rank {
+                        self.admit(c);
+                    } else {
+                        self.released[self.key[cu] as usize].push(c);
+                    }
                 }
             }
         }
     }
 }
-
-fn entry(p: &Problem<'_>, key: &[i64], tail: &[i64], free: &[bool], s: u32) -> Entry {
+fn entry(p: &Problem<'_>, key: &[i64], within: &[u64], free: &[bool], s: u32) -> Entry {
     let su = s as usize;
     let rank = key[su].clamp(0, 0xFFFF) as u128;
     let priority = u128::from(u32::MAX - p.systems[su].priority);
-    let tail = ((1i64 << 47) - 1 - tail[su].clamp(0, (1 << 47) - 1)) as u128;
-    Reverse(rank << 112 | u128::from(free[su]) << 111 | priority << 79 | tail << 32 | u128::from(s))
+    Reverse(rank << 112 | u128::from(free[su]) << 111 | priority << 79 | u128::from(within[su]) << 32 | u128::from(s))
 }
 
 fn unpack(e: Entry) -> (i64, u32) {
