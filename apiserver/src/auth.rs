@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use suyun_crds::readmodel::region_in_scope;
+use suyun_store::readmodel::region_in_scope;
 
 /// What an identity may see: the whole province or one region (a city with its counties).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Identity, TlsOptions};
-use suyun_crds::readmodel::DEFAULT_PREFIX;
+use suyun_store::etcd::Target;
+use suyun_store::readmodel::DEFAULT_PREFIX;
 
 use crate::ratelimit::RateLimit;
 use crate::server::Limits;
@@ -152,19 +152,12 @@ impl EtcdConfig {
         Duration::from_millis(self.probe_ms.max(50))
     }
 
-    /// TLS options when a CA or client certificate is configured.
-    pub fn tls(&self) -> anyhow::Result<Option<TlsOptions>> {
-        if self.ca.is_none() && self.cert.is_none() {
-            return Ok(None);
+    /// Where the etcd is, with the TLS files.
+    pub fn target(&self) -> Target {
+        Target {
+            endpoints: self.endpoints.clone(),
+            ca: self.ca.clone(),
+            identity: self.cert.clone().zip(self.key.clone()),
         }
-        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()));
-        let mut tls = TlsOptions::new();
-        if let Some(ca) = &self.ca {
-            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
-        }
-        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
-            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
-        }
-        Ok(Some(tls))
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use suyun_crds::readmodel::{
+use suyun_store::readmodel::{
     ApprovalRecord, JournalEntry, KeyRef, Keys, NodeRecord, SystemRecord, TenantRecord, WaveRecord,
 };
 

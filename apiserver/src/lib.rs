@@ -34,7 +34,7 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use suyun_crds::readmodel::Keys;
+use suyun_store::readmodel::Keys;
 use tokio::net::TcpListener;
 
 pub use api::router;

@@ -4,7 +4,7 @@
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
-use suyun_crds::readmodel::{NodeRecord, SystemRecord, TenantRecord, WaveRecord};
+use suyun_store::readmodel::{NodeRecord, SystemRecord, TenantRecord, WaveRecord};
 
 use crate::api::{ApprovalRequest, ApprovalRequestResult, MAX_LIMIT, ROUTES, Route, Summary, SystemHistory};
 use crate::problem::ProblemDetails;

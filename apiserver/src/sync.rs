@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions};
-use suyun_crds::readmodel::{Keys, prefix_end};
+use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use suyun_store::etcd::{self, Timeouts};
+use suyun_store::readmodel::Keys;
 
 use crate::config::EtcdConfig;
 use crate::index::Index;
@@ -72,14 +73,12 @@ impl Health {
 
 /// Connects to etcd with the configured endpoints and TLS.
 pub async fn connect(config: &EtcdConfig) -> anyhow::Result<Client> {
-    let mut options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(3))
-        .with_timeout(Duration::from_secs(10))
-        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
-    if let Some(tls) = config.tls()? {
-        options = options.with_tls(tls);
-    }
-    Ok(Client::connect(&config.endpoints, Some(options)).await?)
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(3),
+        request: Duration::from_secs(10),
+        keep_alive: (Duration::from_secs(5), Duration::from_secs(3)),
+    };
+    Ok(config.target().connect(timeouts).await?)
 }
 
 /// Runs the list-and-watch loop until aborted.
@@ -163,25 +162,14 @@ fn apply(index: &RwLock<Index>, keys: &Keys, response: &etcd_client::WatchRespon
 
 /// A full, paged read of the prefix at one revision.
 pub async fn load(client: &mut Client, keys: &Keys) -> anyhow::Result<Index> {
-    let end = prefix_end(keys.prefix());
-    let mut start = keys.prefix().as_bytes().to_vec();
     let mut index = Index::default();
-    loop {
-        let options = GetOptions::new().with_range(end.clone()).with_limit(2000).with_revision(index.revision);
-        let mut response = client.get(start.clone(), Some(options)).await?;
-        if index.revision == 0 {
-            index.revision = response.header().map(|h| h.revision()).unwrap_or_default();
-        }
-        let more = response.more();
-        for kv in response.take_kvs() {
+    index.revision = etcd::for_each_page(client, keys.prefix(), 2000, false, |kvs| {
+        for kv in kvs {
             if let Ok(key) = kv.key_str() {
                 index.put_kv(keys, key, kv.value(), kv.mod_revision(), kv.create_revision());
             }
-            start = kv.key().to_vec();
-            start.push(0);
         }
-        if !more {
-            return Ok(index);
-        }
-    }
+    })
+    .await?;
+    Ok(index)
 }

@@ -16,7 +16,6 @@
 
 pub mod conditions;
 pub mod quantity;
-pub mod readmodel;
 mod schema;
 pub mod v1alpha1;
 

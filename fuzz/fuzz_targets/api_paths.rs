@@ -27,7 +27,7 @@ use suyun_apiserver::auth::{Identity, Method as AuthMethod, Scope, TokenStore};
 use suyun_apiserver::config::EtcdConfig;
 use suyun_apiserver::problem::PROBLEM_JSON;
 use suyun_apiserver::server::PeerCertificate;
-use suyun_crds::readmodel::{
+use suyun_store::readmodel::{
     ApprovalState, JournalEntry, Keys, NodeRecord, ResourceAmounts, SystemRecord, TenantRecord, Utilization, WaveRecord,
 };
 use tower::ServiceExt;

@@ -9,7 +9,7 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use suyun_apiserver::auth::Scope;
 use suyun_apiserver::index::Index;
-use suyun_crds::readmodel::{
+use suyun_store::readmodel::{
     ApprovalRecord, JournalEntry, Keys, LeaderRecord, NodeRecord, SystemRecord, TenantRecord, WaveRecord,
 };
 

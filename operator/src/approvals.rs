@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use suyun_crds::readmodel::region_in_scope;
 use suyun_crds::v1alpha1::{CUTOVER_APPROVAL_REASON, CUTOVER_APPROVED_BY, GovSystem};
+use suyun_store::readmodel::region_in_scope;
 use tracing::{info, warn};
 
 use crate::migration::step::GivenApproval;
@@ -146,7 +146,7 @@ pub async fn consume(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use suyun_crds::readmodel::ApprovalRecord;
+    use suyun_store::readmodel::ApprovalRecord;
 
     fn system(ns: &str, id: &str, annotation: Option<&str>) -> Arc<GovSystem> {
         let spec = serde_json::from_value(serde_json::json!({

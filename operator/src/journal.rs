@@ -14,8 +14,8 @@
 //! one object during one outage can be lost, and the next entry then says how many (`missed`).
 
 use sha2::{Digest, Sha256};
-use suyun_crds::readmodel::{DELETED, JournalEntry};
 use suyun_crds::v1alpha1::{GovSystemStatus, Phase, TRANSITIONS_KEPT, Transition};
+use suyun_store::readmodel::{DELETED, JournalEntry};
 
 /// Records the phase change from `before` to `after` (if any) in `after.transitions`, keeping
 /// the last [`TRANSITIONS_KEPT`]. The actor is the identity that approved a cutover that used

@@ -1,16 +1,16 @@
-//! Builds the status read-model the REST API serves (`suyun_crds::readmodel`) from what the
+//! Builds the status read-model the REST API serves (`suyun_store::readmodel`) from what the
 //! migration loop knows after an iteration, and the journal entries of the phase transitions it
 //! wrote. Pure; `operator/src/store` writes them to etcd.
 
 use std::collections::{BTreeMap, HashMap};
 
 use kube::ResourceExt;
-use suyun_crds::readmodel::{
+use suyun_crds::v1alpha1::{CloudNode, GovSystem, GovSystemStatus, Tenant};
+use suyun_planner::Plan;
+use suyun_store::readmodel::{
     ApprovalState, ConditionSummary, NodeRecord, QuotaAmounts, Record, ResourceAmounts, SystemRecord, TenantRecord,
     Utilization, WaveRecord,
 };
-use suyun_crds::v1alpha1::{CloudNode, GovSystem, GovSystemStatus, Tenant};
-use suyun_planner::Plan;
 
 use crate::capacity::Amounts;
 use crate::migration::accounts::Accounts;

@@ -37,8 +37,8 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use suyun_crds::readmodel::{Record, SystemRecord};
 use suyun_crds::v1alpha1::{CloudNode, GovSystem, MigrationWave, Tenant};
+use suyun_store::readmodel::{Record, SystemRecord};
 use suyun_tests::apiserver::{TestServer, publish};
 use suyun_tests::etcd::unique_prefix;
 use suyun_tests::https::Caller;
@@ -315,7 +315,7 @@ async fn run(args: &Args, cluster: &Cluster) -> anyhow::Result<()> {
     let writer = {
         let (endpoints, key, stop, base_timeline) = (
             endpoints.clone(),
-            suyun_crds::readmodel::Keys::new(&base_prefix).system(&probe.system_id),
+            suyun_store::readmodel::Keys::new(&base_prefix).system(&probe.system_id),
             stop.clone(),
             base_timeline.clone(),
         );

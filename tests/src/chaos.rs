@@ -40,10 +40,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use sha2::Digest as _;
-use suyun_crds::readmodel::{KeyRef, Keys, prefix_end};
 use suyun_crds::v1alpha1::{CloudNode, GovSystem, MigrationWave, Phase, Tenant};
 use suyun_planner::model::{self, PlanInput};
 use suyun_planner::synthetic::rng::Rng;
+use suyun_store::readmodel::{KeyRef, Keys, prefix_end};
 
 use crate::Cluster;
 use crate::apiserver::TestServer;

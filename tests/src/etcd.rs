@@ -203,7 +203,7 @@ impl Drop for EtcdProcess {
 /// operator's own `verify_chain` for the chain; the count is the test's). Empty when all is well.
 pub async fn journal_problems(
     etcd: &mut etcd_client::Client,
-    keys: &suyun_crds::readmodel::Keys,
+    keys: &suyun_store::readmodel::Keys,
     systems: &[suyun_crds::v1alpha1::GovSystem],
 ) -> Vec<String> {
     use kube::ResourceExt as _;
@@ -221,7 +221,7 @@ pub async fn journal_problems(
         let uid = system.uid().unwrap_or_default();
         let mut count: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
         for (key, bytes) in &chain {
-            match serde_json::from_slice::<suyun_crds::readmodel::JournalEntry>(bytes) {
+            match serde_json::from_slice::<suyun_store::readmodel::JournalEntry>(bytes) {
                 Ok(e) if e.uid == uid => *count.entry(e.transition).or_default() += 1,
                 Ok(_) => {}
                 Err(e) => problems.push(format!("{id}: entry {key} does not parse: {e}")),

@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use suyun_crds::readmodel::{
+use suyun_planner::model::{PlanInput, Resources};
+use suyun_store::readmodel::{
     ApprovalState, NodeRecord, QuotaAmounts, Record, ResourceAmounts, SystemRecord, TenantRecord, Utilization,
     WaveRecord,
 };
-use suyun_planner::model::{PlanInput, Resources};
 
 /// Phases the synthetic records cycle through, so that filters have something to find.
 pub const PHASES: &[&str] = &["Scheduled", "Provisioning", "Replicating", "AwaitingCutover", "Completed", "Pending"];
@@ -76,7 +76,7 @@ pub fn records_from_plan(input: &PlanInput) -> Vec<Record> {
             systems_by_phase: by_phase.remove(node.name.as_str()).unwrap_or_default(),
             active_migrations: 0,
             ready: true,
-            conditions: vec![suyun_crds::readmodel::ConditionSummary {
+            conditions: vec![suyun_store::readmodel::ConditionSummary {
                 type_: "Ready".into(),
                 status: "True".into(),
                 reason: "Accounted".into(),

@@ -7,8 +7,8 @@ use std::io::Read;
 
 use http::StatusCode;
 use suyun_apiserver::api::ROUTES;
-use suyun_crds::readmodel::{Record, SystemRecord};
 use suyun_operator::store::Change;
+use suyun_store::readmodel::{Record, SystemRecord};
 use suyun_tests::apiserver::{TestServer, publish};
 use suyun_tests::etcd::unique_prefix;
 use suyun_tests::readmodel::records_from_plan;

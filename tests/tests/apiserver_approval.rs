@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use http::StatusCode;
-use suyun_crds::readmodel::{ApprovalRecord, Keys};
 use suyun_operator::store::watch_approvals;
+use suyun_store::readmodel::{ApprovalRecord, Keys};
 use suyun_tests::apiserver::{TestServer, publish};
 use suyun_tests::etcd::{connect, unique_prefix};
 use suyun_tests::readmodel::sample;
@@ -82,7 +82,7 @@ async fn approvals_that_make_no_sense_are_refused() {
     let endpoint = suyun_tests::cluster().etcd_endpoints.clone();
     let mut records = sample();
     for record in &mut records {
-        if let suyun_crds::readmodel::Record::System(s) = record
+        if let suyun_store::readmodel::Record::System(s) = record
             && s.system_id == "JS-320500-0001"
         {
             s.approval.required = false;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::StatusCode;
-use suyun_crds::readmodel::{Record, SystemRecord};
 use suyun_operator::store::{Change, RecordKey};
+use suyun_store::readmodel::{Record, SystemRecord};
 use suyun_tests::apiserver::{TestServer, publish};
 use suyun_tests::etcd::{EtcdProcess, unique_prefix};
 use suyun_tests::https::Caller;

@@ -88,7 +88,7 @@ async fn a_city_approves_a_cutover_through_the_rest_api_and_the_system_completes
     assert_eq!(status.approved_by.as_deref(), Some("zhang.wei"));
     assert_eq!(status.approval_reason.as_deref(), Some("CHG-2026-1129"));
     // The cutover used the approval up: it is gone from the store.
-    let keys = suyun_crds::readmodel::Keys::new(&prefix);
+    let keys = suyun_store::readmodel::Keys::new(&prefix);
     let etcd = suyun_tests::etcd::connect(&endpoint).await.unwrap();
     eventually(Duration::from_secs(10), || {
         let (mut etcd, key) = (etcd.clone(), keys.approval("JS-320100-0001"));

@@ -4,10 +4,10 @@
 //! the retention; an edited entry is found by the verifier.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use suyun_crds::readmodel::{DELETED, JournalEntry, Record, SystemRecord};
 use suyun_crds::v1alpha1::{Phase, Transition};
 use suyun_operator::journal::{self, Source, verify_chain};
 use suyun_operator::store::{Fence, Publisher, StoreConfig, StoreError, read_journals};
+use suyun_store::readmodel::{DELETED, JournalEntry, Record, SystemRecord};
 use suyun_tests::etcd::unique_prefix;
 
 async fn leader(prefix: &str, identity: &str) -> (StoreConfig, Publisher) {

@@ -113,7 +113,7 @@ async fn a_leader_fenced_out_of_the_status_store_steps_down_and_campaigns_again(
     // Someone else's hand on the store: the leader key goes (as when its etcd lease expired
     // behind a partition). The next publish is refused, and the replica must step down: stop
     // its controllers and release the Lease, so that a replica holding both takes over.
-    let keys = suyun_crds::readmodel::Keys::new(&prefix);
+    let keys = suyun_store::readmodel::Keys::new(&prefix);
     let mut etcd = suyun_tests::etcd::connect(&cluster.etcd_endpoints).await.unwrap();
     etcd.delete(keys.leader(), None).await.unwrap();
     apply::<CloudNode>(&client, &fixtures::cloud_node("jiangsu", "Provincial", "320000", 100, 4)).await;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use suyun_crds::readmodel::{Record, SystemRecord};
 use suyun_operator::store::{Change, Fence, Publisher, StoreConfig, StoreError};
+use suyun_store::readmodel::{Record, SystemRecord};
 use suyun_tests::etcd::unique_prefix;
 
 fn config(prefix: &str) -> StoreConfig {

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, ListParams};
-use suyun_crds::readmodel::Keys;
 use suyun_crds::v1alpha1::{GovSystem, Phase};
+use suyun_store::readmodel::Keys;
 use suyun_tests::etcd::{EtcdProcess, journal_problems, unique_prefix};
 use suyun_tests::fixtures;
 use suyun_tests::operator::OperatorProcess;

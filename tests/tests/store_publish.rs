@@ -2,8 +2,8 @@
 //! transaction limit, skipping unchanged records, reconciling away stale keys. The journal has
 //! tests of its own (`journal.rs`).
 
-use suyun_crds::readmodel::{ApprovalRecord, Keys, Record, SystemRecord};
 use suyun_operator::store::{Change, Fence, Publisher, RecordKey, StoreConfig, list_prefix};
+use suyun_store::readmodel::{ApprovalRecord, Keys, Record, SystemRecord};
 use suyun_tests::etcd::unique_prefix;
 use suyun_tests::readmodel::records_from_plan;
 

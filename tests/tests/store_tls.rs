@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 use suyun_apiserver::config::EtcdConfig;
-use suyun_crds::readmodel::Record;
 use suyun_operator::store::{Fence, Publisher, StoreConfig};
+use suyun_store::readmodel::Record;
 use suyun_tests::apiserver::TestServer;
 use suyun_tests::etcd::{EtcdProcess, unique_prefix};
 use suyun_tests::readmodel::sample;

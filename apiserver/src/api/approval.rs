@@ -18,8 +18,8 @@ use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
 use http::{StatusCode, header};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use suyun_crds::readmodel::{ApprovalRecord, SystemRecord, check_approval_reason};
-use suyun_crds::v1alpha1::Phase;
+use suyun_store::Phase;
+use suyun_store::readmodel::{ApprovalRecord, SystemRecord, check_approval_reason};
 
 use super::extract::{ApiBody, ApiPath};
 use super::staleness;

@@ -182,7 +182,7 @@ fn effective_scope(identity: &Identity, region: Option<&str>) -> Result<Scope, P
     let asked = Scope::parse(region).map_err(Problem::bad_request)?;
     match (&identity.scope, &asked) {
         (Scope::Province, _) => Ok(asked),
-        (Scope::Region(own), Scope::Region(code)) if suyun_crds::readmodel::region_in_scope(code, own) => Ok(asked),
+        (Scope::Region(own), Scope::Region(code)) if suyun_store::readmodel::region_in_scope(code, own) => Ok(asked),
         _ => Err(Problem::forbidden(format!("region {region} is outside your scope {}", identity.scope.as_str()))),
     }
 }

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use suyun_crds::readmodel::{ApprovalRecord, JournalEntry, SystemRecord, WaveRecord};
+use suyun_store::readmodel::{ApprovalRecord, JournalEntry, SystemRecord, WaveRecord};
 
 use super::extract::{ApiPath, ApiQuery};
 use super::{effective_scope, read_index, staleness};

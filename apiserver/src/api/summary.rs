@@ -8,7 +8,7 @@ use axum::response::Response;
 use http::HeaderMap;
 use schemars::JsonSchema;
 use serde::Serialize;
-use suyun_crds::readmodel::{ResourceAmounts, Utilization};
+use suyun_store::readmodel::{ResourceAmounts, Utilization};
 
 use super::extract::ApiQuery;
 use super::read::RegionQuery;

@@ -152,9 +152,9 @@ impl StoreSink {
         &mut self.publisher
     }
 
-    fn record_key(record: &suyun_crds::readmodel::Record) -> crate::store::RecordKey {
+    fn record_key(record: &suyun_store::readmodel::Record) -> crate::store::RecordKey {
         use crate::store::RecordKey;
-        use suyun_crds::readmodel::Record;
+        use suyun_store::readmodel::Record;
         match record {
             Record::Node(n) => RecordKey::Node(n.name.clone()),
             Record::Tenant(t) => RecordKey::Tenant(t.name.clone()),
@@ -170,7 +170,7 @@ impl StoreSink {
     /// retried next iteration, `Err` only when this replica was fenced out.
     async fn publish(
         &mut self,
-        records: Vec<suyun_crds::readmodel::Record>,
+        records: Vec<suyun_store::readmodel::Record>,
         sources: &[crate::journal::Source<'_>],
         now: i64,
     ) -> Result<bool, ()> {
@@ -205,7 +205,7 @@ impl StoreSink {
     /// transitions, ahead of the iteration's full publish; only once the store was reconciled.
     async fn publish_systems(
         &mut self,
-        records: Vec<suyun_crds::readmodel::Record>,
+        records: Vec<suyun_store::readmodel::Record>,
         sources: &[crate::journal::Source<'_>],
         now: i64,
     ) -> Result<bool, ()> {
@@ -607,7 +607,7 @@ impl MigrationLoop {
                     let wave = wave_of[*i].clone();
                     let approval = crate::readmodel::approval_required(wave.as_ref(), &waves);
                     sources.push(journal_source(s, &regions, &status.transitions));
-                    records.push(suyun_crds::readmodel::Record::System(crate::readmodel::system(
+                    records.push(suyun_store::readmodel::Record::System(crate::readmodel::system(
                         s, status, region, wave, approval,
                     )));
                 }

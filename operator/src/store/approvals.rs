@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, EventType, WatchOptions};
 use futures::{Stream, StreamExt};
-use suyun_crds::readmodel::{ApprovalRecord, KeyRef, Keys};
+use suyun_store::readmodel::{ApprovalRecord, KeyRef, Keys};
 use tokio::sync::{Notify, mpsc};
 
 use super::list_prefix;

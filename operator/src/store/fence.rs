@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions};
-use suyun_crds::readmodel::{Keys, LeaderRecord};
+use suyun_store::readmodel::{Keys, LeaderRecord};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

@@ -1,5 +1,5 @@
 //! The operator's side of the status store: it publishes the read-model
-//! ([`suyun_crds::readmodel`]) and the transition journal to etcd, fenced by leadership, and
+//! ([`suyun_store::readmodel`]) and the transition journal to etcd, fenced by leadership, and
 //! reads the cutover approvals the apiserver writes.
 //!
 //! ```text
@@ -26,8 +26,9 @@ mod publish;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions};
-use suyun_crds::readmodel::{DEFAULT_PREFIX, Keys};
+use etcd_client::Client;
+use suyun_store::etcd::{EtcdError, Target, Timeouts};
+use suyun_store::readmodel::{DEFAULT_PREFIX, Keys};
 
 pub use approvals::{Approval, ApprovalMirror, watch_approvals};
 pub use fence::Fence;
@@ -84,28 +85,24 @@ impl StoreConfig {
         Keys::new(&self.prefix)
     }
 
+    /// Where the etcd is, with the TLS files.
+    pub fn target(&self) -> Target {
+        Target {
+            endpoints: self.endpoints.clone(),
+            ca: self.ca.clone(),
+            identity: self.cert.clone().zip(self.key.clone()),
+        }
+    }
+
     /// Connects to etcd (TLS when a CA or client certificate is configured).
     pub async fn connect(&self) -> Result<Client, StoreError> {
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(15))
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-        if self.ca.is_some() || self.cert.is_some() {
-            let mut tls = TlsOptions::new();
-            if let Some(ca) = &self.ca {
-                tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
-            }
-            if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
-                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
-            }
-            options = options.with_tls(tls);
-        }
-        Ok(Client::connect(&self.endpoints, Some(options)).await?)
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(15),
+            keep_alive: (Duration::from_secs(10), Duration::from_secs(5)),
+        };
+        Ok(self.target().connect(timeouts).await?)
     }
-}
-
-fn read(path: &PathBuf) -> Result<Vec<u8>, StoreError> {
-    std::fs::read(path).map_err(|source| StoreError::Read { path: path.clone(), source })
 }
 
 /// What went wrong talking to the status store.
@@ -126,17 +123,16 @@ pub enum StoreError {
         /// The first system of the refused transaction.
         system_id: String,
     },
-    /// etcd could not be reached or refused the request; retry with backoff.
-    #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
-    /// A TLS file could not be read; fix the configuration.
-    #[error("reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// etcd could not be reached or refused the request (retry with backoff), or a TLS file
+    /// could not be read (fix the configuration).
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+}
+
+impl From<etcd_client::Error> for StoreError {
+    fn from(e: etcd_client::Error) -> StoreError {
+        StoreError::Etcd(e.into())
+    }
 }
 
 impl StoreError {
@@ -144,14 +140,15 @@ impl StoreError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             StoreError::Fenced { .. } => "fenced",
-            StoreError::Etcd(_) => "etcd",
+            StoreError::Etcd(EtcdError::Etcd(_)) => "etcd",
             StoreError::JournalMoved { .. } => "journal_moved",
-            StoreError::Read { .. } => "config",
+            StoreError::Etcd(EtcdError::Read { .. }) => "config",
         }
     }
 }
 
-pub use suyun_crds::readmodel::prefix_end;
+pub use suyun_store::etcd::list_prefix;
+pub use suyun_store::readmodel::prefix_end;
 
 /// Every journal in the store (or only `system_id`'s), as (sequence from the key, stored
 /// bytes) per system in key order: what [`crate::journal::verify_chain`] checks.
@@ -167,46 +164,11 @@ pub async fn read_journals(
     let (kvs, _) = list_prefix(client, &prefix, 500, false).await?;
     let mut out: std::collections::BTreeMap<String, Vec<(u64, Vec<u8>)>> = std::collections::BTreeMap::new();
     for kv in kvs {
-        if let Some(suyun_crds::readmodel::KeyRef::Journal(id, sequence)) =
+        if let Some(suyun_store::readmodel::KeyRef::Journal(id, sequence)) =
             kv.key_str().ok().and_then(|k| keys.parse(k))
         {
             out.entry(id.to_owned()).or_default().push((sequence, kv.value().to_vec()));
         }
     }
     Ok(out)
-}
-
-/// Every key-value under `prefix` at one revision, read in pages of `page` keys (a single
-/// response for 7,900 systems would pass gRPC's default 4 MiB message limit). Returns the
-/// pairs and the revision they were read at.
-pub async fn list_prefix(
-    client: &mut Client,
-    prefix: &str,
-    page: i64,
-    keys_only: bool,
-) -> Result<(Vec<KeyValue>, i64), StoreError> {
-    let end = prefix_end(prefix);
-    let mut start = prefix.as_bytes().to_vec();
-    let mut revision = 0;
-    let mut out = Vec::new();
-    loop {
-        let mut options = GetOptions::new().with_range(end.clone()).with_limit(page).with_revision(revision);
-        if keys_only {
-            options = options.with_keys_only();
-        }
-        let mut response = client.get(start.clone(), Some(options)).await?;
-        if revision == 0 {
-            revision = response.header().map(|h| h.revision()).unwrap_or_default();
-        }
-        let more = response.more();
-        let kvs = response.take_kvs();
-        if let Some(last) = kvs.last() {
-            start = last.key().to_vec();
-            start.push(0);
-        }
-        out.extend(kvs);
-        if !more {
-            return Ok((out, revision));
-        }
-    }
 }

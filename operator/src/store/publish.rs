@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
 };
-use suyun_crds::readmodel::{JournalEntry, KeyRef, Keys, Record};
+use suyun_store::readmodel::{JournalEntry, KeyRef, Keys, Record};
 
 use super::{Fence, StoreError, list_prefix};
 use crate::journal::{self, Head, Source};
@@ -270,7 +270,7 @@ impl Publisher {
             let (entries, _) = journal::link(head, entries);
             for (entry, bytes) in entries {
                 report.missed += entry.missed;
-                report.closed += usize::from(entry.to == suyun_crds::readmodel::DELETED);
+                report.closed += usize::from(entry.to == suyun_store::readmodel::DELETED);
                 linked.push((system_id.to_owned(), entry, bytes));
             }
         };
