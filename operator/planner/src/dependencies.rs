@@ -29,15 +29,47 @@ impl Failure {
 /// order (dependencies first) of the `New` systems that are not blocked.
 pub fn check(p: &Problem<'_>, failure: &mut [Option<Failure>]) -> Vec<u32> {
     let n = p.systems.len();
-    mark_cycles(p, failure);
+    // A topological order of every `New` system; those it cannot reach are in a cycle or
+    // depend on one, and only they need the cycle search.
+    let all = topological_order(p, |i| is_new(p, i));
+    let new_systems = (0..n).filter(|i| is_new(p, *i)).count();
+    if all.len() < new_systems {
+        let mut ordered = vec![false; n];
+        for &i in &all {
+            ordered[i as usize] = true;
+        }
+        mark_cycles(p, failure, |i| is_new(p, i) && !ordered[i]);
+    }
+    let paused: Vec<bool> = p.waves.iter().map(|w| w.max_concurrent == Some(0)).collect();
+    let (mut unknown_deps, mut unknown_same) =
+        (p.unknown_deps.iter().peekable(), p.unknown_same_node.iter().peekable());
     for (i, f) in failure.iter_mut().enumerate() {
-        if f.is_none() {
+        // Most systems pass every reference check: test that on the dense arrays first.
+        let listed = |list: &mut std::iter::Peekable<std::slice::Iter<'_, (u32, Vec<&str>)>>| {
+            while list.next_if(|(j, _)| (*j as usize) < i).is_some() {}
+            list.peek().is_some_and(|(j, _)| *j as usize == i)
+        };
+        let suspect = match p.kind[i] {
+            Kind::NotMigrated => false,
+            Kind::Completed | Kind::InFlight => p.unknown_node[i],
+            Kind::New => {
+                let (t, w) = (p.tenant_of[i], p.wave_of[i]);
+                t == NONE
+                    || p.tenant_home[t as usize] == NONE
+                    || p.unknown_wave[i]
+                    || (w != NONE && paused[w as usize])
+                    || listed(&mut unknown_deps)
+                    || listed(&mut unknown_same)
+            }
+        };
+        if suspect && f.is_none() {
             *f = reference_failure(p, i);
         }
     }
     let seeds: Vec<u32> = (0..n as u32).filter(|i| failure[*i as usize].is_some()).collect();
     propagate(p, failure, seeds, false, |_| {});
-    let order = topological_order(p, failure);
+    // Whatever is not blocked now is in `all` (its dependencies are, transitively).
+    let order: Vec<u32> = all.into_iter().filter(|i| failure[*i as usize].is_none()).collect();
     let conflicts = wave_conflicts(p, &order, failure);
     if !conflicts.is_empty() {
         propagate(p, failure, conflicts, false, |_| {});
@@ -102,9 +134,9 @@ fn reference_failure(p: &Problem<'_>, i: usize) -> Option<Failure> {
     None
 }
 
-/// Blocks every member of every dependency cycle among `New` systems (Tarjan's SCC,
-/// iterative), with the shortest cycle through the member spelled out.
-fn mark_cycles(p: &Problem<'_>, failure: &mut [Option<Failure>]) {
+/// Blocks every member of every dependency cycle among the systems `candidate` admits (Tarjan's
+/// SCC, iterative), with the shortest cycle through the member spelled out.
+fn mark_cycles(p: &Problem<'_>, failure: &mut [Option<Failure>], candidate: impl Fn(usize) -> bool) {
     let n = p.systems.len();
     let mut index = vec![NONE; n];
     let mut low = vec![0u32; n];
@@ -115,7 +147,7 @@ fn mark_cycles(p: &Problem<'_>, failure: &mut [Option<Failure>]) {
     let mut component = vec![NONE; n];
     let mut components: Vec<Vec<u32>> = Vec::new();
     for root in 0..n {
-        if index[root] != NONE || !is_new(p, root) {
+        if index[root] != NONE || !candidate(root) {
             continue;
         }
         calls.push((root as u32, 0));
@@ -132,7 +164,7 @@ fn mark_cycles(p: &Problem<'_>, failure: &mut [Option<Failure>]) {
             if let Some(&w) = edges.get(*pos) {
                 *pos += 1;
                 let wu = w as usize;
-                if !is_new(p, wu) {
+                if !candidate(wu) {
                     continue;
                 }
                 if index[wu] == NONE {
@@ -208,17 +240,19 @@ fn shortest_cycle(p: &Problem<'_>, start: u32, component: &[u32]) -> String {
     path.iter().map(|i| p.systems[*i as usize].system_id.as_str()).collect::<Vec<_>>().join(" → ")
 }
 
-/// Kahn's order over `New`, unblocked systems (dependencies first), ties by index.
-fn topological_order(p: &Problem<'_>, failure: &[Option<Failure>]) -> Vec<u32> {
+/// Kahn's order over the systems `live` admits (dependencies first), ties by index.
+fn topological_order(p: &Problem<'_>, live: impl Fn(usize) -> bool) -> Vec<u32> {
     let n = p.systems.len();
-    let live = |i: usize| is_new(p, i) && failure[i].is_none();
     let mut indegree = vec![0u32; n];
+    let mut order: Vec<u32> = Vec::with_capacity(n);
     for (i, d) in indegree.iter_mut().enumerate() {
         if live(i) {
             *d = p.deps.row(i).iter().filter(|j| live(**j as usize)).count() as u32;
+            if *d == 0 {
+                order.push(i as u32);
+            }
         }
     }
-    let mut order: Vec<u32> = (0..n as u32).filter(|i| live(*i as usize) && indegree[*i as usize] == 0).collect();
     let mut head = 0;
     while head < order.len() {
         let v = order[head] as usize;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::model::{Node, PlanInput, Settings, System, Tenant, Tier, Wave};
+use crate::model::{ArchitectureRequirement, Node, PlanInput, Resources, Settings, System, Tenant, Tier, Wave};
 
 /// Marks "no index".
 pub const NONE: u32 = u32::MAX;
@@ -103,6 +103,24 @@ pub enum Kind {
     New,
 }
 
+/// The fields of a system the hot loops read, copied out of the (large, scattered) input
+/// structs once.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    /// `resources`.
+    pub resources: Resources,
+    /// `dataVolume`.
+    pub data_volume: u64,
+    /// `priority`.
+    pub priority: u32,
+    /// `securityLevel`.
+    pub security_level: u8,
+    /// `architecture`.
+    pub architecture: ArchitectureRequirement,
+    /// `placement.allowSpillover`.
+    pub allow_spillover: bool,
+}
+
 /// The canonical, indexed problem.
 #[derive(Debug)]
 pub struct Problem<'a> {
@@ -132,6 +150,8 @@ pub struct Problem<'a> {
     pub unknown_wave: Vec<bool>,
     /// Per system: what the plan does with it.
     pub kind: Vec<Kind>,
+    /// Per system: the fields the hot loops read.
+    pub facts: Vec<Facts>,
     /// Per system: the node it is on (pinned kinds) or was last planned on (new), or [`NONE`].
     pub current_node: Vec<u32>,
     /// Per system: it is pinned to a node name that does not exist.
@@ -225,7 +245,16 @@ impl<'a> Problem<'a> {
         let mut unknown_node = Vec::with_capacity(n);
         let mut preferred = Vec::with_capacity(n);
         let mut allowed_unknown = Vec::with_capacity(n);
+        let mut facts = Vec::with_capacity(n);
         for s in &systems {
+            facts.push(Facts {
+                resources: s.resources,
+                data_volume: s.data_volume,
+                priority: s.priority,
+                security_level: s.security_level,
+                architecture: s.architecture,
+                allow_spillover: s.placement.allow_spillover,
+            });
             tenant_of.push(tenant_by_name.get(s.tenant.as_str()).copied().unwrap_or(NONE));
             let w = s.wave.as_deref().map(|w| wave_by_name.get(w).copied().unwrap_or(NONE));
             wave_of.push(w.unwrap_or(NONE));
@@ -281,6 +310,7 @@ impl<'a> Problem<'a> {
             wave_of,
             unknown_wave,
             kind,
+            facts,
             current_node,
             unknown_node,
             preferred,

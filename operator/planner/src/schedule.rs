@@ -83,10 +83,11 @@ pub fn schedule(
         cutover: i64::from(p.settings.cutover_minutes) * 60,
         verification: i64::from(p.settings.verification_minutes) * 60,
     };
+    let node_of = &placement.node_of;
     let slots_of = |node: u32| p.nodes[node as usize].max_concurrent_migrations.max(1);
     let replication = |s: usize, node: u32| {
         let nd = p.nodes[node as usize];
-        replication_seconds(p.systems[s].data_volume, nd.migration_bandwidth_mbps, slots_of(node))
+        replication_seconds(p.facts[s].data_volume, nd.migration_bandwidth_mbps, slots_of(node))
     };
     // No more systems than there are can run at once: a node's slots beyond that would stay
     // free, so they are not allocated (a hand-written `maxConcurrentMigrations: 4294967295`
@@ -97,12 +98,15 @@ pub fn schedule(
         p.waves.iter().map(|w| w.max_concurrent.map(|m| BTreeMap::from([(now, m)]))).collect();
     let mut times: Vec<Option<Times>> = vec![None; n];
     let mut node_work = vec![0i64; p.nodes.len()];
+    // Per system: the end of the longest chain of durations ending with it (for the bound), and
+    // the latest completion of its booked dependencies.
     let mut chain_end = vec![now; n];
+    let mut ready_at = vec![now; n];
     let mut lower_bound = now;
 
     // In-flight systems keep running from now, whatever the queue says.
     for s in 0..n {
-        let node = placement.node_of[s];
+        let node = node_of[s];
         if p.kind[s] != Kind::InFlight || failure[s].is_some() || node == NONE {
             continue;
         }
@@ -119,18 +123,23 @@ pub fn schedule(
         node_work[node as usize] += t.completion - now;
         chain_end[s] = t.completion;
         lower_bound = lower_bound.max(t.completion);
+        for &c in p.dependents.row(s) {
+            ready_at[c as usize] = ready_at[c as usize].max(t.completion);
+        }
         times[s] = Some(t);
     }
 
-    let placed: Vec<u32> = order
-        .iter()
-        .copied()
-        .filter(|s| placement.node_of[*s as usize] != NONE && failure[*s as usize].is_none())
-        .collect();
-    let live = |s: usize| p.kind[s] == Kind::New && placement.node_of[s] != NONE && failure[s].is_none();
+    // The New systems to schedule, dependencies first.
+    let placed: Vec<u32> =
+        order.iter().copied().filter(|s| node_of[*s as usize] != NONE && failure[*s as usize].is_none()).collect();
+    let mut live = vec![false; n];
+    let mut duration = vec![0i64; n];
     let fixed = d.provisioning + d.cutover + d.verification;
-    let duration: Vec<i64> =
-        (0..n).map(|s| if live(s) { fixed + replication(s, placement.node_of[s]) } else { 0 }).collect();
+    for &s in &placed {
+        let su = s as usize;
+        live[su] = true;
+        duration[su] = fixed + replication(su, node_of[su]);
+    }
 
     // Keys: the rank of the wave order (a system without a wave takes the lowest order among
     // the waves that depend on it, or comes last), then priority, then the longest chain of
@@ -140,39 +149,45 @@ pub fn schedule(
     let mut orders: Vec<i32> = p.waves.iter().map(|w| w.order).collect();
     orders.sort_unstable();
     orders.dedup();
-    let last_rank = orders.len() as i64;
+    let wave_rank: Vec<u32> = p.waves.iter().map(|w| orders.partition_point(|o| *o < w.order) as u32).collect();
+    let last_rank = orders.len() as u32;
     let mut key = vec![last_rank; n];
     let mut tail = vec![0i64; n];
-    let mut leaf = vec![false; n];
+    let mut entry = vec![0u128; n];
     for &s in placed.iter().rev() {
         let su = s as usize;
         let mut below = last_rank;
         let mut longest = 0;
         let mut waited_on = false;
         for &c in p.dependents.row(su) {
-            if live(c as usize) {
-                below = below.min(key[c as usize]);
-                longest = longest.max(tail[c as usize]);
+            let cu = c as usize;
+            if live[cu] {
+                below = below.min(key[cu]);
+                longest = longest.max(tail[cu]);
                 waited_on = true;
             }
         }
-        key[su] = match p.wave_of[su] {
-            NONE => below,
-            w => orders.partition_point(|o| *o < p.waves[w as usize].order) as i64,
-        };
+        let wave = p.wave_of[su];
+        let rank = if wave == NONE { below } else { wave_rank[wave as usize] };
+        key[su] = rank;
         tail[su] = duration[su] + longest;
-        leaf[su] = !waited_on && key[su] + 1 < last_rank;
+        let leaf = !waited_on && rank + 1 < last_rank;
+        let within = if leaf { duration[su] } else { TAIL_MAX - tail[su].clamp(0, TAIL_MAX) };
+        // Systems whose cutover any time will do go after the window-constrained ones.
+        let free = !windows.constrained(node_of[su], wave);
+        let priority = u128::from(u32::MAX - p.facts[su].priority);
+        entry[su] = u128::from(rank.min(0xFFFF)) << 112
+            | u128::from(free) << 111
+            | priority << 79
+            | u128::from(leaf) << 78
+            | (within.clamp(0, TAIL_MAX) as u128) << 32
+            | u128::from(s);
     }
-    let within: Vec<u64> = (0..n)
-        .map(|s| {
-            let value = if leaf[s] { duration[s] } else { TAIL_MAX - tail[s].clamp(0, TAIL_MAX) };
-            u64::from(leaf[s]) << 46 | value.clamp(0, TAIL_MAX) as u64
-        })
-        .collect();
-    // Systems whose cutover any time will do go after the window-constrained ones.
-    let free: Vec<bool> =
-        (0..n).map(|s| !live(s) || !windows.constrained(placement.node_of[s], p.wave_of[s])).collect();
-    // The longest chain of durations ending at each system (the chain part of the bound).
+
+    // The longest chain of durations ending at each system (the chain part of the bound);
+    // systems not scheduled end at `now`, which no chain starts before.
+    let mut pending = vec![0u32; n];
+    let mut released: Vec<Vec<u32>> = vec![Vec::new(); last_rank as usize + 1];
     for &s in &placed {
         let su = s as usize;
         let mut chain = now;
@@ -180,22 +195,15 @@ pub fn schedule(
         if wave != NONE {
             chain = chain.max(p.waves[wave as usize].not_before.unwrap_or(now));
         }
+        let mut waiting = 0;
         for &dep in p.deps.row(su) {
-            if times[dep as usize].is_some() || live(dep as usize) {
-                chain = chain.max(chain_end[dep as usize]);
-            }
+            chain = chain.max(chain_end[dep as usize]);
+            waiting += u32::from(live[dep as usize]);
         }
         chain_end[su] = chain + duration[su];
         lower_bound = lower_bound.max(chain_end[su]);
-    }
-
-    let ranks = last_rank as usize + 1;
-    let mut pending = vec![0u32; n];
-    let mut released: Vec<Vec<u32>> = vec![Vec::new(); ranks];
-    for &s in &placed {
-        let su = s as usize;
-        pending[su] = p.deps.row(su).iter().filter(|x| live(**x as usize)).count() as u32;
-        if pending[su] == 0 {
+        pending[su] = waiting;
+        if waiting == 0 {
             released[key[su] as usize].push(s);
         }
     }
@@ -203,20 +211,20 @@ pub fn schedule(
     let nodes = p.nodes.len();
     let mut run = Dispatch {
         p,
-        placement,
+        node_of,
         windows,
         d: &d,
         now,
         duration: &duration,
         key: &key,
-        within: &within,
-        free: &free,
+        entry: &entry,
         live: &live,
         node_slots,
         wave_slots,
         times,
         node_work,
         pending,
+        ready_at,
         released,
         ready: (0..nodes).map(|_| BinaryHeap::new()).collect(),
         future: (0..nodes).map(|_| BinaryHeap::new()).collect(),
@@ -228,10 +236,10 @@ pub fn schedule(
     };
     // One wave order after the other: a rank starts once every system of the lower ranks has
     // started, so its barrier is known; within a rank, time runs forward.
-    for rank in 0..ranks {
-        run.rank = rank as i64;
+    for rank in 0..=last_rank {
+        run.rank = rank;
         run.barrier = run.waved_max_start;
-        for s in std::mem::take(&mut run.released[rank]) {
+        for s in std::mem::take(&mut run.released[rank as usize]) {
             run.admit(s);
         }
         while let Some(Reverse((t, node))) = run.events.pop() {
@@ -254,64 +262,59 @@ const TAIL_MAX: i64 = (1 << 46) - 1;
 /// Idle time a slot may be left with before a system is deferred (seconds).
 const DEFER_IDLE: i64 = 30 * 60;
 
-/// Dispatch order packed into one integer, smallest first: wave order rank (16 bits),
-/// window-constrained first (1 bit), priority descending (32 bits), then 47 bits: a leaf before
-/// a barrier last (1 bit), its duration ascending or else the longest chain of work it heads
-/// descending (46 bits, seconds), and the system index (32 bits).
-type Entry = Reverse<u128>;
-
 /// The mutable state of the dispatch: an event-driven list schedule. Each node has a queue of
 /// systems that are ready (by dispatch order) and one of systems that will be ready at a known
 /// time; a node wakes up when a slot frees or a system becomes ready, and fills its free slots
 /// from the ready queue.
-struct Dispatch<'x, 'a, L: Fn(usize) -> bool> {
+struct Dispatch<'x, 'a> {
     p: &'x Problem<'a>,
-    placement: &'x Placement,
+    node_of: &'x [u32],
     windows: &'x WindowTable,
     d: &'x Durations,
     now: i64,
     duration: &'x [i64],
-    key: &'x [i64],
-    within: &'x [u64],
-    free: &'x [bool],
-    live: &'x L,
+    /// Per system: the rank of its wave order.
+    key: &'x [u32],
+    /// Per system: its dispatch order packed into one integer, smallest first: wave order rank
+    /// (16 bits), window-constrained first (1 bit), priority descending (32 bits), a leaf before
+    /// a barrier last (1 bit), its duration ascending or else the longest chain of work it heads
+    /// descending (46 bits, seconds), and the system index (32 bits).
+    entry: &'x [u128],
+    live: &'x [bool],
     node_slots: Vec<Vec<i64>>,
     wave_slots: Vec<Option<BTreeMap<i64, u32>>>,
     times: Vec<Option<Times>>,
     node_work: Vec<i64>,
     /// Per system: dependencies not yet booked.
     pending: Vec<u32>,
+    /// Per system: the latest completion of its booked dependencies.
+    ready_at: Vec<i64>,
     /// Per rank: systems whose dependencies are booked, waiting for their rank to start.
     released: Vec<Vec<u32>>,
     /// Per node: systems ready now, by dispatch order.
-    ready: Vec<BinaryHeap<Entry>>,
+    ready: Vec<BinaryHeap<Reverse<u128>>>,
     /// Per node: systems that become ready at a known time (time, system).
     future: Vec<BinaryHeap<Reverse<(i64, u32)>>>,
     /// Per node: the time of its next wake-up (`i64::MAX` when none).
     wake: Vec<i64>,
     /// Wake-ups (time, node); those that do not match `wake` are stale.
     events: BinaryHeap<Reverse<(i64, u32)>>,
-    rank: i64,
+    rank: u32,
     barrier: i64,
     waved_max_start: i64,
 }
 
-impl<L: Fn(usize) -> bool> Dispatch<'_, '_, L> {
+impl Dispatch<'_, '_> {
     /// Queues `s`, whose dependencies are all booked, for the time it becomes ready.
     fn admit(&mut self, s: u32) {
         let su = s as usize;
-        let mut ready = self.now;
+        let mut ready = self.ready_at[su];
         let wave = self.p.wave_of[su];
         if wave != NONE {
             let not_before = self.p.waves[wave as usize].not_before.unwrap_or(self.now);
             ready = ready.max(self.barrier).max(not_before);
         }
-        for &dep in self.p.deps.row(su) {
-            if let Some(t) = &self.times[dep as usize] {
-                ready = ready.max(t.completion);
-            }
-        }
-        let node = self.placement.node_of[su] as usize;
+        let node = self.node_of[su] as usize;
         self.future[node].push(Reverse((ready, s)));
         self.schedule_wake(node, ready);
     }
@@ -331,12 +334,13 @@ impl<L: Fn(usize) -> bool> Dispatch<'_, '_, L> {
                 break;
             }
             self.future[node].pop();
-            self.ready[node].push(entry(self.p, self.key, self.within, self.free, s));
+            self.ready[node].push(Reverse(self.entry[s as usize]));
         }
         while self.node_slots[node][0] <= t {
-            let Some((_, s)) = self.ready[node].pop().map(unpack) else {
+            let Some(Reverse(e)) = self.ready[node].pop() else {
                 break;
             };
+            let s = e as u32;
             let (start, cut, idle) = self.plan_start(s, t);
             if idle > DEFER_IDLE {
                 // Its cutover window (or a wave slot) is far: let others use the slot meanwhile,
@@ -360,7 +364,7 @@ impl<L: Fn(usize) -> bool> Dispatch<'_, '_, L> {
     /// leave on the best-fitting slot).
     fn plan_start(&self, s: u32, ready: i64) -> (i64, i64, i64) {
         let su = s as usize;
-        let node = self.placement.node_of[su];
+        let node = self.node_of[su];
         let wave = self.p.wave_of[su];
         let slots = &self.node_slots[node as usize];
         let mut earliest = ready.max(slots[0]);
@@ -369,8 +373,7 @@ impl<L: Fn(usize) -> bool> Dispatch<'_, '_, L> {
         {
             earliest = earliest.max(pool.keys().next().copied().unwrap_or(self.now));
         }
-        let ahead =
-            self.d.provisioning + self.duration[su] - self.d.provisioning - self.d.cutover - self.d.verification;
+        let ahead = self.duration[su] - self.d.cutover - self.d.verification;
         let cut = self.windows.next_cutover(node, wave, earliest + ahead);
         let start = cut - ahead;
         let fit = slots.partition_point(|f| *f <= start).saturating_sub(1);
@@ -380,7 +383,7 @@ impl<L: Fn(usize) -> bool> Dispatch<'_, '_, L> {
     /// Books `s` from `start` with its cutover at `cut`, and releases its dependents.
     fn commit(&mut self, s: u32, start: i64, cut: i64) {
         let su = s as usize;
-        let node = self.placement.node_of[su];
+        let node = self.node_of[su];
         let wave = self.p.wave_of[su];
         let d = self.d;
         let completion = cut + d.cutover + d.verification;
@@ -402,7 +405,8 @@ impl<L: Fn(usize) -> bool> Dispatch<'_, '_, L> {
         });
         for &c in self.p.dependents.row(su) {
             let cu = c as usize;
-            if (self.live)(cu) {
+            if self.live[cu] {
+                self.ready_at[cu] = self.ready_at[cu].max(completion);
                 self.pending[cu] -= 1;
                 if self.pending[cu] == 0 {
                     if self.key[cu] <= self.rank {
@@ -414,16 +418,6 @@ impl<L: Fn(usize) -> bool> Dispatch<'_, '_, L> {
             }
         }
     }
-}
-fn entry(p: &Problem<'_>, key: &[i64], within: &[u64], free: &[bool], s: u32) -> Entry {
-    let su = s as usize;
-    let rank = key[su].clamp(0, 0xFFFF) as u128;
-    let priority = u128::from(u32::MAX - p.systems[su].priority);
-    Reverse(rank << 112 | u128::from(free[su]) << 111 | priority << 79 | u128::from(within[su]) << 32 | u128::from(s))
-}
-
-fn unpack(e: Entry) -> (i64, u32) {
-    ((e.0 >> 112) as i64, e.0 as u32)
 }
 
 /// `a / b` rounded up, for `a ≥ 0`, `b > 0`.

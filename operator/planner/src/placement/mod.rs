@@ -72,9 +72,12 @@ pub fn place(p: &Problem<'_>, windows: &WindowTable, failure: &mut [Option<Failu
         }
     }
     propagate(p, failure, failed, true, |s| state.release(p, s));
+    // Only units with a refused member can be retried (a pass never refuses a placed unit).
+    let retried: Vec<&Unit> =
+        units.iter().filter(|u| members[u.members.clone()].iter().any(|m| failure[*m as usize].is_some())).collect();
     for _pass in 0..8 {
         let mut progress = false;
-        for unit in &units {
+        for &unit in &retried {
             let group = &members[unit.members.clone()];
             let retry = group.iter().all(|m| failure[*m as usize].as_ref().is_some_and(|f| f.retryable));
             if !retry || !deps_placed(p, &state, group) {
@@ -113,7 +116,7 @@ fn deps_placed(p: &Problem<'_>, state: &Placement, group: &[u32]) -> bool {
 impl Placement {
     pub(crate) fn assign(&mut self, p: &Problem<'_>, s: u32, node: u32) {
         let su = s as usize;
-        let r = p.systems[su].resources;
+        let r = p.facts[su].resources;
         self.node_of[su] = node;
         self.allocated[node as usize] = self.allocated[node as usize].plus(r);
         let t = p.tenant_of[su];
@@ -129,7 +132,7 @@ impl Placement {
         if node == NONE || p.kind[su] != Kind::New {
             return;
         }
-        let r = p.systems[su].resources;
+        let r = p.facts[su].resources;
         self.node_of[su] = NONE;
         self.allocated[node as usize] = self.allocated[node as usize].minus(r);
         let t = p.tenant_of[su] as usize;
@@ -175,11 +178,20 @@ fn build_units(p: &Problem<'_>, failure: &[Option<Failure>]) -> (Vec<Unit>, Vec<
         }
         members[start..].sort_unstable();
         let group = &members[start..];
-        let priority = group.iter().map(|m| p.systems[*m as usize].priority).max().unwrap_or(0);
-        let leader = group.iter().copied().find(|m| p.systems[*m as usize].priority == priority).unwrap_or(group[0]);
+        let priority = group.iter().map(|m| p.facts[*m as usize].priority).max().unwrap_or(0);
+        let leader = group.iter().copied().find(|m| p.facts[*m as usize].priority == priority).unwrap_or(group[0]);
         units.push(Unit { members: start..members.len(), leader, priority, forced, split });
     }
-    units.sort_by_key(|u| (std::cmp::Reverse(u.priority), u.leader));
+    // Priority descending, then leader; leaders are distinct, so the order is total.
+    let mut keys: Vec<u64> =
+        units.iter().map(|u| u64::from(u32::MAX - u.priority) << 32 | u64::from(u.leader)).collect();
+    keys.sort_unstable();
+    let mut at = vec![NONE; n];
+    for (k, u) in units.iter().enumerate() {
+        at[u.leader as usize] = k as u32;
+    }
+    let mut slots: Vec<Option<Unit>> = units.into_iter().map(Some).collect();
+    let units = keys.iter().filter_map(|key| slots[at[*key as u32 as usize] as usize].take()).collect();
     (units, members)
 }
 
@@ -199,11 +211,7 @@ impl Placer<'_, '_> {
         let home = p.tenant_home[p.tenant_of[s] as usize];
         out.push(home);
         let spill = p.spill_target[home as usize];
-        if t.level != TenantLevel::Provincial
-            && p.systems[s].placement.allow_spillover
-            && spill != NONE
-            && spill != home
-        {
+        if t.level != TenantLevel::Provincial && p.facts[s].allow_spillover && spill != NONE && spill != home {
             out.push(spill);
         }
         let allowed = p.allowed.row(s);
@@ -276,9 +284,9 @@ impl Placer<'_, '_> {
             return fail(Reason::NoEligibleNode, self.no_candidate_message(leader, group), false);
         }
         let need = if group.len() == 1 {
-            p.systems[leader].resources
+            p.facts[leader].resources
         } else {
-            group.iter().fold(Resources::default(), |acc, m| acc.plus(p.systems[*m as usize].resources))
+            group.iter().fold(Resources::default(), |acc, m| acc.plus(p.facts[*m as usize].resources))
         };
         let mut best = Stage::TakesNothing;
         let mut quota_checked = false;
@@ -311,14 +319,14 @@ impl Placer<'_, '_> {
     fn check(&self, state: &Placement, group: &[u32], node: u32) -> Stage {
         let p = self.p;
         let n = p.nodes[node as usize];
-        let moves_data = group.iter().any(|m| p.systems[*m as usize].data_volume > 0);
+        let moves_data = group.iter().any(|m| p.facts[*m as usize].data_volume > 0);
         if n.cordoned || n.max_concurrent_migrations == 0 || (moves_data && n.migration_bandwidth_mbps == 0) {
             return Stage::TakesNothing;
         }
-        if group.iter().any(|m| p.systems[*m as usize].security_level > n.security_level) {
+        if group.iter().any(|m| p.facts[*m as usize].security_level > n.security_level) {
             return Stage::Security;
         }
-        if group.iter().any(|m| !offers(&n.architectures, p.systems[*m as usize].architecture)) {
+        if group.iter().any(|m| !offers(&n.architectures, p.facts[*m as usize].architecture)) {
             return Stage::Architecture;
         }
         if group.iter().any(|m| !self.windows.cutover_fits(node, p.wave_of[*m as usize])) {

@@ -17,7 +17,7 @@ impl Placer<'_, '_> {
             let mut count = 0u64;
             for &m in &group[k..] {
                 if p.tenant_of[m as usize] == t {
-                    need = need.plus(p.systems[m as usize].resources);
+                    need = need.plus(p.facts[m as usize].resources);
                     count += 1;
                 }
             }
