@@ -210,10 +210,19 @@ impl<'a> Problem<'a> {
         let tenants = dedup_sorted(input.tenants.iter().collect(), |t| &t.name, "tenant", &mut warnings);
         let waves = dedup_sorted(input.waves.iter().collect(), |w| &w.name, "wave", &mut warnings);
 
-        let mut all: Vec<&System> = input.systems.iter().collect();
-        // Stable sort: linear on input that is already sorted; full order only on equal ids.
-        all.sort_by(|a, b| a.system_id.cmp(&b.system_id).then_with(|| a.cmp(b)));
-        let mut systems = Vec::with_capacity(all.len());
+        // By systemId, then content, then input position: the first 16 bytes of the id as one
+        // integer decide most comparisons.
+        let mut keyed: Vec<(u128, u32)> =
+            input.systems.iter().enumerate().map(|(i, s)| (id_prefix(&s.system_id), i as u32)).collect();
+        // Stable: fast on input made of sorted runs.
+        keyed.sort_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                let (x, y) = (&input.systems[a.1 as usize], &input.systems[b.1 as usize]);
+                x.system_id.cmp(&y.system_id).then_with(|| x.cmp(y))
+            })
+        });
+        let all = keyed.iter().map(|(_, i)| &input.systems[*i as usize]);
+        let mut systems = Vec::with_capacity(input.systems.len());
         let mut duplicates = Vec::new();
         for s in all {
             match systems.last() {
@@ -246,6 +255,8 @@ impl<'a> Problem<'a> {
         let mut preferred = Vec::with_capacity(n);
         let mut allowed_unknown = Vec::with_capacity(n);
         let mut facts = Vec::with_capacity(n);
+        // Neighbouring systems mostly share a tenant: look a name up only when it changes.
+        let mut last_tenant: Option<(&str, u32)> = None;
         for s in &systems {
             facts.push(Facts {
                 resources: s.resources,
@@ -255,7 +266,12 @@ impl<'a> Problem<'a> {
                 architecture: s.architecture,
                 allow_spillover: s.placement.allow_spillover,
             });
-            tenant_of.push(tenant_by_name.get(s.tenant.as_str()).copied().unwrap_or(NONE));
+            let tenant = match last_tenant {
+                Some((name, t)) if name == s.tenant => t,
+                _ => tenant_by_name.get(s.tenant.as_str()).copied().unwrap_or(NONE),
+            };
+            last_tenant = Some((s.tenant.as_str(), tenant));
+            tenant_of.push(tenant);
             let w = s.wave.as_deref().map(|w| wave_by_name.get(w).copied().unwrap_or(NONE));
             wave_of.push(w.unwrap_or(NONE));
             unknown_wave.push(w == Some(NONE));
@@ -334,6 +350,16 @@ impl<'a> Problem<'a> {
             format!("{} {}", n.region_code, n.display_name)
         }
     }
+}
+
+/// The first 16 bytes of `id`, zero-padded, as a big-endian integer: ordered like the ids
+/// wherever the ids differ within their first 16 bytes.
+fn id_prefix(id: &str) -> u128 {
+    let bytes = id.as_bytes();
+    let mut buf = [0u8; 16];
+    let k = bytes.len().min(16);
+    buf[..k].copy_from_slice(&bytes[..k]);
+    u128::from_be_bytes(buf)
 }
 
 /// Resolves one id list per system to indices; unresolved ids go to `unknown`.

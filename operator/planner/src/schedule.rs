@@ -227,7 +227,7 @@ pub fn schedule(
         ready_at,
         released,
         ready: (0..nodes).map(|_| BinaryHeap::new()).collect(),
-        future: (0..nodes).map(|_| BinaryHeap::new()).collect(),
+        future: (0..nodes).map(|_| Future::default()).collect(),
         wake: vec![i64::MAX; nodes],
         events: BinaryHeap::new(),
         rank: 0,
@@ -239,9 +239,8 @@ pub fn schedule(
     for rank in 0..=last_rank {
         run.rank = rank;
         run.barrier = run.waved_max_start;
-        for s in std::mem::take(&mut run.released[rank as usize]) {
-            run.admit(s);
-        }
+        let released = std::mem::take(&mut run.released[rank as usize]);
+        run.admit_all(released);
         while let Some(Reverse((t, node))) = run.events.pop() {
             if run.wake[node as usize] == t {
                 run.wake_up(node as usize, t);
@@ -294,7 +293,7 @@ struct Dispatch<'x, 'a> {
     /// Per node: systems ready now, by dispatch order.
     ready: Vec<BinaryHeap<Reverse<u128>>>,
     /// Per node: systems that become ready at a known time (time, system).
-    future: Vec<BinaryHeap<Reverse<(i64, u32)>>>,
+    future: Vec<Future>,
     /// Per node: the time of its next wake-up (`i64::MAX` when none).
     wake: Vec<i64>,
     /// Wake-ups (time, node); those that do not match `wake` are stale.
@@ -305,8 +304,8 @@ struct Dispatch<'x, 'a> {
 }
 
 impl Dispatch<'_, '_> {
-    /// Queues `s`, whose dependencies are all booked, for the time it becomes ready.
-    fn admit(&mut self, s: u32) {
+    /// The time `s`, whose dependencies are all booked, becomes ready.
+    fn ready_time(&self, s: u32) -> i64 {
         let su = s as usize;
         let mut ready = self.ready_at[su];
         let wave = self.p.wave_of[su];
@@ -314,9 +313,33 @@ impl Dispatch<'_, '_> {
             let not_before = self.p.waves[wave as usize].not_before.unwrap_or(self.now);
             ready = ready.max(self.barrier).max(not_before);
         }
-        let node = self.node_of[su] as usize;
-        self.future[node].push(Reverse((ready, s)));
+        ready
+    }
+
+    /// Queues `s`, whose dependencies are all booked, for the time it becomes ready.
+    fn admit(&mut self, s: u32) {
+        let ready = self.ready_time(s);
+        let node = self.node_of[s as usize] as usize;
+        self.future[node].heap.push(Reverse((ready, s)));
         self.schedule_wake(node, ready);
+    }
+
+    /// Queues the systems released before their rank started, sorted at once.
+    fn admit_all(&mut self, released: Vec<u32>) {
+        let mut by_node: Vec<Vec<(i64, u32)>> = vec![Vec::new(); self.future.len()];
+        for s in released {
+            by_node[self.node_of[s as usize] as usize].push((self.ready_time(s), s));
+        }
+        for (node, mut items) in by_node.into_iter().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            // Latest first: the earliest is popped off the end.
+            items.sort_unstable_by(|a, b| b.cmp(a));
+            let first = items[items.len() - 1].0;
+            self.future[node].sorted = items;
+            self.schedule_wake(node, first);
+        }
     }
 
     fn schedule_wake(&mut self, node: usize, t: i64) {
@@ -329,11 +352,7 @@ impl Dispatch<'_, '_> {
     /// Fills the free slots of `node` at time `t` from its ready queue.
     fn wake_up(&mut self, node: usize, t: i64) {
         self.wake[node] = i64::MAX;
-        while let Some(&Reverse((at, s))) = self.future[node].peek() {
-            if at > t {
-                break;
-            }
-            self.future[node].pop();
+        while let Some(s) = self.future[node].pop_by(t) {
             self.ready[node].push(Reverse(self.entry[s as usize]));
         }
         while self.node_slots[node][0] <= t {
@@ -346,12 +365,12 @@ impl Dispatch<'_, '_> {
                 // Its cutover window (or a wave slot) is far: let others use the slot meanwhile,
                 // and take it when it can start without idling a slot for long.
                 let at = (start - DEFER_IDLE).max(t + 1);
-                self.future[node].push(Reverse((at, s)));
+                self.future[node].heap.push(Reverse((at, s)));
                 continue;
             }
             self.commit(s, start, cut);
         }
-        let mut next = self.future[node].peek().map_or(i64::MAX, |Reverse((at, _))| *at);
+        let mut next = self.future[node].next();
         if !self.ready[node].is_empty() {
             next = next.min(self.node_slots[node][0]);
         }
@@ -481,4 +500,36 @@ fn in_flight_times(
     t.verifying = Some((at, at + d.verification));
     t.completion = at + d.verification;
     t
+}
+
+/// Systems of one node waiting for the time they become ready: those queued when their rank
+/// started, sorted once, and those queued since, in a heap.
+#[derive(Default)]
+struct Future {
+    /// Latest first.
+    sorted: Vec<(i64, u32)>,
+    heap: BinaryHeap<Reverse<(i64, u32)>>,
+}
+
+impl Future {
+    /// The earliest time a queued system becomes ready, `i64::MAX` when none.
+    fn next(&self) -> i64 {
+        let a = self.sorted.last().map_or(i64::MAX, |x| x.0);
+        let b = self.heap.peek().map_or(i64::MAX, |Reverse(x)| x.0);
+        a.min(b)
+    }
+
+    /// Takes one system that is ready by `t`.
+    fn pop_by(&mut self, t: i64) -> Option<u32> {
+        if let Some(&(at, s)) = self.sorted.last()
+            && at <= t
+        {
+            self.sorted.pop();
+            return Some(s);
+        }
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= t => self.heap.pop().map(|Reverse((_, s))| s),
+            _ => None,
+        }
+    }
 }
