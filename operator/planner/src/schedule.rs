@@ -241,7 +241,8 @@ pub fn schedule(
         run.barrier = run.waved_max_start;
         let released = std::mem::take(&mut run.released[rank as usize]);
         run.admit_all(released);
-        while let Some(Reverse((t, node))) = run.events.pop() {
+        while let Some(Reverse(e)) = run.events.pop() {
+            let (t, node) = unpack(e);
             if run.wake[node as usize] == t {
                 run.wake_up(node as usize, t);
             }
@@ -297,7 +298,7 @@ struct Dispatch<'x, 'a> {
     /// Per node: the time of its next wake-up (`i64::MAX` when none).
     wake: Vec<i64>,
     /// Wake-ups (time, node); those that do not match `wake` are stale.
-    events: BinaryHeap<Reverse<(i64, u32)>>,
+    events: BinaryHeap<Reverse<u128>>,
     rank: u32,
     barrier: i64,
     waved_max_start: i64,
@@ -320,7 +321,7 @@ impl Dispatch<'_, '_> {
     fn admit(&mut self, s: u32) {
         let ready = self.ready_time(s);
         let node = self.node_of[s as usize] as usize;
-        self.future[node].heap.push(Reverse((ready, s)));
+        self.future[node].heap.push(Reverse(pack(ready, s)));
         self.schedule_wake(node, ready);
     }
 
@@ -345,7 +346,7 @@ impl Dispatch<'_, '_> {
     fn schedule_wake(&mut self, node: usize, t: i64) {
         if t < self.wake[node] {
             self.wake[node] = t;
-            self.events.push(Reverse((t, node as u32)));
+            self.events.push(Reverse(pack(t, node as u32)));
         }
     }
 
@@ -365,7 +366,7 @@ impl Dispatch<'_, '_> {
                 // Its cutover window (or a wave slot) is far: let others use the slot meanwhile,
                 // and take it when it can start without idling a slot for long.
                 let at = (start - DEFER_IDLE).max(t + 1);
-                self.future[node].heap.push(Reverse((at, s)));
+                self.future[node].heap.push(Reverse(pack(at, s)));
                 continue;
             }
             self.commit(s, start, cut);
@@ -508,14 +509,14 @@ fn in_flight_times(
 struct Future {
     /// Latest first.
     sorted: Vec<(i64, u32)>,
-    heap: BinaryHeap<Reverse<(i64, u32)>>,
+    heap: BinaryHeap<Reverse<u128>>,
 }
 
 impl Future {
     /// The earliest time a queued system becomes ready, `i64::MAX` when none.
     fn next(&self) -> i64 {
         let a = self.sorted.last().map_or(i64::MAX, |x| x.0);
-        let b = self.heap.peek().map_or(i64::MAX, |Reverse(x)| x.0);
+        let b = self.heap.peek().map_or(i64::MAX, |Reverse(x)| unpack(*x).0);
         a.min(b)
     }
 
@@ -528,8 +529,17 @@ impl Future {
             return Some(s);
         }
         match self.heap.peek() {
-            Some(Reverse((at, _))) if *at <= t => self.heap.pop().map(|Reverse((_, s))| s),
+            Some(Reverse(x)) if unpack(*x).0 <= t => self.heap.pop().map(|Reverse(x)| unpack(x).1),
             _ => None,
         }
     }
+}
+
+/// (time, index) as one integer ordered like the pair.
+fn pack(t: i64, i: u32) -> u128 {
+    u128::from((t as u64) ^ (1 << 63)) << 32 | u128::from(i)
+}
+
+fn unpack(x: u128) -> (i64, u32) {
+    (((x >> 32) as u64 ^ (1 << 63)) as i64, x as u32)
 }
