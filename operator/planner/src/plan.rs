@@ -12,7 +12,7 @@ use crate::output::{
     Utilization, WaveSummary,
 };
 use crate::placement::{self, Placement};
-use crate::schedule::{self, Times};
+use crate::schedule::{self, Durations, Times};
 use crate::windows::WindowTable;
 
 /// Plans `input` under every constraint: placement, then the time schedule.
@@ -46,6 +46,7 @@ pub(crate) fn assemble(
     lower_bound: i64,
 ) -> Plan {
     let now = p.settings.now;
+    let d = Durations::of(p.settings);
     let mut not_migrated = Vec::new();
     let mut unplaceable = Vec::new();
     let mut assignments = Vec::with_capacity(p.systems.len());
@@ -87,10 +88,10 @@ pub(crate) fn assemble(
             phase: s.phase,
             planned_start: t.map(|t| t.start),
             planned_completion: t.map(|t| t.completion),
-            provisioning: t.and_then(|t| interval(t.provisioning)),
-            replicating: t.and_then(|t| interval(t.replicating)),
-            cutting_over: t.and_then(|t| interval(t.cutting_over)),
-            verifying: t.and_then(|t| interval(t.verifying)),
+            provisioning: t.and_then(|t| interval(t.provisioning(&d))),
+            replicating: t.and_then(|t| interval(t.replicating(&d))),
+            cutting_over: t.and_then(|t| interval(t.cutting_over(&d))),
+            verifying: t.and_then(|t| interval(t.verifying(&d))),
         });
     }
     for d in &p.duplicates {

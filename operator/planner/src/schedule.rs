@@ -14,26 +14,51 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use crate::dependencies::Failure;
 use crate::index::{Kind, NONE, Problem};
-use crate::model::Phase;
+use crate::model::{Phase, Settings};
 use crate::placement::Placement;
 use crate::windows::WindowTable;
 
-/// Planned times of one system, Unix seconds. Phases already behind an in-flight system
-/// are `None`.
+/// Planned times of one system, Unix seconds, kept small (there is one per system): the
+/// phase intervals follow from these and the fixed phase lengths ([`Durations`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Times {
     /// Start of its first remaining phase.
     pub start: i64,
     /// End of Verifying.
     pub completion: i64,
-    /// Provisioning interval.
-    pub provisioning: Option<(i64, i64)>,
-    /// Replicating interval.
-    pub replicating: Option<(i64, i64)>,
-    /// CuttingOver interval.
-    pub cutting_over: Option<(i64, i64)>,
-    /// Verifying interval.
-    pub verifying: Option<(i64, i64)>,
+    /// End of Replicating.
+    replicated: i64,
+    /// Start of CuttingOver.
+    cut: i64,
+    /// Which of Provisioning, Replicating, CuttingOver are still ahead (bits 0, 1, 2).
+    ahead: u8,
+}
+
+const PROVISIONING: u8 = 1;
+const REPLICATING: u8 = 2;
+const CUTTING_OVER: u8 = 4;
+
+impl Times {
+    /// Provisioning interval, when still ahead.
+    pub fn provisioning(&self, d: &Durations) -> Option<(i64, i64)> {
+        (self.ahead & PROVISIONING != 0).then_some((self.start, self.start + d.provisioning))
+    }
+
+    /// Replicating interval, when still ahead.
+    pub fn replicating(&self, d: &Durations) -> Option<(i64, i64)> {
+        let from = if self.ahead & PROVISIONING != 0 { self.start + d.provisioning } else { self.start };
+        (self.ahead & REPLICATING != 0).then_some((from, self.replicated))
+    }
+
+    /// CuttingOver interval, when still ahead.
+    pub fn cutting_over(&self, d: &Durations) -> Option<(i64, i64)> {
+        (self.ahead & CUTTING_OVER != 0).then_some((self.cut, self.cut + d.cutover))
+    }
+
+    /// Verifying interval (always ahead of a scheduled system).
+    pub fn verifying(&self, d: &Durations) -> Option<(i64, i64)> {
+        Some((self.completion - d.verification, self.completion))
+    }
 }
 
 /// The schedule of every placed system, and the lower bound on its makespan.
@@ -45,10 +70,23 @@ pub struct Schedule {
     pub lower_bound: i64,
 }
 
-struct Durations {
+/// The fixed phase lengths, seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Durations {
     provisioning: i64,
     cutover: i64,
     verification: i64,
+}
+
+impl Durations {
+    /// The lengths `settings` give.
+    pub fn of(settings: &Settings) -> Durations {
+        Durations {
+            provisioning: i64::from(settings.provisioning_minutes) * 60,
+            cutover: i64::from(settings.cutover_minutes) * 60,
+            verification: i64::from(settings.verification_minutes) * 60,
+        }
+    }
 }
 
 /// Replication time in seconds of `bytes` over one of `slots` slots sharing `mbps`.
@@ -78,11 +116,7 @@ pub fn schedule(
 ) -> Schedule {
     let n = p.systems.len();
     let now = p.settings.now;
-    let d = Durations {
-        provisioning: i64::from(p.settings.provisioning_minutes) * 60,
-        cutover: i64::from(p.settings.cutover_minutes) * 60,
-        verification: i64::from(p.settings.verification_minutes) * 60,
-    };
+    let d = Durations::of(p.settings);
     let node_of = &placement.node_of;
     let slots_of = |node: u32| p.nodes[node as usize].max_concurrent_migrations.max(1);
     let replication = |s: usize, node: u32| {
@@ -415,14 +449,8 @@ impl Dispatch<'_, '_> {
             self.waved_max_start = self.waved_max_start.max(start);
         }
         self.node_work[node as usize] += self.duration[su];
-        self.times[su] = Some(Times {
-            start,
-            completion,
-            provisioning: Some((start, start + d.provisioning)),
-            replicating: Some((start + d.provisioning, cut)),
-            cutting_over: Some((cut, cut + d.cutover)),
-            verifying: Some((cut + d.cutover, completion)),
-        });
+        self.times[su] =
+            Some(Times { start, completion, replicated: cut, cut, ahead: PROVISIONING | REPLICATING | CUTTING_OVER });
         for &c in self.p.dependents.row(su) {
             let cu = c as usize;
             if self.live[cu] {
@@ -485,20 +513,21 @@ fn in_flight_times(
     let mut t = Times { start: now, ..Times::default() };
     let mut at = now;
     if matches!(phase, Phase::Provisioning | Phase::Failed | Phase::RolledBack) {
-        t.provisioning = Some((at, at + d.provisioning));
+        t.ahead |= PROVISIONING;
         at += d.provisioning;
     }
     if matches!(phase, Phase::Provisioning | Phase::Failed | Phase::RolledBack | Phase::Replicating) {
-        t.replicating = Some((at, at + replication));
+        t.ahead |= REPLICATING;
         at += replication;
+        t.replicated = at;
     }
     if phase != Phase::Verifying {
         // A cutover already under way is not moved into a window.
         let cut = if phase == Phase::CuttingOver { at } else { next_cutover(at) };
-        t.cutting_over = Some((cut, cut + d.cutover));
+        t.ahead |= CUTTING_OVER;
+        t.cut = cut;
         at = cut + d.cutover;
     }
-    t.verifying = Some((at, at + d.verification));
     t.completion = at + d.verification;
     t
 }
@@ -542,4 +571,51 @@ fn pack(t: i64, i: u32) -> u128 {
 
 fn unpack(x: u128) -> (i64, u32) {
     (((x >> 32) as u64 ^ (1 << 63)) as i64, x as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_systems_keep_only_the_phases_ahead_of_them() {
+        let d = Durations { provisioning: 1800, cutover: 3600, verification: 1800 };
+        let (now, rep) = (1_000_000, 500);
+        // The next cutover window opens 100 s after replication ends.
+        let times = |phase| in_flight_times(phase, now, rep, &d, |at| at + 100);
+        let phases = |t: Times| (t.provisioning(&d), t.replicating(&d), t.cutting_over(&d), t.verifying(&d));
+
+        let t = times(Phase::Provisioning);
+        let cut = now + 1800 + rep + 100;
+        assert_eq!(
+            phases(t),
+            (
+                Some((now, now + 1800)),
+                Some((now + 1800, now + 1800 + rep)),
+                Some((cut, cut + 3600)),
+                Some((cut + 3600, cut + 5400))
+            )
+        );
+        assert_eq!((t.start, t.completion), (now, cut + 5400));
+        assert_eq!(phases(times(Phase::Failed)), phases(t));
+
+        let cut = now + rep + 100;
+        assert_eq!(
+            phases(times(Phase::Replicating)),
+            (None, Some((now, now + rep)), Some((cut, cut + 3600)), Some((cut + 3600, cut + 5400)))
+        );
+        let cut = now + 100;
+        assert_eq!(
+            phases(times(Phase::AwaitingCutover)),
+            (None, None, Some((cut, cut + 3600)), Some((cut + 3600, cut + 5400)))
+        );
+        // A cutover under way is not moved into a window.
+        assert_eq!(
+            phases(times(Phase::CuttingOver)),
+            (None, None, Some((now, now + 3600)), Some((now + 3600, now + 5400)))
+        );
+        let t = times(Phase::Verifying);
+        assert_eq!(phases(t), (None, None, None, Some((now, now + 1800))));
+        assert_eq!(t.completion, now + 1800);
+    }
 }
