@@ -27,6 +27,8 @@ mod output;
 mod placement;
 mod plan;
 mod schedule;
+#[cfg(test)]
+mod stage_timing;
 pub mod synthetic;
 mod table;
 pub mod windows;

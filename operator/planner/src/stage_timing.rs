@@ -1,0 +1,55 @@
+//! Time per pipeline stage on the synthetic Jiangsu set (ignored test; docs/benchmarks.md,
+//! Planner). The minimum over many runs is the figure least disturbed by other load:
+//!
+//! ```sh
+//! cargo test --release -p suyun-planner --lib stage_timing -- --ignored --nocapture
+//! ```
+
+use std::time::Instant;
+
+use crate::dependencies::{self, Failure};
+use crate::index::Problem;
+use crate::output::Algorithm;
+use crate::windows::WindowTable;
+use crate::{placement, schedule};
+
+#[test]
+#[ignore = "a measurement, not a check"]
+fn stage_timing() {
+    let input = crate::synthetic::jiangsu(1);
+    let runs = 300;
+    let names = ["index", "check", "place", "schedule", "assemble", "drop", "first_fit", "plan"];
+    let mut best = [f64::MAX; 8];
+    let mut total = [0f64; 8];
+    for _ in 0..runs {
+        let mut t = [Instant::now(); 9];
+        let p = Problem::new(&input);
+        t[1] = Instant::now();
+        let mut failure: Vec<Option<Failure>> = vec![None; p.systems.len()];
+        let order = dependencies::check(&p, &mut failure);
+        t[2] = Instant::now();
+        let windows = WindowTable::new(&p);
+        let placed = placement::place(&p, &windows, &mut failure);
+        t[3] = Instant::now();
+        let times = schedule::schedule(&p, &placed, &windows, &failure, &order);
+        t[4] = Instant::now();
+        let last = times.times.iter().flatten().map(|t| t.completion).max().unwrap_or(p.settings.now);
+        let plan =
+            crate::plan::assemble(&p, Algorithm::Constrained, &failure, &placed, &times.times, last, times.lower_bound);
+        t[5] = Instant::now();
+        drop((plan, times, placed, failure, order, windows, p));
+        t[6] = Instant::now();
+        drop(std::hint::black_box(crate::first_fit(&input)));
+        t[7] = Instant::now();
+        drop(std::hint::black_box(crate::plan(&input)));
+        t[8] = Instant::now();
+        for k in 0..8 {
+            let ms = (t[k + 1] - t[k]).as_secs_f64() * 1e3;
+            best[k] = best[k].min(ms);
+            total[k] += ms;
+        }
+    }
+    for k in 0..8 {
+        eprintln!("{:10} min {:.3} ms  mean {:.3} ms", names[k], best[k], total[k] / f64::from(runs));
+    }
+}
