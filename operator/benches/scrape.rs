@@ -15,10 +15,11 @@ use kube::ResourceExt;
 use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
 use serde_json::json;
 use suyun_crds::v1alpha1::{CloudNode, GovSystem, GovSystemStatus, MigrationWave, Phase, Tenant};
+use suyun_operator::accounts;
 use suyun_operator::cloud_node::status::{self, Observed};
 use suyun_operator::metrics::state::LoopState;
 use suyun_operator::metrics::{Metrics, PublishOutcome, Reconciler};
-use suyun_operator::migration::{accounts, facts};
+use suyun_operator::migration::waves;
 use suyun_planner::model;
 use suyun_planner::synthetic::{self, NOW};
 
@@ -144,19 +145,13 @@ fn province() -> Province {
 /// What the migration loop and the CloudNode controller compute anyway, before they update the
 /// metrics: wave states, accounts, node statuses.
 struct Derived {
-    waves: std::collections::BTreeMap<String, facts::WaveState>,
+    waves: std::collections::BTreeMap<String, waves::WaveState>,
     accounts: accounts::Accounts,
     node_statuses: Vec<suyun_crds::v1alpha1::CloudNodeStatus>,
 }
 
 fn derive(p: &Province) -> Derived {
-    let mut members: HashMap<String, Vec<&GovSystemStatus>> = HashMap::new();
-    for (w, st) in p.wave_of.iter().zip(&p.statuses) {
-        if let Some(w) = w {
-            members.entry(w.clone()).or_default().push(st);
-        }
-    }
-    let waves = facts::wave_states(&p.waves, &members, NOW);
+    let waves = waves::wave_states(&p.waves, &waves::members(&p.wave_of, &p.statuses), NOW);
     let accounts = accounts::compute(p.systems.iter().map(Arc::as_ref).zip(p.statuses.iter()), &p.tenants);
     let now = Time(Timestamp::from_second(NOW).expect("a valid time"));
     let node_statuses = p

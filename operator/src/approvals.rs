@@ -26,7 +26,6 @@ use suyun_crds::v1alpha1::{CUTOVER_APPROVAL_REASON, CUTOVER_APPROVED_BY, GovSyst
 use suyun_store::readmodel::region_in_scope;
 use tracing::{info, warn};
 
-use crate::migration::step::GivenApproval;
 use crate::store::Approval;
 
 /// Id prefix of an approval from the annotation.
@@ -49,6 +48,19 @@ pub struct Gathered {
 /// `region`.
 pub fn scope_covers(scope: &str, region: &str) -> bool {
     scope == "province" || region_in_scope(region, scope)
+}
+
+/// An approval of a system's next cutover.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GivenApproval {
+    /// Who approved.
+    pub by: String,
+    /// When (Unix seconds), if known.
+    pub at: Option<i64>,
+    /// The reason or ticket reference given with it.
+    pub reason: Option<String>,
+    /// What a cutover uses up: `annotation:<who>` or `store:<etcd revision>`.
+    pub id: String,
 }
 
 /// The approvals of every system that owns its id (`owned[i]`), from the store (`store`, by

@@ -10,9 +10,9 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use suyun_crds::v1alpha1::{CloudNode, Tenant};
 
+use crate::accounts::Accounts;
 use crate::backoff::ErrorBackoff;
 use crate::config::Config;
-use crate::migration::accounts::Accounts;
 
 /// Shared state of the controllers.
 pub struct Context {
@@ -30,8 +30,9 @@ pub struct Context {
     pub nodes: Store<Node>,
     /// Every Tenant.
     pub tenants: Store<Tenant>,
-    /// Capacity accounts by node and tenant, from the migration loop.
-    pub accounts: RwLock<Arc<Accounts>>,
+    /// Capacity accounts by node and tenant, from the migration loop; `None` until its first
+    /// iteration (a status built before would show nothing allocated, then be written again).
+    pub accounts: RwLock<Option<Arc<Accounts>>>,
     /// Told when the accounts change (one receiver per controller that shows them).
     pub accounts_changed: Vec<mpsc::UnboundedSender<()>>,
     /// Consecutive reconcile failures per object, for the controllers' exponential backoff.
@@ -50,8 +51,8 @@ impl Context {
         Reporter { controller: "suyun-operator".into(), instance: Some(config.instance.clone()) }
     }
 
-    /// The current accounts.
-    pub fn accounts(&self) -> Arc<Accounts> {
+    /// The current accounts; `None` until the migration loop computed them.
+    pub fn accounts(&self) -> Option<Arc<Accounts>> {
         self.accounts.read().expect("accounts lock is never poisoned").clone()
     }
 
@@ -59,10 +60,10 @@ impl Context {
     pub fn publish_accounts(&self, accounts: Accounts) {
         {
             let mut current = self.accounts.write().expect("accounts lock is never poisoned");
-            if **current == accounts {
+            if current.as_deref() == Some(&accounts) {
                 return;
             }
-            *current = Arc::new(accounts);
+            *current = Some(Arc::new(accounts));
         }
         for tx in &self.accounts_changed {
             let _ = tx.unbounded_send(());

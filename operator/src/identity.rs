@@ -149,19 +149,19 @@ pub fn screen(
 }
 
 /// The systems the planner may see: owners only, without foreign placement references, and
-/// without the refused ones.
-pub fn plannable(systems: &[Arc<GovSystem>], screening: &Screening) -> Vec<Arc<GovSystem>> {
+/// without the refused ones; each with its index in `systems`.
+pub fn plannable(systems: &[Arc<GovSystem>], screening: &Screening) -> Vec<(usize, Arc<GovSystem>)> {
     systems
         .iter()
         .enumerate()
         .filter(|(i, _)| !screening.refused.contains_key(i) && screening.owns(*i, &systems[*i]))
         .map(|(i, s)| match screening.foreign.get(&i) {
-            None => s.clone(),
+            None => (i, s.clone()),
             Some(drop) => {
                 let mut s = GovSystem::clone(s);
                 s.spec.same_node_as.retain(|id| !drop.contains(id));
                 s.spec.anti_affinity_with.retain(|id| !drop.contains(id));
-                Arc::new(s)
+                (i, Arc::new(s))
             }
         })
         .collect()
@@ -218,7 +218,8 @@ mod tests {
             assert!(!s.refused.contains_key(&o), "the owner is untouched");
             let planned = plannable(&systems, &s);
             assert_eq!(planned.len(), 1);
-            assert_eq!(planned[0].namespace().as_deref(), Some("suzhou"));
+            assert_eq!(planned[0].1.namespace().as_deref(), Some("suzhou"));
+            assert_eq!(planned[0].0, o, "with its index");
         }
         // Equal timestamps: Namespace, then name decide, the same way every time.
         let (x, y) = (system("b-ns", "x", "JS-320500-0002", 5, &[]), system("a-ns", "y", "JS-320500-0002", 5, &[]));
@@ -245,7 +246,7 @@ mod tests {
         let s = screen(&systems, |_| Phase::Replicating, &regions());
         assert!(s.refused.is_empty());
         let planned = plannable(&systems, &s);
-        let n = planned.iter().find(|p| p.name_any() == "n").unwrap();
+        let (_, n) = planned.iter().find(|(_, p)| p.name_any() == "n").unwrap();
         assert!(n.spec.same_node_as.is_empty());
     }
 }

@@ -17,6 +17,7 @@
 //! become conditions and Events and wait for a change; API failures retry with a per-object
 //! exponential backoff ([`backoff`]: 1 s doubling to 5 min).
 
+pub mod accounts;
 pub mod approvals;
 pub mod backoff;
 pub mod capacity;
@@ -349,9 +350,9 @@ async fn lead(
                 // changes.
                 let (approvals, task) = store::ApprovalMirror::start(etcd, config.store.keys(), notify.clone());
                 approvals_task = Some(task);
-                let sink = migration::StoreSink::new(store::Publisher::new(fence, config.store.max_txn_ops));
+                let sink = store::StoreSink::new(store::Publisher::new(fence, config.store.max_txn_ops));
                 if let Some(tx) = link_tx.take() {
-                    let _ = tx.send(migration::StoreLink { sink, approvals });
+                    let _ = tx.send(store::StoreLink { sink, approvals });
                 }
                 notify.notify_one();
             }

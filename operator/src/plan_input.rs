@@ -13,6 +13,7 @@ use suyun_crds::v1alpha1::{
 use suyun_planner::model;
 
 use crate::capacity::{self, Amounts};
+use crate::migration::waves::window;
 use crate::selector;
 
 /// The objects a plan is made from (shared with the operator's caches, hence `Arc`).
@@ -56,14 +57,6 @@ fn bytes_down(milli: i128) -> u64 {
 }
 fn millis(milli: i128) -> u64 {
     u64::try_from(milli.max(0)).unwrap_or(u64::MAX)
-}
-
-fn window(w: &api::Window) -> model::Window {
-    model::Window {
-        days: w.days.iter().map(|d| d.index()).collect(),
-        start_minute: w.start_minute().unwrap_or(0),
-        duration_minutes: w.duration_minutes,
-    }
 }
 
 fn unix(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
@@ -186,14 +179,26 @@ pub fn phase(p: api::Phase) -> model::Phase {
     }
 }
 
-fn system(s: &GovSystem, waves: &[Arc<MigrationWave>]) -> Result<model::System, InputError> {
+/// One system as the planner is to see it: the object, the status to plan from (the loop's
+/// effective one, or the cached one offline) and the wave that selects it.
+#[derive(Clone, Debug)]
+pub struct PlannedSystem<'a> {
+    /// The GovSystem.
+    pub system: &'a GovSystem,
+    /// Its phase and node come from here.
+    pub status: &'a api::GovSystemStatus,
+    /// Its wave ([`wave_of`]).
+    pub wave: Option<String>,
+}
+
+fn system(planned: PlannedSystem<'_>) -> Result<model::System, InputError> {
+    let PlannedSystem { system: s, status, wave } = planned;
     let namespace = s.namespace().unwrap_or_default();
     let id = format!("{namespace}/{}", s.name_any());
     let r = &s.spec.resources;
     let q = |field: &str, v: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
         quantity::milli(v).map_err(|e: QuantityError| err("GovSystem", &id, format!("spec.{field}"), e))
     };
-    let status = s.status.clone().unwrap_or_default();
     Ok(model::System {
         system_id: s.spec.system_id.clone(),
         name: s.name_any(),
@@ -239,9 +244,9 @@ fn system(s: &GovSystem, waves: &[Arc<MigrationWave>]) -> Result<model::System, 
             api::Strategy::Retire => model::Strategy::Retire,
             api::Strategy::Retain => model::Strategy::Retain,
         },
-        wave: wave_of(s, waves).map(|w| w.name_any()),
+        wave,
         phase: status.phase.map(phase).unwrap_or_default(),
-        node: status.node,
+        node: status.node.clone(),
     })
 }
 
@@ -271,10 +276,26 @@ pub fn plan_input(objects: &Objects, now: i64) -> Result<model::PlanInput, Vec<I
 /// Like [`plan_input`], but an object that cannot be converted is left out (and reported)
 /// instead of failing the whole input: one bad object must not stop every migration.
 pub fn plan_input_lenient(objects: &Objects, now: i64) -> (model::PlanInput, Vec<InputError>) {
+    let none = api::GovSystemStatus::default();
+    let systems = objects.systems.iter().map(|s| PlannedSystem {
+        system: s,
+        status: s.status.as_ref().unwrap_or(&none),
+        wave: wave_of(s, &objects.waves).map(|w| w.name_any()),
+    });
+    input_of(objects, systems, now)
+}
+
+/// Like [`plan_input_lenient`], with the systems given as the planner is to see them (in
+/// place of `objects.systems`): the migration loop plans from its effective statuses.
+pub fn input_of<'a>(
+    objects: &Objects,
+    systems: impl IntoIterator<Item = PlannedSystem<'a>>,
+    now: i64,
+) -> (model::PlanInput, Vec<InputError>) {
     let mut errors = Vec::new();
     let nodes = collect_ok(objects.cloud_nodes.iter().map(|n| node(n)), &mut errors);
     let tenants = collect_ok(objects.tenants.iter().map(|t| tenant(t)), &mut errors);
-    let systems = collect_ok(objects.systems.iter().map(|s| system(s, &objects.waves)), &mut errors);
+    let systems = collect_ok(systems.into_iter().map(system), &mut errors);
     let waves = objects.waves.iter().map(|w| wave(w)).collect();
     let input =
         model::PlanInput { settings: model::Settings { now, ..Default::default() }, nodes, tenants, systems, waves };

@@ -12,10 +12,10 @@ use suyun_store::readmodel::{
     Utilization, WaveRecord,
 };
 
+use crate::accounts::Accounts;
 use crate::capacity::Amounts;
-use crate::migration::accounts::Accounts;
-use crate::migration::facts::WaveState;
-use crate::plan_input::Objects;
+use crate::migration::snapshot::Snapshot;
+use crate::migration::waves::WaveState;
 
 fn amounts(a: Amounts) -> ResourceAmounts {
     let whole = |m: i128| u64::try_from(m.max(0) / 1000).unwrap_or(u64::MAX);
@@ -55,7 +55,7 @@ fn node(n: &CloudNode, accounts: &Accounts) -> NodeRecord {
     NodeRecord {
         name: n.name_any(),
         display_name: n.spec.display_name.clone(),
-        tier: format!("{:?}", n.spec.tier),
+        tier: n.spec.tier.as_str().to_owned(),
         region_code: n.spec.region_code.clone(),
         allocatable,
         allocated,
@@ -77,7 +77,7 @@ fn tenant(t: &Tenant, accounts: &Accounts) -> TenantRecord {
     TenantRecord {
         name: t.name_any(),
         display_name: t.spec.display_name.clone(),
-        level: format!("{:?}", t.spec.level),
+        level: t.spec.level.as_str().to_owned(),
         region_code: t.spec.region_code.clone(),
         home_node: t.spec.home_node.clone(),
         quota: QuotaAmounts {
@@ -138,46 +138,42 @@ pub fn approval_required(wave: Option<&String>, waves: &BTreeMap<String, WaveSta
     wave.and_then(|w| waves.get(w)).is_some_and(|w| w.wave.spec.approval.as_ref().is_some_and(|a| a.required))
 }
 
-/// Every record of the read-model. `statuses[i]` is the effective status of
-/// `objects.systems[i]`, `wave_of[i]` its wave; only systems that own their `systemId`
-/// (`owned[i]`, see `identity`) are published: a duplicate never shadows the owner's record.
+/// Every record of the read-model. `statuses[i]` is the effective status of the snapshot's
+/// system `i`; only systems that own their `systemId` (see `identity`) are published: a
+/// duplicate never shadows the owner's record.
 pub fn records(
-    objects: &Objects,
-    owned: &[bool],
+    snapshot: &Snapshot,
     statuses: &[GovSystemStatus],
-    wave_of: &[Option<String>],
     accounts: &Accounts,
     waves: &BTreeMap<String, WaveState>,
     plan: &Plan,
 ) -> Vec<Record> {
-    let regions = regions(&objects.tenants);
+    let objects = &snapshot.objects;
     let mut out =
         Vec::with_capacity(objects.systems.len() + objects.cloud_nodes.len() + objects.tenants.len() + waves.len());
     out.extend(objects.cloud_nodes.iter().map(|n| Record::Node(node(n, accounts))));
     out.extend(objects.tenants.iter().map(|t| Record::Tenant(tenant(t, accounts))));
     let mut counts: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>> = BTreeMap::new();
-    for (((s, st), wave), _) in objects.systems.iter().zip(statuses).zip(wave_of).zip(owned).filter(|(_, o)| **o) {
-        let namespace = s.namespace().unwrap_or_default();
-        let region = regions.get(&namespace).cloned().unwrap_or_default();
-        let phase = st.phase.unwrap_or_default().as_str().to_owned();
-        if let Some(w) = wave {
+    for (i, status) in statuses.iter().enumerate().filter(|(i, _)| snapshot.owned[*i]) {
+        let record = snapshot.system_record(i, status, waves);
+        if let Some(w) = &record.wave {
             *counts
                 .entry(w.clone())
                 .or_default()
-                .entry(region.clone())
+                .entry(record.region_code.clone())
                 .or_default()
-                .entry(phase.clone())
+                .entry(record.phase.clone())
                 .or_default() += 1;
         }
-        out.push(Record::System(system(s, st, region, wave.clone(), approval_required(wave.as_ref(), waves))));
+        out.push(Record::System(record));
     }
     let eta: BTreeMap<&str, i64> = plan.waves.iter().filter_map(|w| w.end.map(|e| (w.name.as_str(), e))).collect();
     for (name, w) in waves {
         out.push(Record::Wave(WaveRecord {
             name: name.clone(),
             order: i32::try_from(w.wave.spec.order).unwrap_or(i32::MAX),
-            phase: format!("{:?}", w.phase),
-            executor: format!("{:?}", w.wave.spec.executor),
+            phase: w.phase.as_str().to_owned(),
+            executor: w.wave.spec.executor.as_str().to_owned(),
             counts_by_region: counts.remove(name).unwrap_or_default(),
             eta: eta
                 .get(name.as_str())

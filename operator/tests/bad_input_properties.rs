@@ -14,9 +14,9 @@ use suyun_crds::v1alpha1::{
     MigrationWave, MigrationWaveSpec, Overcommit, Phase, Placement, ResourceAmounts, Resources, Strategy as Migration,
     SystemArchitecture, Tenant, TenantLevel, TenantQuota, TenantSpec, Tier, Weekday, Window,
 };
+use suyun_operator::accounts::{NodeAccount, TenantAccount};
 use suyun_operator::capacity::Amounts;
 use suyun_operator::cloud_node::status::{self, Observed};
-use suyun_operator::migration::accounts::{NodeAccount, TenantAccount};
 use suyun_operator::plan_input::{Objects, plan_input_lenient};
 
 /// Quantity text: well-formed, malformed, huge, tiny, signed, empty, non-ASCII.

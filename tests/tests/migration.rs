@@ -295,7 +295,13 @@ async fn tenants_get_their_namespace_quota_policy_and_binding_repaired_when_dele
     .unwrap();
     assert_eq!(q.spec.unwrap().hard.unwrap()["requests.cpu"].0, "100k", "the tenant's cpu quota, in canonical form");
     assert_eq!(q.metadata.owner_references.unwrap()[0].kind, "Tenant");
-    let rb = binding.get("suyun-tenant-admin").await.unwrap();
+    // The children are applied one after another: the binding may come a moment after the quota.
+    let rb = eventually(WAIT, || {
+        let binding = binding.clone();
+        async move { Ok(binding.get("suyun-tenant-admin").await?) }
+    })
+    .await
+    .unwrap();
     assert_eq!(rb.subjects.unwrap()[0].name, "js-edu-admins");
     // Deleted by hand: put back.
     policy.delete("suyun-default-deny", &DeleteParams::default()).await.unwrap();

@@ -205,3 +205,5 @@ pub struct CloudNodeStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
+
+wire_names!(Tier { Provincial, City });

@@ -230,3 +230,6 @@ pub struct MigrationWaveStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
+
+wire_names!(Executor { Job, Simulated });
+wire_names!(WavePhase { Pending, Running, Paused, Completed, Failed });

@@ -143,3 +143,5 @@ pub struct TenantUsage {
     #[serde(default)]
     pub systems: u32,
 }
+
+wire_names!(TenantLevel { Provincial, City, County });

@@ -115,7 +115,9 @@ async fn reconcile_node(node: Arc<CloudNode>, ctx: &Context) -> Result<Action> {
     // dereference
     let siblings = ctx.cloud_nodes.state();
     let k8s_nodes = ctx.nodes.state();
-    let accounts = ctx.accounts();
+    // Until the migration loop computed the accounts, a status would show nothing allocated:
+    // wait for them (their arrival reconciles every CloudNode).
+    let Some(accounts) = ctx.accounts() else { return Ok(Action::await_change()) };
     let observed = status::Observed {
         cloud_nodes: &siblings,
         nodes: nodes_of(&k8s_nodes, &name),

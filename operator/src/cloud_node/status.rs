@@ -9,8 +9,8 @@ use kube::ResourceExt;
 use suyun_crds::conditions::{DesiredCondition, merge_conditions};
 use suyun_crds::v1alpha1::{CapacitySource, CloudNode, CloudNodeStatus, Tier, condition_types, reasons};
 
+use crate::accounts::NodeAccount;
 use crate::capacity::{self, Amounts};
-use crate::migration::accounts::NodeAccount;
 
 /// What the CloudNode controller knows beyond the node itself.
 #[derive(Debug)]

@@ -8,9 +8,9 @@ use kube::ResourceExt;
 use suyun_crds::v1alpha1::{CloudNode, CloudNodeStatus, GovSystem, GovSystemStatus, Phase, Tenant, Tier, WavePhase};
 use suyun_planner::explain::Reason;
 
+use crate::accounts::Accounts;
 use crate::capacity::Amounts;
-use crate::migration::accounts::Accounts;
-use crate::migration::facts::WaveState;
+use crate::migration::waves::WaveState;
 
 /// One sample: label values in the family's order, and the value.
 pub type Sample = (Vec<String>, f64);

@@ -263,14 +263,9 @@ fn observe_loop(
         .iter()
         .map(|s| crate::plan_input::wave_of(s, &waves).map(|w| w.metadata.name.clone().unwrap_or_default()))
         .collect();
-    let mut members: std::collections::HashMap<String, Vec<&GovSystemStatus>> = Default::default();
-    for (w, st) in wave_of.iter().zip(&statuses) {
-        if let Some(w) = w {
-            members.entry(w.clone()).or_default().push(st);
-        }
-    }
-    let wave_states = crate::migration::facts::wave_states(&waves, &members, 2_000);
-    let accounts = crate::migration::accounts::compute(objects.iter().map(Arc::as_ref).zip(statuses.iter()), &tenants);
+    let members = crate::migration::waves::members(&wave_of, &statuses);
+    let wave_states = crate::migration::waves::wave_states(&waves, &members, 2_000);
+    let accounts = crate::accounts::compute(objects.iter().map(Arc::as_ref).zip(statuses.iter()), &tenants);
     let mut plan = suyun_planner::plan(&suyun_planner::model::PlanInput::default());
     plan.waves = waves
         .iter()

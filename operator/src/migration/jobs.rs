@@ -87,8 +87,20 @@ pub fn build(system: &GovSystem, runner: &Runner, phase: JobPhase, attempt: u32,
 }
 
 /// Whether a Job finished, and how.
-pub fn state(job: Option<&Job>) -> super::step::JobState {
-    use super::step::JobState;
+/// State of the Job named in `status.job`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// Not found (not created yet, or deleted).
+    Missing,
+    /// Created, not finished.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Finished unsuccessfully; the message says how.
+    Failed(String),
+}
+
+pub fn state(job: Option<&Job>) -> JobState {
     let Some(job) = job else { return JobState::Missing };
     let status = job.status.clone().unwrap_or_default();
     let condition = |t: &str| status.conditions.iter().flatten().find(|c| c.type_ == t && c.status == "True").cloned();

@@ -2,7 +2,11 @@
 
 use suyun_crds::v1alpha1::{GovSystemStatus, Phase};
 
+use super::facts::{Executor, Facts, Verdict, WaveView};
+use super::jobs::JobState;
 use super::step::*;
+use super::waves::CutoverWindow;
+use crate::approvals::GivenApproval;
 
 const NOW: i64 = 1_800_000_000;
 

@@ -6,38 +6,48 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use suyun_crds::conditions::{DesiredCondition, merge_conditions};
-use suyun_crds::v1alpha1::{GovSystem, GovSystemStatus, MigrationWave, MigrationWaveStatus, Runner, WavePhase};
+use suyun_crds::v1alpha1::{GovSystem, GovSystemStatus, MigrationWave, MigrationWaveStatus, Phase, Runner, WavePhase};
 use suyun_planner::Plan;
 use tracing::{debug, info, warn};
 
-use super::facts::WaveState;
 use super::fencing::LeaseCheck;
 use super::jobs;
 use super::step::{Action, Outcome};
+use super::waves::WaveState;
 use crate::context::Context;
 
 /// Status writes in flight at once.
 const CONCURRENCY: usize = 32;
 
-/// A merge patch that sets `status` to `new`, removing the fields `old` had and `new` lacks,
-/// applied only if the object is still at `resource_version` (the version `new` was computed
+/// A merge patch that sets `status` to `new`, removing the fields `old` had and `new` lacks (at
+/// every depth: a merge patch merges maps, so a count by phase that went away must be sent as
+/// `null` or it stays), applied only if the object is still at `resource_version` (the version `new` was computed
 /// from): otherwise the apiserver refuses it with 409 Conflict and the loop computes again from
 /// what changed. This fences the writes of a deposed leader that has not noticed yet, and of
 /// any computation from a stale cache.
 pub fn status_patch<T: serde::Serialize>(old: &T, new: &T, resource_version: Option<&str>) -> Value {
-    let old = serde_json::to_value(old).unwrap_or(Value::Null);
-    let mut new = serde_json::to_value(new).unwrap_or(Value::Null);
-    if let (Value::Object(old), Value::Object(new)) = (&old, &mut new) {
-        for key in old.keys() {
-            new.entry(key.clone()).or_insert(Value::Null);
+    fn remove_gone(old: &Value, new: &mut Value) {
+        if let (Value::Object(old), Value::Object(new)) = (old, new) {
+            for (key, was) in old {
+                match new.get_mut(key) {
+                    Some(now) => remove_gone(was, now),
+                    None => {
+                        new.insert(key.clone(), Value::Null);
+                    }
+                }
+            }
         }
     }
+    let old = serde_json::to_value(old).unwrap_or(Value::Null);
+    let mut new = serde_json::to_value(new).unwrap_or(Value::Null);
+    remove_gone(&old, &mut new);
     match resource_version {
         Some(rv) => json!({ "metadata": { "resourceVersion": rv }, "status": new }),
         None => json!({ "status": new }),
@@ -67,7 +77,7 @@ pub struct Applied {
 }
 
 /// Writes every changed status and creates the Jobs the steps asked for; returns their Events
-/// for [`post_events`]. Each status written is also sent to `progress` as soon as it is, so
+/// for [`EventQueue::post`]. Each status written is also sent to `progress` as soon as it is, so
 /// that it can be published while the other writes are still in flight.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
@@ -196,7 +206,7 @@ pub async fn apply(
     Applied { written, failures, conflicts, withheld, events }
 }
 
-/// An Event one of the written transitions asked for, posted by [`post_events`].
+/// An Event one of the written transitions asked for, posted by [`EventQueue::post`].
 #[derive(Debug)]
 pub struct PendingEvent {
     /// Index of the system.
@@ -209,11 +219,44 @@ pub struct PendingEvent {
     pub message: String,
 }
 
-/// Posts the Events of the transitions written (after the read-model is published: Events
-/// are for `kubectl describe`, and must not delay what city operators see).
-pub async fn post_events(ctx: &Context, systems: &[Arc<GovSystem>], events: Vec<PendingEvent>) {
-    futures::stream::iter(events)
-        .for_each_concurrent(CONCURRENCY / 2, |e| async move {
+/// Events waiting to be posted, at most.
+const EVENT_QUEUE: usize = 4096;
+
+/// Posts Events off the loop's critical path: the loop queues them and goes on, a task of its
+/// own posts them (a few at a time) through kube's recorder, which folds a repeated Event into
+/// a series the way Kubernetes does. Events are for `kubectl describe`; the journal is the
+/// record. A queue full (the apiserver far behind) drops the newest and says so; dropping the
+/// queue stops its task.
+pub struct EventQueue {
+    tx: futures::channel::mpsc::Sender<(ObjectReference, Event)>,
+    _worker: tokio_util::task::AbortOnDropHandle<()>,
+}
+
+impl std::fmt::Debug for EventQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventQueue").finish_non_exhaustive()
+    }
+}
+
+impl EventQueue {
+    /// Starts the posting task.
+    pub fn start(recorder: Recorder) -> EventQueue {
+        let (tx, rx) = futures::channel::mpsc::channel::<(ObjectReference, Event)>(EVENT_QUEUE);
+        let worker = tokio::spawn(rx.for_each_concurrent(CONCURRENCY / 4, move |(reference, event)| {
+            let recorder = recorder.clone();
+            async move {
+                if let Err(err) = recorder.publish(&event, &reference).await {
+                    warn!(object = ?reference.name, error = %err, "could not publish Event");
+                }
+            }
+        }));
+        EventQueue { tx, _worker: tokio_util::task::AbortOnDropHandle::new(worker) }
+    }
+
+    /// Queues the Events of the transitions written (and of refused approvals).
+    pub fn post(&mut self, systems: &[Arc<GovSystem>], events: Vec<PendingEvent>) {
+        let mut dropped = 0;
+        for e in events {
             let system = &systems[e.system];
             if e.warning {
                 info!(system = %system.spec.system_id, reason = %e.reason, message = %e.message, "migration event");
@@ -225,11 +268,14 @@ pub async fn post_events(ctx: &Context, systems: &[Arc<GovSystem>], events: Vec<
                 action: "Migrate".into(),
                 secondary: None,
             };
-            if let Err(err) = ctx.recorder.publish(&event, &system.object_ref(&())).await {
-                warn!(system = %system.name_any(), error = %err, "could not publish Event");
+            if self.tx.try_send((system.object_ref(&()), event)).is_err() {
+                dropped += 1;
             }
-        })
-        .await;
+        }
+        if dropped > 0 {
+            warn!(dropped, "Event queue full: Events dropped (the journal still records every transition)");
+        }
+    }
 }
 
 /// Writes each wave's status when it changed: counts, progress, ETA from the plan, phase and
@@ -241,60 +287,94 @@ pub async fn wave_statuses(
     now: i64,
     lease: &LeaseCheck,
 ) -> usize {
-    let mut failures = 0;
     let now_time = Time(k8s_openapi::jiff::Timestamp::from_second(now).unwrap_or_default());
     let eta: BTreeMap<&str, i64> = plan.waves.iter().filter_map(|w| w.end.map(|e| (w.name.as_str(), e))).collect();
-    for (name, state) in waves {
-        let wave = &state.wave;
-        let previous = wave.status.clone().unwrap_or_default();
-        let progress = (state.completed * 100).checked_div(state.systems).unwrap_or(0);
-        let budget = DesiredCondition::new(
-            "FailureBudgetExceeded",
-            state.over_budget(),
-            if state.over_budget() { "AboveBudget" } else { "WithinBudget" },
-            format!("{} of {} systems failed; budget {}%", state.failed, state.systems, wave.spec.failure_budget),
-        );
-        let ready = match &state.admits {
-            Ok(()) => DesiredCondition::new("Ready", true, "Admitting", "the wave starts migrations as slots free up"),
-            Err(why) => DesiredCondition::new("Ready", false, reason_of(state.phase), why.clone()),
-        };
-        let desired = MigrationWaveStatus {
-            observed_generation: wave.metadata.generation,
-            phase: Some(state.phase),
-            systems: state.systems,
-            completed: state.by_phase.get("Completed").copied().unwrap_or(0),
-            failed: state.failed,
-            systems_by_phase: state.by_phase.clone(),
-            progress: Some(format!("{progress}%")),
-            eta: eta.get(name.as_str()).and_then(|t| k8s_openapi::jiff::Timestamp::from_second(*t).ok()).map(Time),
-            conditions: merge_conditions(
-                &previous.conditions,
-                vec![ready, budget],
-                wave.metadata.generation,
-                &now_time,
-            ),
-        };
-        if desired == previous {
-            continue;
-        }
-        if previous.phase != desired.phase {
-            info!(wave = %name, from = ?previous.phase, to = ?desired.phase, "wave phase changed");
-        }
-        if !lease.leads().await {
-            break;
-        }
-        let api = Api::<MigrationWave>::all(ctx.client.clone());
-        let patch = status_patch(&previous, &desired, wave.metadata.resource_version.as_deref());
-        match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => {}
-            Err(e) if is_conflict(&e) => debug!(wave = %name, "wave changed since its status was computed"),
-            Err(e) => {
-                warn!(wave = %name, error = %e, "could not write wave status");
-                failures += 1;
+    let changed: Vec<(String, MigrationWaveStatus, MigrationWaveStatus, Option<String>)> = waves
+        .iter()
+        .filter_map(|(name, state)| {
+            let wave = &state.wave;
+            let previous = wave.status.clone().unwrap_or_default();
+            let desired = desired_wave_status(state, &previous, eta.get(name.as_str()).copied(), &now_time);
+            if desired == previous {
+                return None;
             }
-        }
+            if previous.phase != desired.phase {
+                info!(wave = %name, from = ?previous.phase, to = ?desired.phase, "wave phase changed");
+            }
+            Some((name.clone(), previous, desired, wave.metadata.resource_version.clone()))
+        })
+        .collect();
+    if changed.is_empty() || !lease.leads().await {
+        return 0;
     }
-    failures
+    let api = Api::<MigrationWave>::all(ctx.client.clone());
+    futures::stream::iter(changed)
+        .map(|(name, previous, desired, version)| {
+            let api = api.clone();
+            async move {
+                let patch = status_patch(&previous, &desired, version.as_deref());
+                match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(_) => 0,
+                    Err(e) if is_conflict(&e) => {
+                        debug!(wave = %name, "wave changed since its status was computed");
+                        0
+                    }
+                    Err(e) => {
+                        warn!(wave = %name, error = %e, "could not write wave status");
+                        1
+                    }
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .fold(0, |failures, f| async move { failures + f })
+        .await
+}
+
+/// A wave's status: counts, progress, ETA from the plan, phase and conditions.
+fn desired_wave_status(
+    state: &WaveState,
+    previous: &MigrationWaveStatus,
+    eta: Option<i64>,
+    now: &Time,
+) -> MigrationWaveStatus {
+    let wave = &state.wave;
+    let progress = (state.completed * 100).checked_div(state.systems).unwrap_or(0);
+    let budget = DesiredCondition::new(
+        "FailureBudgetExceeded",
+        state.over_budget(),
+        if state.over_budget() { "AboveBudget" } else { "WithinBudget" },
+        format!("{} of {} systems failed; budget {}%", state.failed, state.systems, wave.spec.failure_budget),
+    );
+    let ready = match &state.admits {
+        Ok(()) => DesiredCondition::new("Ready", true, "Admitting", "the wave starts migrations as slots free up"),
+        Err(why) => DesiredCondition::new("Ready", false, reason_of(state.phase), why.clone()),
+    };
+    MigrationWaveStatus {
+        observed_generation: wave.metadata.generation,
+        phase: Some(state.phase),
+        systems: state.systems,
+        completed: state.by_phase.get(Phase::Completed.as_str()).copied().unwrap_or(0),
+        failed: state.failed,
+        systems_by_phase: state.by_phase.clone(),
+        progress: Some(format!("{progress}%")),
+        eta: stable_eta(state, previous.eta.as_ref(), eta, now.0.as_second()),
+        conditions: merge_conditions(&previous.conditions, vec![ready, budget], wave.metadata.generation, now),
+    }
+}
+
+/// The ETA to show: the plan's, but the one shown is kept while the plan moves it by no more
+/// than a waiting system's planned start may move unwritten (the planner schedules from now,
+/// so an ETA drifts with the clock), and once every system finished. Without this every wave's
+/// status would be written on every iteration, and again by every new leader.
+fn stable_eta(state: &WaveState, shown: Option<&Time>, planned: Option<i64>, now: i64) -> Option<Time> {
+    let finished = state.systems > 0 && state.completed == state.systems;
+    match shown {
+        Some(shown) if finished || !super::step::planned_start_moved(Some(shown.0.as_second()), planned, now) => {
+            Some(shown.clone())
+        }
+        _ => planned.and_then(|t| k8s_openapi::jiff::Timestamp::from_second(t).ok()).map(Time),
+    }
 }
 
 fn reason_of(phase: WavePhase) -> &'static str {
@@ -319,6 +399,14 @@ mod tests {
         assert!(patch["status"].as_object().unwrap().contains_key("job"));
         assert_eq!(patch["status"]["attempts"], json!(0));
         assert!(patch.get("metadata").is_none());
+        let was = MigrationWaveStatus {
+            systems_by_phase: BTreeMap::from([("Provisioning".into(), 6), ("Completed".into(), 0)]),
+            ..Default::default()
+        };
+        let now =
+            MigrationWaveStatus { systems_by_phase: BTreeMap::from([("Completed".into(), 6)]), ..Default::default() };
+        let patch = status_patch(&was, &now, None);
+        assert_eq!(patch["status"]["systemsByPhase"], json!({"Provisioning": null, "Completed": 6}), "a count gone");
         let fenced = status_patch(&old, &new, Some("42"));
         assert_eq!(fenced["metadata"]["resourceVersion"], json!("42"), "the write is conditional on the version");
     }

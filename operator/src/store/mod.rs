@@ -22,6 +22,7 @@
 mod approvals;
 mod fence;
 mod publish;
+mod sink;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +34,7 @@ use suyun_store::readmodel::{DEFAULT_PREFIX, Keys};
 pub use approvals::{Approval, ApprovalMirror, watch_approvals};
 pub use fence::Fence;
 pub use publish::{Change, JournalReport, PublishReport, Publisher, RecordKey};
+pub use sink::{StoreLink, StoreSink};
 
 /// Connection settings of the status-store etcd; flattened into the operator's command line.
 #[derive(Debug, Clone, clap::Args)]

@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
-use suyun_crds::v1alpha1::{MANAGED_BY, MANAGED_BY_LABEL, OwnerKind, Tenant, TenantLevel};
+use suyun_crds::v1alpha1::{MANAGED_BY, MANAGED_BY_LABEL, OwnerKind, Tenant};
 
 /// Label on a tenant's Namespace and children: the Tenant's name.
 pub const TENANT_LABEL: &str = "suyun.io/tenant";
@@ -39,16 +39,11 @@ pub const POLICY_NAME: &str = "suyun-default-deny";
 pub const BINDING_NAME: &str = "suyun-tenant-admin";
 
 fn labels(tenant: &Tenant) -> BTreeMap<String, String> {
-    let level = match tenant.spec.level {
-        TenantLevel::Provincial => "Provincial",
-        TenantLevel::City => "City",
-        TenantLevel::County => "County",
-    };
     BTreeMap::from([
         (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
         (TENANT_LABEL.to_owned(), tenant.name_any()),
         (REGION_LABEL.to_owned(), tenant.spec.region_code.clone()),
-        (LEVEL_LABEL.to_owned(), level.to_owned()),
+        (LEVEL_LABEL.to_owned(), tenant.spec.level.as_str().to_owned()),
     ])
 }
 

@@ -29,11 +29,11 @@ use suyun_crds::v1alpha1::{
 };
 use tracing::{instrument, warn};
 
+use crate::accounts::TenantAccount;
 use crate::capacity::Amounts;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::metrics::Reconciler;
-use crate::migration::accounts::TenantAccount;
 
 /// A reason and sentence for a Tenant that is not Ready.
 fn problem(reason: &str, message: String) -> (String, String) {
@@ -133,8 +133,10 @@ pub fn status(
 }
 
 /// Server-side applies `object` through `api` with the operator's field manager, forcing
-/// ownership so that a hand edit is reverted.
-async fn apply<K>(api: Api<K>, object: &K) -> Result<()>
+/// ownership so that a hand edit is reverted; skipped when `live` (the cluster's copy, from the
+/// cache) already holds every field `object` sets, so that a restart with nothing changed
+/// writes nothing. Returns whether it applied.
+async fn apply<K>(api: Api<K>, object: &K, live: &Store<K>) -> Result<bool>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
 {
@@ -142,6 +144,16 @@ where
     let mut value = serde_json::to_value(object).map_err(|_| Error::MissingField("serialisable object"))?;
     value["apiVersion"] = json!(K::api_version(&()));
     value["kind"] = json!(K::kind(&()));
+    let key = ObjectRef::new(&name);
+    let key = match object.meta().namespace.as_deref() {
+        Some(ns) => key.within(ns),
+        None => key,
+    };
+    if let Some(current) = live.get(&key)
+        && serde_json::to_value(current.as_ref()).is_ok_and(|current| covers(&current, &value))
+    {
+        return Ok(false);
+    }
     api.patch(&name, &PatchParams::apply(suyun_crds::FIELD_MANAGER).force(), &Patch::Apply(&value)).await.map_err(
         |source| {
             let child = match object.meta().namespace.as_deref() {
@@ -151,17 +163,90 @@ where
             Error::Apply { child, source }
         },
     )?;
-    Ok(())
+    Ok(true)
+}
+
+/// Whether `live` holds every field `desired` sets, with the same value (maps may hold more
+/// keys; lists must match item by item).
+fn covers(live: &serde_json::Value, desired: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (live, desired) {
+        (Value::Object(live), Value::Object(desired)) => desired
+            .iter()
+            .all(|(k, v)| live.get(k).is_some_and(|l| covers(l, v)) || (v.is_null() && !live.contains_key(k))),
+        (Value::Array(live), Value::Array(desired)) => {
+            live.len() == desired.len() && live.iter().zip(desired).all(|(l, d)| covers(l, d))
+        }
+        (Value::String(live), Value::String(desired)) => live == desired || same_quantity(live, desired),
+        (live, desired) => live == desired,
+    }
+}
+
+/// Whether two strings are one quantity written two ways: the apiserver stores a ResourceQuota's
+/// or a LimitRange's amounts in canonical form (`100000` becomes `100k`). Only when one of them
+/// has a suffix or an exponent: plain digits are compared as text (a label `01` is not `1`).
+fn same_quantity(live: &str, desired: &str) -> bool {
+    let suffixed = |s: &str| s.bytes().any(|b| !b.is_ascii_digit());
+    (suffixed(live) || suffixed(desired))
+        && matches!(
+            (quantity::parse_milli(live), quantity::parse_milli(desired)),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
+/// The tenants' children as the cluster holds them (only the operator's, by label): what
+/// [`apply`] compares with before it writes.
+#[derive(Clone)]
+struct Children {
+    namespaces: Store<Namespace>,
+    quotas: Store<ResourceQuota>,
+    limits: Store<LimitRange>,
+    policies: Store<NetworkPolicy>,
+    bindings: Store<RoleBinding>,
+}
+
+impl Children {
+    /// Starts the watches behind the caches; they stop when the returned handles are dropped.
+    fn watch(client: &kube::Client) -> (Children, Vec<tokio_util::task::AbortOnDropHandle<()>>) {
+        fn cache<K>(api: Api<K>) -> (Store<K>, tokio_util::task::AbortOnDropHandle<()>)
+        where
+            K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+        {
+            let (store, writer) = kube::runtime::reflector::store();
+            let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+            let stream =
+                kube::runtime::reflector(writer, kube::runtime::WatchStreamExt::default_backoff(watcher(api, config)));
+            let task = tokio::spawn(stream.for_each(|_| async {}));
+            (store, tokio_util::task::AbortOnDropHandle::new(task))
+        }
+        let (namespaces, a) = cache(Api::all(client.clone()));
+        let (quotas, b) = cache(Api::all(client.clone()));
+        let (limits, c) = cache(Api::all(client.clone()));
+        let (policies, d) = cache(Api::all(client.clone()));
+        let (bindings, e) = cache(Api::all(client.clone()));
+        (Children { namespaces, quotas, limits, policies, bindings }, vec![a, b, c, d, e])
+    }
+
+    /// Waits until every cache holds its first complete list.
+    async fn ready(&self) {
+        let _ = futures::join!(
+            crate::migration::cache_ready(&self.namespaces),
+            crate::migration::cache_ready(&self.quotas),
+            crate::migration::cache_ready(&self.limits),
+            crate::migration::cache_ready(&self.policies),
+            crate::migration::cache_ready(&self.bindings),
+        );
+    }
 }
 
 /// Reconciles one Tenant and counts it in the reconcile metrics; a Tenant backing off after
 /// failures waits for its delay (see [`crate::backoff`]).
-async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>, children: Children) -> Result<Action> {
     if let Some(wait) = ctx.error_backoff.hold(tenant.as_ref()) {
         return Ok(Action::requeue(wait));
     }
     let started = std::time::Instant::now();
-    let result = reconcile_tenant(tenant.clone(), &ctx).await;
+    let result = reconcile_tenant(tenant.clone(), &ctx, &children).await;
     ctx.metrics.observe_reconcile(Reconciler::Tenant, started.elapsed(), result.is_err());
     if result.is_ok() {
         ctx.error_backoff.succeeded(tenant.as_ref());
@@ -170,16 +255,22 @@ async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
 }
 
 #[instrument(skip_all, fields(tenant = %tenant.name_any()))]
-async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action> {
+async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context, children: &Children) -> Result<Action> {
     let name = tenant.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
     if tenant.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     // build + apply the children; a refusal is shown in the status before it is retried.
-    let provisioned = provision(&tenant, &name, ctx).await;
+    let provisioned = provision(&tenant, &name, ctx, children).await;
     // status
     let home_exists = ctx.cloud_nodes.get(&ObjectRef::new(&tenant.spec.home_node)).is_some();
-    let account = ctx.accounts().tenants.get(&name).cloned().unwrap_or_default();
+    // Until the migration loop computed the accounts, `used` would read zero: the children are
+    // provisioned, the status waits (the accounts' arrival reconciles every Tenant).
+    let Some(accounts) = ctx.accounts() else {
+        provisioned?;
+        return Ok(Action::await_change());
+    };
+    let account = accounts.tenants.get(&name).cloned().unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let failure = provisioned.as_ref().err().map(ToString::to_string);
     let desired = status(&tenant, home_exists, &account, failure.as_deref(), &now);
@@ -212,14 +303,16 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context) -> Result<Action> 
     Ok(Action::requeue(Duration::from_secs(600)))
 }
 
-/// Applies the tenant's children: the Namespace first, the rest live in it.
-async fn provision(tenant: &Tenant, name: &str, ctx: &Context) -> Result<()> {
+/// Applies the tenant's children that differ from the cluster's: the Namespace first, the
+/// rest live in it.
+async fn provision(tenant: &Tenant, name: &str, ctx: &Context, live: &Children) -> Result<()> {
     let client = ctx.client.clone();
-    apply(Api::<Namespace>::all(client.clone()), &build::namespace(tenant)).await?;
-    apply(Api::<ResourceQuota>::namespaced(client.clone(), name), &build::resource_quota(tenant)).await?;
-    apply(Api::<LimitRange>::namespaced(client.clone(), name), &build::limit_range(tenant)).await?;
-    apply(Api::<NetworkPolicy>::namespaced(client.clone(), name), &build::network_policy(tenant)).await?;
-    apply(Api::<RoleBinding>::namespaced(client, name), &build::role_binding(tenant)).await
+    apply(Api::<Namespace>::all(client.clone()), &build::namespace(tenant), &live.namespaces).await?;
+    apply(Api::namespaced(client.clone(), name), &build::resource_quota(tenant), &live.quotas).await?;
+    apply(Api::namespaced(client.clone(), name), &build::limit_range(tenant), &live.limits).await?;
+    apply(Api::namespaced(client.clone(), name), &build::network_policy(tenant), &live.policies).await?;
+    apply(Api::namespaced(client, name), &build::role_binding(tenant), &live.bindings).await?;
+    Ok(())
 }
 
 fn owned<K>(client: &kube::Client) -> (Api<K>, watcher::Config)
@@ -239,6 +332,8 @@ pub async fn run(
 ) {
     let client = ctx.client.clone();
     let tenants: Store<Tenant> = ctx.tenants.clone();
+    let (children, _watches) = Children::watch(&client);
+    children.ready().await;
     let (ns_api, ns_cfg) = (
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
@@ -264,7 +359,7 @@ pub async fn run(
         })
         .reconcile_all_on(accounts_changed)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, crate::backoff::error_policy, ctx)
+        .run(move |tenant, ctx| reconcile(tenant, ctx, children.clone()), crate::backoff::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "Tenant reconcile failed");
@@ -341,5 +436,26 @@ spec:
         assert!(s.conditions[0].message.contains("applying Namespace t: refused"), "{}", s.conditions[0].message);
         let s = status(&tenant(), true, &TenantAccount::default(), Some("applying Namespace t: refused"), &now());
         assert_eq!(condition(&s, "Ready"), ("False", "ProvisioningFailed"));
+    }
+
+    #[test]
+    fn a_child_is_left_alone_only_when_the_cluster_holds_every_field_the_operator_sets() {
+        let desired = json!({"metadata": {"name": "q", "labels": {"a": "1"}}, "spec": {"hard": {"cpu": "10"}}});
+        let live = json!({
+            "metadata": {"name": "q", "labels": {"a": "1", "kubernetes.io/metadata.name": "q"}, "uid": "u"},
+            "spec": {"hard": {"cpu": "10"}}, "status": {"used": {"cpu": "1"}}
+        });
+        assert!(covers(&live, &desired), "fields the server adds do not matter");
+        let edited = json!({"metadata": {"name": "q", "labels": {"a": "2"}}, "spec": {"hard": {"cpu": "10"}}});
+        assert!(!covers(&edited, &desired), "a label edited by hand is put back");
+        let missing = json!({"metadata": {"name": "q", "labels": {"a": "1"}}, "spec": {"hard": {}}});
+        assert!(!covers(&missing, &desired), "a field removed by hand is put back");
+        let list = json!({"rules": [{"ports": [53]}]});
+        assert!(!covers(&json!({"rules": [{"ports": [53]}, {"ports": [80]}]}), &list), "an added rule is taken out");
+        assert!(covers(&json!({"rules": [{"ports": [53], "protocol": "UDP"}]}), &list));
+        let hard = |cpu: &str| json!({"spec": {"hard": {"requests.cpu": cpu}}});
+        assert!(covers(&hard("100k"), &hard("100000")), "the apiserver's canonical form is the same amount");
+        assert!(!covers(&hard("10k"), &hard("100000")), "another amount is not");
+        assert!(!covers(&json!({"labels": {"n": "01"}}), &json!({"labels": {"n": "1"}})), "digits compare as text");
     }
 }
