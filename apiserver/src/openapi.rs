@@ -176,3 +176,26 @@ fn operation(route: &Route, body: Value, problem: &Value) -> Value {
     }
     operation
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document as committed in `apiserver/tests/openapi.json` (its `info.version` set to
+    /// `"*"`, so that a version bump does not change it). After an intended change of the API,
+    /// regenerate it with `SUYUN_UPDATE_OPENAPI=1 cargo test -p suyun-apiserver openapi` and
+    /// review the diff.
+    #[test]
+    fn document_matches_the_committed_snapshot() {
+        let mut document = document();
+        document["info"]["version"] = json!("*");
+        let text = format!("{}\n", serde_json::to_string_pretty(&document).expect("serialises"));
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi.json");
+        if std::env::var_os("SUYUN_UPDATE_OPENAPI").is_some() {
+            std::fs::create_dir_all(path.parent().expect("has a parent")).expect("create tests/");
+            std::fs::write(&path, &text).expect("write the snapshot");
+        }
+        let committed = std::fs::read_to_string(&path).expect("apiserver/tests/openapi.json");
+        assert!(committed == text, "the OpenAPI document changed; see the test's documentation");
+    }
+}
