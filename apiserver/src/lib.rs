@@ -10,7 +10,7 @@
 //!                                          └─► metrics (separate plain-HTTP listener)
 //! ```
 //!
-//! Structure as in atuin's server: [`api::router`] builds the application from an
+//! Structure as in atuin's server: [`router`] builds the application from an
 //! [`AppState`], [`server::serve`] runs it on a listener until a shutdown future resolves, so
 //! tests bind `127.0.0.1:0` and run the real server. [`run`] wires everything for the binary.
 
@@ -37,7 +37,6 @@ use std::time::Duration;
 use suyun_store::readmodel::Keys;
 use tokio::net::TcpListener;
 
-pub use api::router;
 pub use server::serve;
 
 /// What every handler shares.
@@ -60,6 +59,13 @@ pub struct AppState {
 }
 
 use index::Index;
+
+/// The whole HTTPS application: [`api::router`] with the OpenAPI document that
+/// [`openapi::document`] renders from the same route table, rendered once here.
+pub fn router(state: AppState) -> axum::Router {
+    let document = openapi::document().to_string();
+    api::router(state, api::OpenApiDocument(document.into()))
+}
 
 impl AppState {
     /// A state with an empty index, not yet loaded, and no rate limit.
