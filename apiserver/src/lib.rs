@@ -48,8 +48,8 @@ pub struct AppState {
     pub health: Arc<sync::Health>,
     /// Bearer tokens.
     pub tokens: Arc<auth::TokenStore>,
-    /// Key layout (for approval writes).
-    pub keys: Keys,
+    /// Key layout (for approval writes); shared, as the state is cloned for every request.
+    pub keys: Arc<Keys>,
     /// Request metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// Browser origins allowed to send state-changing requests, normalised (none by default).
@@ -74,7 +74,7 @@ impl AppState {
             index: Arc::default(),
             health: Arc::default(),
             tokens: Arc::new(tokens),
-            keys,
+            keys: Arc::new(keys),
             metrics: Arc::new(metrics::Metrics::new()),
             allowed_origins: Arc::default(),
             limiter: Arc::new(ratelimit::RateLimiter::new(ratelimit::RateLimit::OFF)),
@@ -95,7 +95,7 @@ impl AppState {
 
     /// Starts the list-and-watch task that keeps the index current (abort it to stop).
     pub fn spawn_sync(&self, etcd: config::EtcdConfig) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(sync::run(etcd, self.keys.clone(), self.index.clone(), self.health.clone()))
+        tokio::spawn(sync::run(etcd, Keys::clone(&self.keys), self.index.clone(), self.health.clone()))
     }
 }
 

@@ -291,11 +291,7 @@ pub fn router(state: AppState, document: OpenApiDocument) -> Router {
             Access::Public => public = public.route(route.path, handler),
         }
     }
-    let api = api
-        .route_layer(middleware::from_fn_with_state(state.clone(), writes::guard))
-        // Layers run bottom-up: authentication, then the per-identity rate limit.
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::ratelimit::limit))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
         .merge(api)
         .merge(public.layer(Extension(document)))
@@ -365,11 +361,30 @@ async fn openapi(Extension(document): Extension<OpenApiDocument>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], document.0).into_response()
 }
 
+/// What every authenticated route checks before its handler, in one middleware (a layer
+/// costs a boxed future and a clone of the state per request): who is calling (401), whether
+/// that identity is over its rate limit (429), and for a write the guard of [`writes`] (415,
+/// 403). The identity goes into the request for the handler.
+async fn admit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let identity = match authenticate(&state, &request) {
+        Ok(identity) => identity,
+        Err(problem) => return problem.into_response(),
+    };
+    if let Some(limited) = crate::ratelimit::over_limit(&state.limiter, &identity) {
+        return limited;
+    }
+    if let Err(problem) = writes::check(request.headers(), request.method(), &state.allowed_origins) {
+        return problem.into_response();
+    }
+    request.extensions_mut().insert(identity);
+    next.run(request).await
+}
+
 /// Resolves the caller: a verified client certificate first, else a bearer token.
-async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, Problem> {
-    let certificate = request.extensions().get::<PeerCertificate>().and_then(|c| c.0.clone());
-    let identity = match certificate {
-        Some(Ok(identity)) => identity,
+fn authenticate(state: &AppState, request: &Request) -> Result<Identity, Problem> {
+    let certificate = request.extensions().get::<PeerCertificate>().and_then(|c| c.0.as_ref().as_ref());
+    match certificate {
+        Some(Ok(identity)) => Ok(identity.clone()),
         certificate => {
             let bearer = request
                 .headers()
@@ -379,17 +394,13 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
                 .map(str::trim);
             match (bearer, certificate) {
                 (Some(token), _) => {
-                    state.tokens.lookup(token).ok_or_else(|| Problem::unauthenticated("unknown bearer token"))?
+                    state.tokens.lookup(token).ok_or_else(|| Problem::unauthenticated("unknown bearer token"))
                 }
-                (None, Some(Err(why))) => return Err(Problem::unauthenticated(format!("client certificate: {why}"))),
-                (None, _) => {
-                    return Err(Problem::unauthenticated("present a client certificate or a bearer token"));
-                }
+                (None, Some(Err(why))) => Err(Problem::unauthenticated(format!("client certificate: {why}"))),
+                (None, _) => Err(Problem::unauthenticated("present a client certificate or a bearer token")),
             }
         }
-    };
-    request.extensions_mut().insert(identity);
-    Ok(next.run(request).await)
+    }
 }
 
 /// The scope a request reads: the caller's, narrowed by `?region=` (which must lie inside it).

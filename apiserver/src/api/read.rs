@@ -398,7 +398,7 @@ mod tests {
         if let Some(etag) = etag {
             request.headers_mut().insert(header::IF_NONE_MATCH, etag.parse().unwrap());
         }
-        request.extensions_mut().insert(PeerCertificate(Some(Ok(identity))));
+        request.extensions_mut().insert(PeerCertificate(std::sync::Arc::new(Some(Ok(identity)))));
         let response = crate::router(state.clone()).oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
@@ -459,5 +459,26 @@ mod tests {
         assert_eq!(get(&state, "320200", "/api/v1/waves/w", None).await.0, StatusCode::NOT_FOUND);
         let (_, _, none) = get(&state, "320200", "/api/v1/waves", None).await;
         assert_eq!(none["items"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn admission_authenticates_then_limits_then_guards_writes() {
+        let limited = state().with_rate_limit(crate::ratelimit::RateLimit { per_second: 0.01, burst: 1 });
+        assert_eq!(get(&limited, "320500", "/api/v1/nodes", None).await.0, StatusCode::OK);
+        let (status, headers, problem) = get(&limited, "320500", "/api/v1/nodes", None).await;
+        assert_eq!((status, problem["status"].as_u64()), (StatusCode::TOO_MANY_REQUESTS, Some(429)));
+        assert!(headers.contains_key(header::RETRY_AFTER));
+        // Public routes are not limited.
+        assert_eq!(get(&limited, "320500", "/readyz", None).await.0, StatusCode::OK);
+
+        let app = crate::router(state());
+        let anonymous = Request::get("/api/v1/nodes").body(Body::empty()).unwrap();
+        assert_eq!(app.clone().oneshot(anonymous).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        // A write without a JSON content type is refused before its handler runs.
+        let identity =
+            Identity { name: "ops".into(), scope: Scope::Province, read_only: false, method: Method::Certificate };
+        let mut write = Request::post("/api/v1/systems/S-sz/cutover-approval").body(Body::empty()).unwrap();
+        write.extensions_mut().insert(PeerCertificate(std::sync::Arc::new(Some(Ok(identity)))));
+        assert_eq!(app.oneshot(write).await.unwrap().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 }
