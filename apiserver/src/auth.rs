@@ -16,6 +16,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+use crate::problem::quoted;
 use suyun_store::readmodel::region_in_scope;
 
 /// What an identity may see: the whole province or one region (a city with its counties).
@@ -35,7 +37,7 @@ impl Scope {
         } else if text.len() == 6 && text.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Scope::Region(text.to_owned()))
         } else {
-            Err(format!("scope {text:?} is neither `province` nor a 6-digit region code"))
+            Err(format!("scope {} is neither `province` nor a 6-digit region code", quoted(text)))
         }
     }
 
@@ -94,7 +96,7 @@ pub fn identity_from_certificate(der: &[u8]) -> Result<Identity, String> {
         match unit.as_str().map_err(|_| "an OU of the certificate subject is not text")? {
             "read-only" => read_only = true,
             other if scope.is_none() => scope = Some(Scope::parse(other)?),
-            other => return Err(format!("the certificate subject has a second scope OU {other:?}")),
+            other => return Err(format!("the certificate subject has a second scope OU {}", quoted(other))),
         }
     }
     let scope = scope.ok_or("the certificate subject has no OU naming its scope")?;
@@ -124,7 +126,7 @@ pub fn parse_token_file(text: &str) -> Result<HashMap<[u8; 32], Identity>, Strin
         let digest: [u8; 32] = hex::decode(hash)
             .ok()
             .and_then(|d| d.try_into().ok())
-            .ok_or_else(|| at(format!("{hash:?} is not a SHA-256 in hex (64 characters)")))?;
+            .ok_or_else(|| at(format!("{} is not a SHA-256 in hex (64 characters)", quoted(hash))))?;
         let scope = Scope::parse(scope).map_err(at)?;
         let identity = Identity { name: name.to_owned(), scope, read_only, method: Method::Token };
         if tokens.insert(digest, identity).is_some() {

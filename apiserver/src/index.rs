@@ -372,6 +372,8 @@ impl Index {
 
 #[cfg(test)]
 mod tests {
+    use suyun_store::Phase;
+
     use super::*;
 
     fn system(id: &str, region: &str) -> Vec<u8> {
@@ -379,7 +381,7 @@ mod tests {
             system_id: id.into(),
             tenant: "t".into(),
             region_code: region.into(),
-            phase: "Scheduled".into(),
+            phase: Phase::Scheduled.as_str().into(),
             ..Default::default()
         })
         .unwrap()
@@ -439,7 +441,7 @@ mod tests {
         let wave = |suzhou_done: u64, nanjing_done: u64, phase: &str| {
             let counts = [("320583", suzhou_done), ("320100", nanjing_done)]
                 .into_iter()
-                .map(|(r, n)| (r.to_owned(), BTreeMap::from([("Completed".to_owned(), n)])))
+                .map(|(r, n)| (r.to_owned(), BTreeMap::from([(Phase::Completed.as_str().to_owned(), n)])))
                 .collect();
             serde_json::to_vec(&WaveRecord {
                 name: "w".into(),
@@ -458,7 +460,7 @@ mod tests {
         assert_eq!(index.wave_regions.in_scope(&suzhou), 3);
         index.put(&keys, &keys.wave("w"), &wave(2, 2, "Running"), 22);
         assert_eq!(index.wave_revision("w", &suzhou), 22, "苏州's counts");
-        index.put(&keys, &keys.wave("w"), &wave(2, 2, "Completed"), 23);
+        index.put(&keys, &keys.wave("w"), &wave(2, 2, Phase::Completed.as_str()), 23);
         assert_eq!(index.wave_revision("w", &suzhou), 23, "the phase everyone sees");
         index.delete(&keys, &keys.wave("w"), 24);
         assert_eq!(index.wave_revision("w", &suzhou), 0);

@@ -10,7 +10,7 @@
 //!                                          └─► metrics (separate plain-HTTP listener)
 //! ```
 //!
-//! Structure as in atuin's server: [`api::router`] builds the application from an
+//! Structure as in atuin's server: [`router`] builds the application from an
 //! [`AppState`], [`server::serve`] runs it on a listener until a shutdown future resolves, so
 //! tests bind `127.0.0.1:0` and run the real server. [`run`] wires everything for the binary.
 
@@ -37,7 +37,6 @@ use std::time::Duration;
 use suyun_store::readmodel::Keys;
 use tokio::net::TcpListener;
 
-pub use api::router;
 pub use server::serve;
 
 /// What every handler shares.
@@ -49,8 +48,8 @@ pub struct AppState {
     pub health: Arc<sync::Health>,
     /// Bearer tokens.
     pub tokens: Arc<auth::TokenStore>,
-    /// Key layout (for approval writes).
-    pub keys: Keys,
+    /// Key layout (for approval writes); shared, as the state is cloned for every request.
+    pub keys: Arc<Keys>,
     /// Request metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// Browser origins allowed to send state-changing requests, normalised (none by default).
@@ -61,6 +60,13 @@ pub struct AppState {
 
 use index::Index;
 
+/// The whole HTTPS application: [`api::router`] with the OpenAPI document that
+/// [`openapi::document`] renders from the same route table, rendered once here.
+pub fn router(state: AppState) -> axum::Router {
+    let document = openapi::document().to_string();
+    api::router(state, api::OpenApiDocument(document.into()))
+}
+
 impl AppState {
     /// A state with an empty index, not yet loaded, and no rate limit.
     pub fn new(keys: Keys, tokens: auth::TokenStore) -> AppState {
@@ -68,7 +74,7 @@ impl AppState {
             index: Arc::default(),
             health: Arc::default(),
             tokens: Arc::new(tokens),
-            keys,
+            keys: Arc::new(keys),
             metrics: Arc::new(metrics::Metrics::new()),
             allowed_origins: Arc::default(),
             limiter: Arc::new(ratelimit::RateLimiter::new(ratelimit::RateLimit::OFF)),
@@ -89,7 +95,7 @@ impl AppState {
 
     /// Starts the list-and-watch task that keeps the index current (abort it to stop).
     pub fn spawn_sync(&self, etcd: config::EtcdConfig) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(sync::run(etcd, self.keys.clone(), self.index.clone(), self.health.clone()))
+        tokio::spawn(sync::run(etcd, Keys::clone(&self.keys), self.index.clone(), self.health.clone()))
     }
 }
 

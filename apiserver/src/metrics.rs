@@ -8,6 +8,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use http::StatusCode;
 use prometheus::core::Collector;
 use prometheus::proto::MetricType;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
@@ -73,7 +74,16 @@ impl Metrics {
 
     /// Counts one response.
     pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        self.requests.with_label_values(&[route, method, status.to_string().as_str()]).inc();
+        let code = StatusCode::from_u16(status).ok();
+        let code_text;
+        let status = match &code {
+            Some(code) => code.as_str(),
+            None => {
+                code_text = status.to_string();
+                &code_text
+            }
+        };
+        self.requests.with_label_values(&[route, method, status]).inc();
         self.duration.with_label_values(&[route, method]).observe(seconds);
     }
 
@@ -109,10 +119,12 @@ pub fn exported_metric_names() -> Vec<String> {
 /// Middleware (route layer) that times and counts every matched request.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    // A clone of the matched path is a reference count, not a copy.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let response = next.run(request).await;
-    state.metrics.observe(&route, method.as_str(), response.status().as_u16(), started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("", MatchedPath::as_str);
+    state.metrics.observe(route, method.as_str(), response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
 

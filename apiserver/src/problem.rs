@@ -22,6 +22,12 @@ pub struct ProblemDetails {
     pub detail: String,
 }
 
+/// `text` as a JSON string literal (quoted, control characters escaped): how a detail
+/// names a value the client sent.
+pub fn quoted(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
 /// An API error; converts into a problem response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status} {kind}: {detail}")]
@@ -53,7 +59,7 @@ impl Problem {
 
     /// 404: no such object in the caller's scope (objects outside it are not revealed).
     pub fn not_found(what: &str, name: &str) -> Problem {
-        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("{what} {name:?} not found"))
+        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("{what} {} not found", quoted(name)))
     }
 
     /// 404 for a path no route serves.

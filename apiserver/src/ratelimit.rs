@@ -14,12 +14,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 
-use crate::AppState;
 use crate::auth::{Identity, Scope};
 use crate::problem::Problem;
 
@@ -107,20 +104,15 @@ impl RateLimiter {
     }
 }
 
-/// Middleware after authentication: 429 with `Retry-After` (whole seconds, at least 1) when the
-/// caller's identity is over its limit.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(identity) = request.extensions().get::<Identity>().cloned() else { return next.run(request).await };
-    match state.limiter.check(&identity) {
-        Ok(()) => next.run(request).await,
-        Err(wait) => {
-            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-            tracing::debug!(identity = %identity.name, seconds, "rate limited");
-            let mut response = Problem::too_many_requests(&identity.name, seconds).into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            response
-        }
-    }
+/// After authentication: the 429 answer (`Retry-After` in whole seconds, at least 1) when
+/// `identity` is over its limit, else `None`.
+pub fn over_limit(limiter: &RateLimiter, identity: &Identity) -> Option<Response> {
+    let wait = limiter.check(identity).err()?;
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    tracing::debug!(identity = %identity.name, seconds, "rate limited");
+    let mut response = Problem::too_many_requests(&identity.name, seconds).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    Some(response)
 }
 
 #[cfg(test)]

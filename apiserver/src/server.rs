@@ -32,7 +32,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as HttpBody, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
@@ -46,9 +46,10 @@ use crate::problem::Problem;
 pub use crate::tls::{ServerTls, certificates, tls_config};
 
 /// The client certificate of the connection a request came on: `None` without one,
-/// `Some(Err(why))` when its chain verified but its subject names no usable identity.
+/// `Some(Err(why))` when its chain verified but its subject names no usable identity. Shared
+/// by every request of the connection (each gets a reference, not a copy).
 #[derive(Debug, Clone)]
-pub struct PeerCertificate(pub Option<Result<Identity, String>>);
+pub struct PeerCertificate(pub Arc<Option<Result<Identity, String>>>);
 
 /// How much one client may hold of the server; see the module documentation. The defaults
 /// are the command line's.
@@ -175,7 +176,7 @@ async fn serve_one(
         .peer_certificates()
         .and_then(|chain| chain.first())
         .map(|leaf| identity_from_certificate(leaf.as_ref()));
-    let certificate = PeerCertificate(certificate);
+    let certificate = PeerCertificate(Arc::new(certificate));
     let activity = Arc::new(Activity::new());
     let requests = activity.clone();
     let app = shared.app.clone();
@@ -289,6 +290,10 @@ async fn request_limits(State(limits): State<Limits>, request: Request, next: Ne
     }
     let deadline = Instant::now() + limits.request_timeout;
     let (parts, body) = request.into_parts();
+    // Most requests (every GET) have no body: nothing to read, and no timer to set for it.
+    if HttpBody::is_end_stream(&body) {
+        return answer_by(deadline, limits, next.run(Request::from_parts(parts, body))).await;
+    }
     let body = match tokio::time::timeout_at(deadline, Limited::new(body, limits.max_body_bytes).collect()).await {
         Ok(Ok(body)) => body.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
@@ -303,8 +308,12 @@ async fn request_limits(State(limits): State<Limits>, request: Request, next: Ne
             .into_response();
         }
     };
-    let request = Request::from_parts(parts, Body::from(body));
-    match tokio::time::timeout_at(deadline, next.run(request)).await {
+    answer_by(deadline, limits, next.run(Request::from_parts(parts, Body::from(body)))).await
+}
+
+/// The answer, or 503 when it is not ready by `deadline`.
+async fn answer_by(deadline: Instant, limits: Limits, answer: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout_at(deadline, answer).await {
         Ok(response) => response,
         Err(_) => Problem::server_timeout(format!("no answer within {} ms", limits.request_timeout.as_millis()))
             .into_response(),

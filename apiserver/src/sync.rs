@@ -45,6 +45,13 @@ impl Health {
         self.loaded.load(Ordering::Acquire)
     }
 
+    /// Marks the index loaded and current (for tests that fill an index by hand).
+    #[cfg(test)]
+    pub(crate) fn mark_current(&self) {
+        self.loaded.store(true, Ordering::Release);
+        self.set_connected(true);
+    }
+
     /// `None` while the watch is current; otherwise the whole seconds since etcd was last heard.
     pub fn stale_seconds(&self) -> Option<u64> {
         if self.connected.load(Ordering::Acquire) {

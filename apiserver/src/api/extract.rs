@@ -90,7 +90,8 @@ where
     }
 }
 
-/// The caller's identity, as the authentication middleware resolved it.
+/// The caller's identity, as the authentication middleware resolved it: taken out of the
+/// request (moved, not copied), so a handler extracts it once.
 impl<S> FromRequestParts<S> for Identity
 where
     S: Send + Sync,
@@ -98,8 +99,8 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
-        match parts.extensions.get::<Identity>() {
-            Some(identity) => Ok(identity.clone()),
+        match parts.extensions.remove::<Identity>() {
+            Some(identity) => Ok(identity),
             None => {
                 tracing::error!(path = %parts.uri.path(), "a handler that needs an identity ran without authentication");
                 Err(Problem::unauthenticated("present a client certificate or a bearer token"))

@@ -1,5 +1,11 @@
 //! Read endpoints: nodes, tenants, systems (filtered, paged), system history, waves.
+//!
+//! Nodes, tenants, systems and waves are served by one generic list ([`list`], [`list_own`])
+//! and one generic get ([`get`]) over a [`Collection`]; what of a record a scope may see is
+//! decided by [`Collection::view`] alone, so every record these handlers serve (the system
+//! list's pages included) has passed it: a record outside the scope is answered as missing.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use axum::extract::State;
@@ -9,22 +15,110 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use suyun_store::readmodel::{ApprovalRecord, JournalEntry, SystemRecord, WaveRecord};
+use suyun_store::readmodel::{ApprovalRecord, JournalEntry, NodeRecord, SystemRecord, TenantRecord, WaveRecord};
 
 use super::extract::{ApiPath, ApiQuery};
 use super::{effective_scope, read_index, staleness};
 use crate::AppState;
 use crate::auth::{Identity, Scope};
-use crate::index::Shared;
-use crate::problem::Problem;
-use crate::response::{EtagHasher, ResponseMetadata, item_body, list_body, respond, revision_etag};
+use crate::index::{Index, RegionRevisions, Shared};
+use crate::problem::{Problem, quoted};
+use crate::response::{EtagHasher, ResponseMetadata, item_body, list_body, respond};
 
-/// The ETag of a list: the scope, the revision reported and each item's revision and name.
-fn list_etag<'a>(scope: &Scope, revision: i64, items: impl IntoIterator<Item = (i64, &'a [u8])>) -> String {
+/// One record as a scope sees it.
+#[derive(Debug)]
+pub(super) struct View<'a> {
+    /// The record's name (its key in the collection).
+    name: &'a str,
+    /// The etcd revision of what the scope sees.
+    revision: i64,
+    /// The JSON served.
+    json: Cow<'a, [u8]>,
+    /// Whether this is part of the record only (a wave's counts of the scope's regions): its
+    /// revision then does not follow every field, so its bytes go into its ETag.
+    projected: bool,
+}
+
+impl<'a> View<'a> {
+    /// The whole record, as stored.
+    fn whole<T>(entry: &'a Shared<T>, name: &'a str) -> View<'a> {
+        View { name, revision: entry.revision, json: Cow::Borrowed(&entry.json), projected: false }
+    }
+
+    /// What besides its revision tells this view from another: nothing for a whole record.
+    fn shape(&self) -> &[u8] {
+        if self.projected { &self.json } else { b"" }
+    }
+}
+
+/// A collection of the index served by the generic read handlers.
+pub(super) trait Collection: Sized + Send + Sync + 'static {
+    /// What a 404 calls one record.
+    const KIND: &'static str;
+    /// The records by name.
+    fn records(index: &Index) -> &BTreeMap<String, Shared<Self>>;
+    /// When the collection last changed, by region.
+    fn regions(index: &Index) -> &RegionRevisions;
+    /// The authorisation of reads: what of `entry` `scope` may see, `None` when nothing.
+    fn view<'a>(index: &'a Index, entry: &'a Shared<Self>, scope: &Scope) -> Result<Option<View<'a>>, Problem>;
+}
+
+/// The rule of records that belong to one region: seen whole when the scope covers the
+/// region, else not at all.
+fn regional<'a, T>(entry: &'a Shared<T>, name: &'a str, region: &str, scope: &Scope) -> Option<View<'a>> {
+    scope.covers(region).then(|| View::whole(entry, name))
+}
+
+/// A collection of records that belong to one region each: its kind, its map and region
+/// revisions in the index, and the fields of its name and region.
+macro_rules! regional_collection {
+    ($record:ty, $kind:literal, $records:ident, $regions:ident, $name:ident) => {
+        impl Collection for $record {
+            const KIND: &'static str = $kind;
+            fn records(index: &Index) -> &BTreeMap<String, Shared<Self>> {
+                &index.$records
+            }
+            fn regions(index: &Index) -> &RegionRevisions {
+                &index.$regions
+            }
+            fn view<'a>(_: &'a Index, entry: &'a Shared<Self>, scope: &Scope) -> Result<Option<View<'a>>, Problem> {
+                Ok(regional(entry, &entry.record.$name, &entry.record.region_code, scope))
+            }
+        }
+    };
+}
+
+regional_collection!(NodeRecord, "node", nodes, node_regions, name);
+regional_collection!(TenantRecord, "tenant", tenants, tenant_regions, name);
+regional_collection!(SystemRecord, "system", systems, system_regions, system_id);
+
+/// Waves span the province: a region sees a wave only with systems of its own in it, and
+/// then only its own counts; the province sees it whole.
+impl Collection for WaveRecord {
+    const KIND: &'static str = "wave";
+    fn records(index: &Index) -> &BTreeMap<String, Shared<Self>> {
+        &index.waves
+    }
+    fn regions(index: &Index) -> &RegionRevisions {
+        &index.wave_regions
+    }
+    fn view<'a>(index: &'a Index, entry: &'a Shared<Self>, scope: &Scope) -> Result<Option<View<'a>>, Problem> {
+        let Some(view) = wave_view(&entry.record, scope) else { return Ok(None) };
+        let name = &entry.record.name;
+        // Another city's counts are not in the view, and their changes do not move its revision.
+        let revision = index.wave_revision(name, scope);
+        let json = serde_json::to_vec(&view).map_err(|_| Problem::internal())?;
+        Ok(Some(View { name, revision, json: Cow::Owned(json), projected: true }))
+    }
+}
+
+/// The ETag of a list: the scope, the revision reported and each item's revision, name and
+/// shape.
+fn list_etag(scope: &Scope, revision: i64, items: &[View<'_>]) -> String {
     let mut hasher = EtagHasher::default();
     hasher.write(scope.as_str().as_bytes()).number(revision);
-    for (item_revision, name) in items {
-        hasher.number(item_revision).write(name).write(b"/");
+    for item in items {
+        hasher.number(item.revision).write(item.name.as_bytes()).write(item.shape()).write(b"/");
     }
     hasher.etag()
 }
@@ -74,24 +168,44 @@ pub struct SystemHistory {
     pub entries: Vec<JournalEntry>,
 }
 
-pub(super) async fn list_nodes(
+/// `GET /api/v1/{collection}?region=`: every record the scope (the caller's, or the region
+/// asked for inside it) sees.
+pub(super) async fn list<C: Collection>(
     State(state): State<AppState>,
     identity: Identity,
     ApiQuery(query): ApiQuery<RegionQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let scope = effective_scope(&identity, query.region.as_deref())?;
-    let stale = staleness(&state)?;
-    let index = read_index(&state)?;
-    let nodes: Vec<_> = index.nodes.values().filter(|n| scope.covers(&n.record.region_code)).collect();
-    let revision = index.node_regions.in_scope(&scope);
-    let etag = list_etag(&scope, revision, nodes.iter().map(|n| (n.revision, n.record.name.as_bytes())));
-    Ok(respond(&headers, etag, stale, || {
-        list_body(&ResponseMetadata::new(revision, stale), nodes.iter().map(|n| &n.json[..]))
+    list_in::<C>(&state, &scope, &headers)
+}
+
+/// `GET /api/v1/{collection}`: every record the caller's own scope sees (no `?region=`).
+pub(super) async fn list_own<C: Collection>(
+    State(state): State<AppState>,
+    identity: Identity,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    list_in::<C>(&state, &identity.scope, &headers)
+}
+
+fn list_in<C: Collection>(state: &AppState, scope: &Scope, headers: &HeaderMap) -> Result<Response, Problem> {
+    let stale = staleness(state)?;
+    let index = read_index(state)?;
+    let mut views = Vec::new();
+    for entry in C::records(&index).values() {
+        views.extend(C::view(&index, entry, scope)?);
+    }
+    let revision = views.iter().map(|v| v.revision).fold(C::regions(&index).in_scope(scope), i64::max);
+    let etag = list_etag(scope, revision, &views);
+    Ok(respond(headers, etag, stale, || {
+        list_body(&ResponseMetadata::new(revision, stale), views.iter().map(|v| &*v.json))
     }))
 }
 
-pub(super) async fn get_node(
+/// `GET /api/v1/{collection}/{name}`: the record as the caller's scope sees it; 404 when it
+/// does not exist or the scope sees none of it.
+pub(super) async fn get<C: Collection>(
     State(state): State<AppState>,
     identity: Identity,
     ApiPath(name): ApiPath<String>,
@@ -99,49 +213,13 @@ pub(super) async fn get_node(
 ) -> Result<Response, Problem> {
     let stale = staleness(&state)?;
     let index = read_index(&state)?;
-    let node = index
-        .nodes
-        .get(&name)
-        .filter(|n| identity.scope.covers(&n.record.region_code))
-        .ok_or_else(|| Problem::not_found("node", &name))?;
-    Ok(single(&headers, node.revision, stale, &node.json))
-}
-
-pub(super) async fn list_tenants(
-    State(state): State<AppState>,
-    identity: Identity,
-    ApiQuery(query): ApiQuery<RegionQuery>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    let scope = effective_scope(&identity, query.region.as_deref())?;
-    let stale = staleness(&state)?;
-    let index = read_index(&state)?;
-    let tenants: Vec<_> = index.tenants.values().filter(|t| scope.covers(&t.record.region_code)).collect();
-    let revision = index.tenant_regions.in_scope(&scope);
-    let etag = list_etag(&scope, revision, tenants.iter().map(|t| (t.revision, t.record.name.as_bytes())));
-    Ok(respond(&headers, etag, stale, || {
-        list_body(&ResponseMetadata::new(revision, stale), tenants.iter().map(|t| &t.json[..]))
-    }))
-}
-
-pub(super) async fn get_tenant(
-    State(state): State<AppState>,
-    identity: Identity,
-    ApiPath(name): ApiPath<String>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    let stale = staleness(&state)?;
-    let index = read_index(&state)?;
-    let tenant = index
-        .tenants
-        .get(&name)
-        .filter(|t| identity.scope.covers(&t.record.region_code))
-        .ok_or_else(|| Problem::not_found("tenant", &name))?;
-    Ok(single(&headers, tenant.revision, stale, &tenant.json))
-}
-
-fn single(headers: &HeaderMap, revision: i64, stale: Option<u64>, json: &[u8]) -> Response {
-    respond(headers, revision_etag(revision, ""), stale, || item_body(&ResponseMetadata::new(revision, stale), json))
+    let view = match C::records(&index).get(&name) {
+        Some(entry) => C::view(&index, entry, &identity.scope)?,
+        None => None,
+    };
+    let view = view.ok_or_else(|| Problem::not_found(C::KIND, &name))?;
+    let etag = EtagHasher::default().number(view.revision).write(view.shape()).etag();
+    Ok(respond(&headers, etag, stale, || item_body(&ResponseMetadata::new(view.revision, stale), &view.json)))
 }
 
 fn matches(system: &SystemRecord, query: &SystemQuery, needle: Option<&str>) -> bool {
@@ -166,7 +244,7 @@ pub(super) async fn list_systems(
         None | Some("") => DEFAULT_LIMIT,
         Some(text) => match text.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => return Err(Problem::bad_request(format!("limit must be 1–{MAX_LIMIT}, not {text:?}"))),
+            _ => return Err(Problem::bad_request(format!("limit must be 1–{MAX_LIMIT}, not {}", quoted(text)))),
         },
     };
     let after = match query.continue_.as_deref().filter(|c| !c.is_empty()) {
@@ -184,31 +262,21 @@ pub(super) async fn list_systems(
     let stale = staleness(&state)?;
     let index = read_index(&state)?;
     let (page, next) = index.systems_page(&scope, after.as_deref(), limit, |s| matches(s, &query, needle.as_deref()));
+    let mut views = Vec::with_capacity(page.len());
+    for entry in page {
+        views.extend(SystemRecord::view(&index, entry, &scope)?);
+    }
     let continue_ = next.map(|id| URL_SAFE_NO_PAD.encode(format!("s:{id}")));
     // The revision of every system in the scope (not only this page): a change or deletion
     // of one of the caller's systems moves it, another city's never does.
-    let revision = index.system_regions.in_scope(&scope);
+    let revision = SystemRecord::regions(&index).in_scope(&scope);
     let mut etag = EtagHasher::default();
     etag.write(continue_.as_deref().unwrap_or_default().as_bytes()).write(b"/");
-    etag.write(
-        list_etag(&scope, revision, page.iter().map(|s| (s.revision, s.record.system_id.as_bytes()))).as_bytes(),
-    );
+    etag.write(list_etag(&scope, revision, &views).as_bytes());
     Ok(respond(&headers, etag.etag(), stale, || {
         let metadata = ResponseMetadata { continue_, ..ResponseMetadata::new(revision, stale) };
-        list_body(&metadata, page.iter().map(|s| &s.json[..]))
+        list_body(&metadata, views.iter().map(|v| &*v.json))
     }))
-}
-
-pub(super) async fn get_system(
-    State(state): State<AppState>,
-    identity: Identity,
-    ApiPath(system_id): ApiPath<String>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    let stale = staleness(&state)?;
-    let index = read_index(&state)?;
-    let system = index.system(&identity.scope, &system_id).ok_or_else(|| Problem::not_found("system", &system_id))?;
-    Ok(single(&headers, system.revision, stale, &system.json))
 }
 
 pub(super) async fn system_history(
@@ -277,44 +345,140 @@ fn wave_view(wave: &WaveRecord, scope: &Scope) -> Option<WaveRecord> {
     Some(WaveRecord { counts_by_region: counts, ..wave.clone() })
 }
 
-pub(super) async fn list_waves(
-    State(state): State<AppState>,
-    identity: Identity,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    let stale = staleness(&state)?;
-    let index = read_index(&state)?;
-    let scope = &identity.scope;
-    let mut revision = index.wave_regions.in_scope(scope);
-    let mut items = Vec::new();
-    let mut hasher = EtagHasher::default();
-    hasher.write(scope.as_str().as_bytes());
-    for wave in index.waves.values() {
-        let Some(view) = wave_view(&wave.record, scope) else { continue };
-        revision = revision.max(index.wave_revision(&wave.record.name, scope));
-        let json = serde_json::to_vec(&view).map_err(|_| Problem::internal())?;
-        hasher.write(&json).write(b"/");
-        items.push(json);
-    }
-    hasher.number(revision);
-    Ok(respond(&headers, hasher.etag(), stale, || {
-        list_body(&ResponseMetadata::new(revision, stale), items.iter().map(Vec::as_slice))
-    }))
-}
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http::{Request, StatusCode, header};
+    use http_body_util::BodyExt;
+    use serde_json::{Value, json};
+    use suyun_store::readmodel::Keys;
+    use tower::ServiceExt;
 
-pub(super) async fn get_wave(
-    State(state): State<AppState>,
-    identity: Identity,
-    ApiPath(name): ApiPath<String>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    let stale = staleness(&state)?;
-    let index = read_index(&state)?;
-    let entry = index.waves.get(&name).ok_or_else(|| Problem::not_found("wave", &name))?;
-    let view = wave_view(&entry.record, &identity.scope).ok_or_else(|| Problem::not_found("wave", &name))?;
-    // Another city's counts are not in the view, and their changes do not move its revision.
-    let revision = index.wave_revision(&name, &identity.scope);
-    let json = serde_json::to_vec(&view).map_err(|_| Problem::internal())?;
-    let etag = EtagHasher::default().number(revision).write(&json).etag();
-    Ok(respond(&headers, etag, stale, || item_body(&ResponseMetadata::new(revision, stale), &json)))
+    use super::*;
+    use crate::auth::{Method, TokenStore};
+    use crate::server::PeerCertificate;
+
+    /// 苏州 (320500, with 昆山 320583) and 南京 (320100): a node, a tenant and a system each,
+    /// and one wave with systems of both.
+    fn state() -> AppState {
+        let state = AppState::new(Keys::default(), TokenStore::empty());
+        let keys = &state.keys;
+        let mut index = state.index.write().unwrap();
+        for (i, (city, region)) in [("sz", "320583"), ("nj", "320100")].into_iter().enumerate() {
+            let revision = 10 * (i as i64 + 1);
+            let node = NodeRecord { name: city.into(), region_code: region.into(), ..Default::default() };
+            index.put(keys, &keys.node(city), &serde_json::to_vec(&node).unwrap(), revision);
+            let tenant = TenantRecord { name: format!("{city}-gov"), region_code: region.into(), ..Default::default() };
+            index.put(keys, &keys.tenant(&tenant.name), &serde_json::to_vec(&tenant).unwrap(), revision + 1);
+            let system = SystemRecord {
+                system_id: format!("S-{city}"),
+                tenant: format!("{city}-gov"),
+                region_code: region.into(),
+                phase: suyun_store::Phase::Scheduled.as_str().into(),
+                ..Default::default()
+            };
+            index.put(keys, &keys.system(&system.system_id), &serde_json::to_vec(&system).unwrap(), revision + 2);
+        }
+        let counts = ["320583", "320100"].map(|r| (r.to_owned(), BTreeMap::from([("Scheduled".to_owned(), 1)])));
+        let wave = WaveRecord { name: "w".into(), counts_by_region: counts.into(), ..Default::default() };
+        index.put(keys, &keys.wave("w"), &serde_json::to_vec(&wave).unwrap(), 30);
+        drop(index);
+        state.health.mark_current();
+        state
+    }
+
+    async fn get(state: &AppState, scope: &str, uri: &str, etag: Option<&str>) -> (StatusCode, HeaderMap, Value) {
+        let identity = Identity {
+            name: "ops".into(),
+            scope: Scope::parse(scope).unwrap(),
+            read_only: false,
+            method: Method::Certificate,
+        };
+        let mut request = Request::get(uri).body(Body::empty()).unwrap();
+        if let Some(etag) = etag {
+            request.headers_mut().insert(header::IF_NONE_MATCH, etag.parse().unwrap());
+        }
+        request.extensions_mut().insert(PeerCertificate(std::sync::Arc::new(Some(Ok(identity)))));
+        let response = crate::router(state.clone()).oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (parts.status, parts.headers, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    fn names(list: &Value, field: &str) -> Vec<String> {
+        list["items"].as_array().unwrap().iter().map(|i| i[field].as_str().unwrap().to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_scope_reads_its_own_records_only() {
+        let state = state();
+        for (collection, field, own, other) in [
+            ("nodes", "name", "sz", "nj"),
+            ("tenants", "name", "sz-gov", "nj-gov"),
+            ("systems", "systemId", "S-sz", "S-nj"),
+        ] {
+            let (status, _, list) = get(&state, "320500", &format!("/api/v1/{collection}"), None).await;
+            assert_eq!((status, names(&list, field)), (StatusCode::OK, vec![own.to_owned()]), "{collection}");
+            let (_, _, all) = get(&state, "province", &format!("/api/v1/{collection}"), None).await;
+            assert_eq!(names(&all, field).len(), 2, "{collection}");
+            let (status, headers, item) = get(&state, "320500", &format!("/api/v1/{collection}/{own}"), None).await;
+            assert_eq!((status, item["item"][field].as_str()), (StatusCode::OK, Some(own)), "{collection}");
+            let etag = headers[header::ETAG].to_str().unwrap();
+            let path = format!("/api/v1/{collection}/{own}");
+            assert_eq!(get(&state, "320500", &path, Some(etag)).await.0, StatusCode::NOT_MODIFIED);
+            // Another city's record is answered as missing, exactly like one that does not exist.
+            let (status, headers, problem) =
+                get(&state, "320500", &format!("/api/v1/{collection}/{other}"), None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{collection}");
+            assert_eq!(headers[header::CONTENT_TYPE], crate::problem::PROBLEM_JSON);
+            let (_, _, missing) = get(&state, "320500", &format!("/api/v1/{collection}/nothing"), None).await;
+            assert_eq!(problem["type"], missing["type"]);
+            assert_eq!(problem["detail"], missing["detail"].as_str().unwrap().replace("nothing", other));
+        }
+        // `?region=` narrows inside the scope and is refused outside it.
+        let (status, _, list) = get(&state, "320500", "/api/v1/nodes?region=320583", None).await;
+        assert_eq!((status, names(&list, "name")), (StatusCode::OK, vec!["sz".to_owned()]));
+        assert_eq!(get(&state, "320500", "/api/v1/tenants?region=320100", None).await.0, StatusCode::FORBIDDEN);
+        let (_, _, list) = get(&state, "province", "/api/v1/tenants?region=320100", None).await;
+        assert_eq!(names(&list, "name"), ["nj-gov"]);
+    }
+
+    #[tokio::test]
+    async fn a_wave_shows_each_city_its_own_counts() {
+        let state = state();
+        let (status, _, wave) = get(&state, "320500", "/api/v1/waves/w", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(wave["item"]["countsByRegion"], json!({ "320583": { "Scheduled": 1 } }));
+        let (_, headers, list) = get(&state, "320500", "/api/v1/waves", None).await;
+        assert_eq!(list["items"][0]["countsByRegion"], json!({ "320583": { "Scheduled": 1 } }));
+        let etag = headers[header::ETAG].to_str().unwrap();
+        assert_eq!(get(&state, "320500", "/api/v1/waves", Some(etag)).await.0, StatusCode::NOT_MODIFIED);
+        let (_, _, whole) = get(&state, "province", "/api/v1/waves/w", None).await;
+        assert_eq!(whole["item"]["countsByRegion"].as_object().unwrap().len(), 2);
+        // A city with no systems in the wave does not see it.
+        assert_eq!(get(&state, "320200", "/api/v1/waves/w", None).await.0, StatusCode::NOT_FOUND);
+        let (_, _, none) = get(&state, "320200", "/api/v1/waves", None).await;
+        assert_eq!(none["items"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn admission_authenticates_then_limits_then_guards_writes() {
+        let limited = state().with_rate_limit(crate::ratelimit::RateLimit { per_second: 0.01, burst: 1 });
+        assert_eq!(get(&limited, "320500", "/api/v1/nodes", None).await.0, StatusCode::OK);
+        let (status, headers, problem) = get(&limited, "320500", "/api/v1/nodes", None).await;
+        assert_eq!((status, problem["status"].as_u64()), (StatusCode::TOO_MANY_REQUESTS, Some(429)));
+        assert!(headers.contains_key(header::RETRY_AFTER));
+        // Public routes are not limited.
+        assert_eq!(get(&limited, "320500", "/readyz", None).await.0, StatusCode::OK);
+
+        let app = crate::router(state());
+        let anonymous = Request::get("/api/v1/nodes").body(Body::empty()).unwrap();
+        assert_eq!(app.clone().oneshot(anonymous).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        // A write without a JSON content type is refused before its handler runs.
+        let identity =
+            Identity { name: "ops".into(), scope: Scope::Province, read_only: false, method: Method::Certificate };
+        let mut write = Request::post("/api/v1/systems/S-sz/cutover-approval").body(Body::empty()).unwrap();
+        write.extensions_mut().insert(PeerCertificate(std::sync::Arc::new(Some(Ok(identity)))));
+        assert_eq!(app.oneshot(write).await.unwrap().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
 }

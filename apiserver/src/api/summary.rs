@@ -8,6 +8,7 @@ use axum::response::Response;
 use http::HeaderMap;
 use schemars::JsonSchema;
 use serde::Serialize;
+use suyun_store::Phase;
 use suyun_store::readmodel::{ResourceAmounts, Utilization};
 
 use super::extract::ApiQuery;
@@ -106,7 +107,7 @@ pub(super) async fn summary(
             summary.systems += 1;
             *summary.systems_by_phase.entry(system.record.phase.clone()).or_default() += 1;
         }
-        let completed = summary.systems_by_phase.get("Completed").copied().unwrap_or(0);
+        let completed = summary.systems_by_phase.get(Phase::Completed.as_str()).copied().unwrap_or(0);
         if summary.systems > 0 {
             summary.completed_percent = (completed as f64 * 1000.0 / summary.systems as f64).round() / 10.0;
         }
@@ -130,14 +131,15 @@ pub(super) async fn summary(
             for (phase, n) in counts {
                 // Counts come from the store: a malformed wave must not overflow (and panic).
                 systems = u64::saturating_add(systems, *n);
-                if phase == "Completed" {
+                if phase == Phase::Completed.as_str() {
                     completed = u64::saturating_add(completed, *n);
                 }
             }
             if systems == 0 {
                 continue;
             }
-            if wave.phase != "Completed" && wave.eta > summary.eta {
+            // A finished wave's phase has the name of a finished system's.
+            if wave.phase != Phase::Completed.as_str() && wave.eta > summary.eta {
                 summary.eta = wave.eta.clone();
             }
             summary.waves.push(WaveProgress {

@@ -1,5 +1,5 @@
-//! The guard of every state-changing request (any method but GET, HEAD and OPTIONS), one
-//! middleware for all such routes:
+//! The guard of every state-changing request (any method but GET, HEAD and OPTIONS), checked
+//! for every authenticated route by [`super::admit`]:
 //!
 //! * the request must declare its body as JSON (`Content-Type: application/json`, an empty
 //!   body is fine), else 415. A browser sends `text/plain`, form or multipart bodies across
@@ -9,12 +9,8 @@
 //!   one of `--allowed-origins` (none by default): a page of another site cannot approve
 //!   anything with a city operator's credentials.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use http::{HeaderMap, header};
 
-use crate::AppState;
 use crate::problem::Problem;
 
 /// Normalises an origin for comparison: trimmed, without a trailing `/`, ASCII lower-case.
@@ -52,12 +48,6 @@ pub fn check(headers: &HeaderMap, method: &http::Method, allowed_origins: &[Stri
         ));
     }
     Ok(())
-}
-
-/// The middleware.
-pub(super) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, Problem> {
-    check(request.headers(), request.method(), &state.allowed_origins)?;
-    Ok(next.run(request).await)
 }
 
 #[cfg(test)]
