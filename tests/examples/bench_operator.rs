@@ -25,24 +25,24 @@
 //! control plane at the end (`--keep-cluster` keeps it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::BufRead as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use suyun_crds::v1alpha1::{CloudNode, GovSystem, Phase, Tenant};
+use suyun_tests::bench::{
+    LogTail, Operator, Report, cpu_seconds, loadavg, median, memory_kib, patch_statuses, pid_of, secs_between, wait_for,
+};
 use suyun_tests::operator::OperatorProcess;
 use suyun_tests::synthetic::{MANAGER, cloud_node, create_all, system, tenant};
-use suyun_tests::{Cluster, install_crds, repo_root};
+use suyun_tests::{Cluster, install_crds};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark of the Suyun operator on the synthetic Jiangsu set (7,900 GovSystems)")]
@@ -62,25 +62,15 @@ struct Args {
     /// Give up waiting for the operator after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_seconds: u64,
-    /// Directory of the benchmark's own control plane.
-    #[arg(long)]
-    cluster_dir: Option<PathBuf>,
-    /// Leave the control plane running at the end.
-    #[arg(long)]
-    keep_cluster: bool,
+    #[command(flatten)]
+    cluster: suyun_tests::bench::OwnCluster,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dir = args.cluster_dir.clone().unwrap_or_else(|| repo_root().join("target/bench-cluster"));
-    let operator = suyun_tests::operator::binary();
-    anyhow::ensure!(
-        operator.exists(),
-        "{} not built; run `cargo build --release -p suyun-operator` first",
-        operator.display()
-    );
+    suyun_tests::bench::built_operator()?;
     // A fresh control plane: stop whatever ran in that directory before (its data goes).
-    suyun_tests::with_own_cluster(&dir, args.keep_cluster, |cluster| async move { run(&args, &cluster).await })
+    args.cluster.clone().run("bench-cluster", |cluster| async move { run(&args, &cluster).await })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -181,223 +171,7 @@ async fn phase_counts(client: &Client) -> anyhow::Result<BTreeMap<String, usize>
 // ---------------------------------------------------------------------------------------------
 // The operator process and its log.
 
-#[derive(Debug)]
-struct Operator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Operator {
-    fn start(cluster: &Cluster, name: &str) -> anyhow::Result<Self> {
-        let logs = cluster.dir.join("logs");
-        std::fs::create_dir_all(&logs)?;
-        let log = logs.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log)?;
-        let child = Command::new(suyun_tests::operator::binary())
-            .args([&format!("--lease-name={name}"), "--log-format=json", "--metrics-listen=127.0.0.1:0"])
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("POD_NAME", name)
-            .env("RUST_LOG", "info,suyun_operator::migration=debug")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .context("starting suyun-operator")?;
-        Ok(Self { child, log })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// SIGTERM, then up to 15 s for a clean exit; whether it exited cleanly.
-    fn terminate(&mut self) -> bool {
-        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
-        for _ in 0..150 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        if self.running() {
-            self.terminate();
-        }
-    }
-}
-
-/// `VmHWM` and `VmRSS` of a process, KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// CPU seconds (user + system) a process has used; assumes the usual 100 clock ticks a second.
-fn cpu_seconds(pid: u32) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = text.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // Fields 14 and 15 of stat; `after` starts at field 3.
-    (ticks(11) + ticks(12)) as f64 / 100.0
-}
-
-fn pid_of(cluster: &Cluster, name: &str) -> Option<u32> {
-    std::fs::read_to_string(cluster.dir.join(format!("{name}.pid"))).ok()?.trim().parse().ok()
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// One line of the operator's JSON log.
-#[derive(Debug, Clone)]
-struct Line {
-    at: jiff::Timestamp,
-    level: String,
-    message: String,
-    fields: Value,
-}
-
-/// Reads the operator's log as it grows.
-#[derive(Debug)]
-struct LogTail {
-    reader: std::io::BufReader<std::fs::File>,
-    partial: String,
-    lines: Vec<Line>,
-    unparsed: Vec<String>,
-}
-
-impl LogTail {
-    fn open(path: &Path) -> anyhow::Result<Self> {
-        let file = std::fs::File::open(path)?;
-        Ok(Self { reader: std::io::BufReader::new(file), partial: String::new(), lines: Vec::new(), unparsed: vec![] })
-    }
-
-    fn poll(&mut self) {
-        loop {
-            let mut buf = String::new();
-            match self.reader.read_line(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    // A line still being written is kept until its end arrives.
-                    self.partial.push_str(&buf);
-                    if !self.partial.ends_with('\n') {
-                        break;
-                    }
-                    let text = std::mem::take(&mut self.partial);
-                    self.parse(text.trim_end());
-                }
-            }
-        }
-    }
-
-    fn parse(&mut self, text: &str) {
-        let Ok(v) = serde_json::from_str::<Value>(text) else {
-            if !text.is_empty() {
-                self.unparsed.push(text.to_owned());
-            }
-            return;
-        };
-        let fields = if v.get("fields").is_some() { v["fields"].clone() } else { v.clone() };
-        let at = v["timestamp"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
-        let Some(at) = at else {
-            self.unparsed.push(text.to_owned());
-            return;
-        };
-        self.lines.push(Line {
-            at,
-            level: v["level"].as_str().unwrap_or_default().to_owned(),
-            message: fields["message"].as_str().unwrap_or_default().to_owned(),
-            fields,
-        });
-    }
-
-    fn first(&self, message: &str) -> Option<&Line> {
-        self.lines.iter().find(|l| l.message == message)
-    }
-
-    fn iterations(&self) -> impl Iterator<Item = &Line> {
-        self.lines.iter().filter(|l| l.message == "migration loop iteration")
-    }
-}
-
-fn secs_between(a: jiff::Timestamp, b: jiff::Timestamp) -> f64 {
-    (b.as_nanosecond() - a.as_nanosecond()) as f64 / 1e9
-}
-
-fn median(mut v: Vec<u64>) -> Option<u64> {
-    v.sort_unstable();
-    v.get(v.len() / 2).copied()
-}
-
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Default)]
-struct Report {
-    lines: Vec<String>,
-}
-
-impl Report {
-    fn add(&mut self, line: impl Into<String>) {
-        let line = line.into();
-        eprintln!("[bench] {line}");
-        self.lines.push(line);
-    }
-}
-
-async fn patch_statuses(
-    client: &Client,
-    systems: &[(String, String)],
-    patch: &Value,
-    concurrency: usize,
-) -> (Duration, usize) {
-    let started = Instant::now();
-    let failures = futures::stream::iter(systems)
-        .map(|(ns, name)| {
-            let api = Api::<GovSystem>::namespaced(client.clone(), ns);
-            async move { api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await.is_err() }
-        })
-        .buffer_unordered(concurrency)
-        .filter(|failed| futures::future::ready(*failed))
-        .count()
-        .await;
-    (started.elapsed(), failures)
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
-}
 
 #[allow(clippy::too_many_lines)]
 async fn run(args: &Args, cluster: &Cluster) -> anyhow::Result<()> {
@@ -524,7 +298,7 @@ async fn run(args: &Args, cluster: &Cluster) -> anyhow::Result<()> {
     let spawned_wall = jiff::Timestamp::now();
     let spawned = Instant::now();
     seen.lock().expect("not poisoned").armed = Some(spawned);
-    let mut operator = Operator::start(cluster, "bench-operator")?;
+    let mut operator = Operator::start(cluster, "bench-operator", &[])?;
     let pid = operator.pid();
     let mut log = LogTail::open(&operator.log)?;
     let deadline = spawned + Duration::from_secs(args.timeout_seconds);

@@ -9,7 +9,6 @@
 //! (`suyun_tests::chaos`), on the whole synthetic Jiangsu set by default. Prints the figures and
 //! every violation; exits non-zero when the checker found any.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -57,12 +56,8 @@ struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 5400)]
     timeout_seconds: u64,
-    /// Directory of the control plane of its own.
-    #[arg(long)]
-    cluster_dir: Option<PathBuf>,
-    /// Leave the control plane running at the end.
-    #[arg(long)]
-    keep_cluster: bool,
+    #[command(flatten)]
+    cluster: suyun_tests::bench::OwnCluster,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,8 +76,8 @@ fn main() -> anyhow::Result<()> {
         fast_compression: args.fast_compression,
         snapshot_every: Duration::from_secs(args.snapshot_seconds),
         timeout: Duration::from_secs(args.timeout_seconds),
-        cluster_dir: args.cluster_dir.unwrap_or_else(|| suyun_tests::repo_root().join("target/chaos-full")),
-        keep_cluster: args.keep_cluster,
+        cluster_dir: args.cluster.dir("chaos-full"),
+        keep_cluster: args.cluster.keep_cluster,
         ..Options::reduced()
     };
     let report = run(&options)?;

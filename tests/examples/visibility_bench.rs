@@ -25,7 +25,6 @@
 //! (`--keep-cluster` keeps it).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,7 +43,7 @@ use suyun_tests::etcd::unique_prefix;
 use suyun_tests::https::Caller;
 use suyun_tests::operator::OperatorProcess;
 use suyun_tests::synthetic::{MANAGER, cloud_node, create_all, system, tenant};
-use suyun_tests::{Cluster, install_crds, repo_root};
+use suyun_tests::{Cluster, install_crds};
 
 const WAVE: &str = "visibility";
 
@@ -69,18 +68,13 @@ struct Args {
     /// Length of the measurement, seconds.
     #[arg(long, default_value_t = 120)]
     seconds: u64,
-    /// Directory of the benchmark's own control plane.
-    #[arg(long)]
-    cluster_dir: Option<PathBuf>,
-    /// Leave the control plane running at the end.
-    #[arg(long)]
-    keep_cluster: bool,
+    #[command(flatten)]
+    cluster: suyun_tests::bench::OwnCluster,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dir = args.cluster_dir.clone().unwrap_or_else(|| repo_root().join("target/bench-cluster"));
-    suyun_tests::with_own_cluster(&dir, args.keep_cluster, |cluster| async move { run(&args, &cluster).await })
+    args.cluster.clone().run("bench-cluster", |cluster| async move { run(&args, &cluster).await })
 }
 
 /// Phase changes and first sightings, per system, in order.

@@ -6,6 +6,7 @@
 //! when the cluster cannot start: the test fails and says why.
 
 pub mod apiserver;
+pub mod bench;
 pub mod chaos;
 pub mod etcd;
 pub mod fixtures;

@@ -10,67 +10,10 @@ use kube::Client;
 use suyun_crds::v1alpha1::{CloudNode, GovSystem, Phase, Tenant};
 use suyun_tests::fixtures::{self, apply};
 use suyun_tests::operator::OperatorProcess;
-use suyun_tests::{CLUSTER_SCOPED, cluster, eventually, install_crds};
+use suyun_tests::{CLUSTER_SCOPED, bench, cluster, eventually, install_crds};
 
-/// The resources the operator writes, besides its Lease.
-const WRITTEN: [&str; 11] = [
-    "govsystems",
-    "migrationwaves",
-    "cloudnodes",
-    "tenants",
-    "namespaces",
-    "resourcequotas",
-    "limitranges",
-    "networkpolicies",
-    "rolebindings",
-    "jobs",
-    "events",
-];
-
-/// Write requests the kube-apiserver has served so far, by `verb resource/subresource`.
-async fn writes(client: &Client) -> BTreeMap<String, u64> {
-    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client.request_text(request).await.expect("the kube-apiserver's metrics");
-    let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        let label = |name: &str| {
-            let start = line.find(&format!("{name}=\""))? + name.len() + 2;
-            Some(&line[start..start + line[start..].find('"')?])
-        };
-        let (Some(verb), Some(resource), Some(sub)) = (label("verb"), label("resource"), label("subresource")) else {
-            continue;
-        };
-        if !matches!(verb, "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE" | "DELETECOLLECTION")
-            || !WRITTEN.contains(&resource)
-        {
-            continue;
-        }
-        let count: u64 = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
-        *out.entry(format!("{verb} {resource}/{sub}")).or_default() += count;
-    }
-    out
-}
-
-fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after.iter().map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0))).filter(|(_, d)| *d > 0).collect()
-}
-
-/// Waits until no write reaches the kube-apiserver for `quiet`.
 async fn settle(client: &Client, quiet: Duration) -> BTreeMap<String, u64> {
-    let mut last = writes(client).await;
-    let mut since = std::time::Instant::now();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = writes(client).await;
-        if now != last {
-            last = now;
-            since = std::time::Instant::now();
-        } else if since.elapsed() >= quiet {
-            return now;
-        }
-        assert!(std::time::Instant::now() < deadline, "writes never settled: {last:?}");
-    }
+    bench::settle(client, quiet, Duration::from_secs(120)).await.expect("writes settle")
 }
 
 fn start(name: &str) -> OperatorProcess {
@@ -122,7 +65,7 @@ async fn a_restart_with_nothing_changed_writes_nothing_to_kubernetes() {
     .unwrap_or_else(|e| panic!("{e:#}\n{}", second.log_text()));
     // The Tenant and CloudNode controllers reconcile every object at start; give them time.
     let after = settle(&client, Duration::from_secs(5)).await;
-    let written = delta(&before, &after);
+    let written = bench::grown(&before, &after);
     let wave_after = serde_json::to_string(&waves.get("restart").await.unwrap().status).unwrap();
     assert!(
         written.is_empty(),
