@@ -143,6 +143,7 @@ async fn run(args: &Args, cluster: &Cluster) -> anyhow::Result<()> {
     anyhow::ensure!(create_all(|_: &CloudNode| Api::all(client.clone()), nodes, c).await.is_empty());
     let tenants: Vec<Tenant> = input.tenants.iter().map(tenant).collect::<anyhow::Result<_>>()?;
     anyhow::ensure!(create_all(|_: &Tenant| Api::all(client.clone()), tenants, c).await.is_empty());
+    bench::provision_namespaces(cluster, &client, input.tenants.len(), timeout).await?;
     let systems: Vec<GovSystem> = input.systems.iter().map(system).collect::<anyhow::Result<_>>()?;
     let failed = create_all(
         |s: &GovSystem| Api::namespaced(client.clone(), &s.namespace().unwrap_or_default()),

@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -40,7 +39,6 @@ use suyun_crds::v1alpha1::{CloudNode, GovSystem, Phase, Tenant};
 use suyun_tests::bench::{
     LogTail, Operator, Report, cpu_seconds, loadavg, median, memory_kib, patch_statuses, pid_of, secs_between, wait_for,
 };
-use suyun_tests::operator::OperatorProcess;
 use suyun_tests::synthetic::{MANAGER, cloud_node, create_all, system, tenant};
 use suyun_tests::{Cluster, install_crds};
 
@@ -190,26 +188,13 @@ async fn run(args: &Args, cluster: &Cluster) -> anyhow::Result<()> {
     let failed = create_all(|_: &Tenant| Api::all(client.clone()), tenants, c).await;
     anyhow::ensure!(failed.is_empty(), "Tenants refused: {failed:?}");
     let started = Instant::now();
-    {
-        let mut warmup = OperatorProcess::start(cluster, "bench-warmup", &["--lease-name=bench-warmup"])?;
-        let namespaces = Api::<Namespace>::all(client.clone());
-        let wanted = input.tenants.len();
-        let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
-        loop {
-            let have = namespaces
-                .list(&ListParams::default().labels("app.kubernetes.io/managed-by=suyun-operator"))
-                .await?
-                .items
-                .len();
-            if have >= wanted {
-                break;
-            }
-            anyhow::ensure!(warmup.running(), "the warm-up operator exited:\n{}", warmup.log_text());
-            anyhow::ensure!(Instant::now() < deadline, "only {have}/{wanted} tenant Namespaces provisioned");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        warmup.terminate();
-    }
+    suyun_tests::bench::provision_namespaces(
+        cluster,
+        &client,
+        input.tenants.len(),
+        Duration::from_secs(args.timeout_seconds),
+    )
+    .await?;
     report.add(format!(
         "{} CloudNodes, {} Tenants; Namespaces provisioned by the operator in {:.1} s",
         input.nodes.len(),

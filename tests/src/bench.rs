@@ -64,6 +64,30 @@ pub fn built_operator() -> anyhow::Result<PathBuf> {
     Ok(operator)
 }
 
+/// Runs a warm-up operator (`crate::operator::OperatorProcess`) until it has provisioned the
+/// Namespaces of `tenants` Tenants, then stops it: GovSystems live in those Namespaces.
+pub async fn provision_namespaces(
+    cluster: &Cluster,
+    client: &Client,
+    tenants: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let mut warmup = crate::operator::OperatorProcess::start(cluster, "bench-warmup", &["--lease-name=bench-warmup"])?;
+    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
+    let managed = kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=suyun-operator");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let have = namespaces.list(&managed).await?.items.len();
+        if have >= tenants {
+            warmup.terminate();
+            return Ok(());
+        }
+        anyhow::ensure!(warmup.running(), "the warm-up operator exited:\n{}", warmup.log_text());
+        anyhow::ensure!(Instant::now() < deadline, "only {have}/{tenants} tenant Namespaces provisioned");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// The resources the operator writes, besides its Lease.
 pub const OPERATOR_WRITES: [&str; 11] = [
     "govsystems",
