@@ -110,21 +110,14 @@ pub async fn write_requests(client: &Client) -> anyhow::Result<BTreeMap<String, 
     let request = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(request).await?;
     let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        let label = |name: &str| {
-            let start = line.find(&format!("{name}=\""))? + name.len() + 2;
-            Some(&line[start..start + line[start..].find('"')?])
-        };
-        let (Some(verb), Some(resource), Some(sub)) = (label("verb"), label("resource"), label("subresource")) else {
-            continue;
-        };
-        if !matches!(verb, "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE" | "DELETECOLLECTION")
-            || !OPERATOR_WRITES.contains(&resource)
+    for sample in crate::prometheus::parse(&text)?.iter().filter(|s| s.name == "apiserver_request_total") {
+        let (verb, resource) = (sample.label("verb"), sample.label("resource"));
+        if matches!(verb, "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE" | "DELETECOLLECTION")
+            && OPERATOR_WRITES.contains(&resource)
         {
-            continue;
+            *out.entry(format!("{verb} {resource}/{}", sample.label("subresource"))).or_default() +=
+                sample.value as u64;
         }
-        let count = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
-        *out.entry(format!("{verb} {resource}/{sub}")).or_default() += count;
     }
     Ok(out)
 }

@@ -53,6 +53,9 @@ async fn a_restart_with_nothing_changed_writes_nothing_to_kubernetes() {
     assert!(first.terminate(), "the first operator stops cleanly\n{}", first.log_text());
 
     let before = settle(&client, Duration::from_secs(2)).await;
+    // The counter sees writes at all (the first operator made many): an empty count would let
+    // the assertion below pass whatever the restart did.
+    assert!(before.keys().any(|k| k.starts_with("APPLY resourcequotas/")), "no quota applies counted: {before:?}");
     let waves = kube::Api::<suyun_crds::v1alpha1::MigrationWave>::all(client.clone());
     let wave_before = serde_json::to_string(&waves.get("restart").await.unwrap().status).unwrap();
     let second = start("restart-b");

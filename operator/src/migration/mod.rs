@@ -190,7 +190,7 @@ impl MigrationLoop {
         };
         let store_approvals = self.approvals.as_ref().map(|m| m.snapshot()).unwrap_or_default();
         let now = k8s_openapi::jiff::Timestamp::now().as_second();
-        let snapshot = Snapshot::take(objects, self.caches.jobs.state(), &mut self.overlay, &store_approvals, now);
+        let mut snapshot = Snapshot::take(objects, self.caches.jobs.state(), &mut self.overlay, &store_approvals, now);
 
         // 2. Decide. Planning thousands of systems takes a while: let the runtime move this
         // worker's other tasks elsewhere meanwhile.
@@ -229,19 +229,18 @@ impl MigrationLoop {
         if applied.withheld > 0 {
             warn!(withheld = applied.withheld, "writes withheld: this replica may no longer lead");
         }
-        let mut effective = snapshot.statuses.clone();
-        for (i, version, status) in &applied.written {
-            self.ctx.metrics.observe_transition(snapshot.wave_of[*i].as_deref(), &snapshot.statuses[*i], status, now);
-            self.overlay.remember(&snapshot.objects.systems[*i], version.clone(), status.clone());
-            effective[*i] = status.clone();
-        }
+        let metrics = &self.ctx.metrics;
+        snapshot.written(applied.written.iter().cloned(), &mut self.overlay, |wave, before, after| {
+            metrics.observe_transition(wave, before, after, now);
+        });
+        let effective = &snapshot.statuses;
 
         // 4. Report.
-        let reported = report::publish(&self.ctx, self.store.as_mut(), &snapshot, &effective, &plan, started).await;
+        let reported = report::publish(&self.ctx, self.store.as_mut(), &snapshot, effective, &plan, started).await;
         self.fenced |= reported.fenced;
         let published_ms = started.elapsed().as_millis() as u64;
         let mut failures = applied.failures + usize::from(reported.failed);
-        self.take_used_approvals(&snapshot.objects.systems, &decision.outcomes, &effective).await;
+        self.take_used_approvals(&snapshot.objects.systems, &decision.outcomes, effective).await;
         self.delete_refused_approvals(&snapshot.approvals.to_delete).await;
         let mut events = applied.events;
         events.extend(snapshot.approvals.refused.iter().map(|(i, why)| writes::PendingEvent {

@@ -75,7 +75,8 @@ pub struct Snapshot {
     pub now: i64,
     /// Every object, from the caches.
     pub objects: Objects,
-    /// Effective status of each system.
+    /// Effective status of each system: what the caches show or the loop last wrote (after the
+    /// apply stage, including what it wrote: [`Snapshot::written`]).
     pub statuses: Vec<GovSystemStatus>,
     /// The resourceVersion each effective status belongs to (a write is conditional on it).
     pub versions: Vec<Option<String>>,
@@ -137,6 +138,23 @@ impl Snapshot {
             }
         }
         (input, invalid)
+    }
+
+    /// Takes the statuses the apply stage wrote (system index, new resourceVersion, status) into
+    /// the snapshot and the overlay, calling `each(wave, before, after)` for every one first:
+    /// from here on the snapshot shows what Kubernetes holds.
+    pub fn written(
+        &mut self,
+        written: impl IntoIterator<Item = (usize, Option<String>, GovSystemStatus)>,
+        overlay: &mut Overlay,
+        mut each: impl FnMut(Option<&str>, &GovSystemStatus, &GovSystemStatus),
+    ) {
+        for (i, version, status) in written {
+            each(self.wave_of[i].as_deref(), &self.statuses[i], &status);
+            overlay.remember(&self.objects.systems[i], version.clone(), status.clone());
+            self.versions[i] = version;
+            self.statuses[i] = status;
+        }
     }
 
     /// The region code of system `i`'s tenant ("" when the tenant is unknown).
