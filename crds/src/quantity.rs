@@ -99,6 +99,34 @@ pub fn parse_milli(text: &str) -> Result<i128, QuantityError> {
     Ok(if negative { -milli } else { milli })
 }
 
+/// An amount in thousandths of its unit, as [`milli`] parses it. Its methods are the one place
+/// where an amount becomes whole units: a requirement rounds up, a capacity rounds down, and
+/// below zero is zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Milli(pub i128);
+
+impl Milli {
+    /// Whole units rounded up (a requirement: never ask for less than needed); saturating.
+    pub fn units_up(self) -> u64 {
+        u64::try_from(self.0.max(0).saturating_add(999) / 1000).unwrap_or(u64::MAX)
+    }
+
+    /// Whole units rounded down (a capacity: never promise more than there is); saturating.
+    pub fn units_down(self) -> u64 {
+        u64::try_from(self.0.max(0) / 1000).unwrap_or(u64::MAX)
+    }
+
+    /// The thousandths themselves (millicores for cpu); saturating.
+    pub fn millis(self) -> u64 {
+        u64::try_from(self.0.max(0)).unwrap_or(u64::MAX)
+    }
+
+    /// Units as a float, for metrics.
+    pub fn units(self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+}
+
 /// Parses a `Quantity` into thousandths of its unit.
 pub fn milli(q: &Quantity) -> Result<i128, QuantityError> {
     parse_milli(&q.0)
@@ -138,6 +166,20 @@ pub fn format_count(milli: i128) -> Quantity {
 
 #[cfg(test)]
 mod tests {
+    use super::Milli;
+
+    #[test]
+    fn whole_units_round_up_for_requirements_and_down_for_capacities() {
+        assert_eq!(Milli(1).units_up(), 1);
+        assert_eq!(Milli(1000).units_up(), 1);
+        assert_eq!(Milli(1001).units_up(), 2);
+        assert_eq!(Milli(1999).units_down(), 1);
+        assert_eq!(Milli(-5).units_up(), 0);
+        assert_eq!(Milli(-5).millis(), 0);
+        assert_eq!(Milli(i128::MAX).units_up(), u64::MAX);
+        assert_eq!(Milli(1500).units(), 1.5);
+    }
+
     use super::*;
 
     #[test]

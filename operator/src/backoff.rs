@@ -93,6 +93,31 @@ impl ErrorBackoff {
     }
 }
 
+/// Runs one reconcile of a CloudNode or Tenant controller: an object backing off after failures
+/// waits for its delay; otherwise `reconcile` runs, timed and counted in the reconcile metrics,
+/// and a success forgets the object's failures.
+pub async fn reconcile_with_backoff<K, F>(
+    object: std::sync::Arc<K>,
+    ctx: &crate::context::Context,
+    controller: crate::metrics::Reconciler,
+    reconcile: F,
+) -> crate::error::Result<kube::runtime::controller::Action>
+where
+    K: Resource<DynamicType = ()>,
+    F: std::future::Future<Output = crate::error::Result<kube::runtime::controller::Action>>,
+{
+    if let Some(wait) = ctx.error_backoff.hold(object.as_ref()) {
+        return Ok(kube::runtime::controller::Action::requeue(wait));
+    }
+    let timer = ctx.metrics.time_reconcile(controller);
+    let result = reconcile.await;
+    timer.observe(result.is_err());
+    if result.is_ok() {
+        ctx.error_backoff.succeeded(object.as_ref());
+    }
+    result
+}
+
 /// The `error_policy` of the CloudNode and Tenant controllers: retries a failed reconcile after
 /// the object's next exponential delay; other objects keep their own schedule.
 pub fn error_policy<K>(

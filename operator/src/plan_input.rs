@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kube::ResourceExt;
-use suyun_crds::quantity::{self, QuantityError};
+use suyun_crds::quantity::{self, Milli, QuantityError};
 use suyun_crds::v1alpha1::{
     self as api, CapacitySource, CloudNode, GovSystem, MigrationWave, SystemArchitecture, Tenant, TenantLevel,
 };
@@ -45,18 +45,6 @@ pub struct InputError {
 
 fn err(kind: &'static str, name: impl Into<String>, field: impl Into<String>, problem: impl ToString) -> InputError {
     InputError { kind, name: name.into(), field: field.into(), problem: problem.to_string() }
-}
-
-/// Requirement amounts round up to whole units, capacities round down: a plan never promises
-/// a fraction of a byte it does not have.
-fn bytes_up(milli: i128) -> u64 {
-    u64::try_from((milli.max(0) + 999) / 1000).unwrap_or(u64::MAX)
-}
-fn bytes_down(milli: i128) -> u64 {
-    u64::try_from(milli.max(0) / 1000).unwrap_or(u64::MAX)
-}
-fn millis(milli: i128) -> u64 {
-    u64::try_from(milli.max(0)).unwrap_or(u64::MAX)
 }
 
 fn unix(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
@@ -106,10 +94,10 @@ fn node(n: &CloudNode) -> Result<model::Node, InputError> {
         display_name: n.spec.display_name.clone(),
         parent: n.spec.parent.clone(),
         allocatable: model::Resources {
-            cpu: millis(a.cpu),
-            memory: bytes_down(a.memory),
-            storage: bytes_down(a.storage),
-            gpu: u64::try_from(a.gpu.max(0) / 1000).unwrap_or(u64::MAX),
+            cpu: Milli(a.cpu).millis(),
+            memory: Milli(a.memory).units_down(),
+            storage: Milli(a.storage).units_down(),
+            gpu: Milli(a.gpu).units_down(),
         },
         security_level: n.spec.security_level,
         architectures: n
@@ -144,9 +132,9 @@ fn tenant(t: &Tenant) -> Result<model::Tenant, InputError> {
         region_code: t.spec.region_code.clone(),
         home_node: t.spec.home_node.clone(),
         quota: model::Quota {
-            cpu: millis(q("cpu", &t.spec.quota.cpu)?),
-            memory: bytes_down(q("memory", &t.spec.quota.memory)?),
-            storage: bytes_down(q("storage", &t.spec.quota.storage)?),
+            cpu: Milli(q("cpu", &t.spec.quota.cpu)?).millis(),
+            memory: Milli(q("memory", &t.spec.quota.memory)?).units_down(),
+            storage: Milli(q("storage", &t.spec.quota.storage)?).units_down(),
             max_systems: u64::from(t.spec.quota.max_systems),
         },
         security_level: t.spec.security_level,
@@ -211,16 +199,16 @@ fn system(planned: PlannedSystem<'_>) -> Result<model::System, InputError> {
             SystemArchitecture::Aarch64 => model::ArchitectureRequirement::Aarch64,
         },
         resources: model::Resources {
-            cpu: millis(q("resources.cpu", &r.cpu)?),
-            memory: bytes_up(q("resources.memory", &r.memory)?),
-            storage: bytes_up(q("resources.storage", &r.storage)?),
+            cpu: Milli(q("resources.cpu", &r.cpu)?).millis(),
+            memory: Milli(q("resources.memory", &r.memory)?).units_up(),
+            storage: Milli(q("resources.storage", &r.storage)?).units_up(),
             gpu: match &r.gpu {
-                Some(g) => u64::try_from((q("resources.gpu", g)?.max(0) + 999) / 1000).unwrap_or(u64::MAX),
+                Some(g) => Milli(q("resources.gpu", g)?).units_up(),
                 None => 0,
             },
         },
         data_volume: match &s.spec.data_volume {
-            Some(v) => bytes_up(q("dataVolume", v)?),
+            Some(v) => Milli(q("dataVolume", v)?).units_up(),
             None => 0,
         },
         depends_on: s.spec.depends_on.clone(),

@@ -13,17 +13,18 @@ use suyun_store::readmodel::{
 };
 
 use crate::accounts::Accounts;
+use suyun_crds::quantity::Milli;
+
 use crate::capacity::Amounts;
 use crate::migration::snapshot::Snapshot;
 use crate::migration::waves::WaveState;
 
 fn amounts(a: Amounts) -> ResourceAmounts {
-    let whole = |m: i128| u64::try_from(m.max(0) / 1000).unwrap_or(u64::MAX);
     ResourceAmounts {
-        cpu_millis: u64::try_from(a.cpu.max(0)).unwrap_or(u64::MAX),
-        memory_bytes: whole(a.memory),
-        storage_bytes: whole(a.storage),
-        gpu: whole(a.gpu),
+        cpu_millis: Milli(a.cpu).millis(),
+        memory_bytes: Milli(a.memory).units_down(),
+        storage_bytes: Milli(a.storage).units_down(),
+        gpu: Milli(a.gpu).units_down(),
     }
 }
 

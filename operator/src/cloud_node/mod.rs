@@ -97,16 +97,8 @@ fn nodes_of<'a>(nodes: &'a [Arc<Node>], name: &str) -> Vec<&'a Node> {
 /// Reconciles one CloudNode and counts it in the reconcile metrics; a CloudNode backing off
 /// after failures waits for its delay (see [`crate::backoff`]).
 async fn reconcile(node: Arc<CloudNode>, ctx: Arc<Context>) -> Result<Action> {
-    if let Some(wait) = ctx.error_backoff.hold(node.as_ref()) {
-        return Ok(Action::requeue(wait));
-    }
-    let started = std::time::Instant::now();
-    let result = reconcile_node(node.clone(), &ctx).await;
-    ctx.metrics.observe_reconcile(Reconciler::CloudNode, started.elapsed(), result.is_err());
-    if result.is_ok() {
-        ctx.error_backoff.succeeded(node.as_ref());
-    }
-    result
+    let work = reconcile_node(node.clone(), &ctx);
+    crate::backoff::reconcile_with_backoff(node.clone(), &ctx, Reconciler::CloudNode, work).await
 }
 
 #[instrument(skip_all, fields(cloud_node = %node.name_any()))]

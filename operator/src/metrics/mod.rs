@@ -582,6 +582,14 @@ impl Metrics {
     }
 
     /// Counts one reconcile of `controller`.
+    /// Starts timing one reconcile of `controller`: every controller's reconciles are counted
+    /// through this guard ([`ReconcileTimer::observe`]); a reconcile cancelled before it
+    /// ended (shutdown) is not counted.
+    pub fn time_reconcile(&self, controller: Reconciler) -> ReconcileTimer<'_> {
+        ReconcileTimer { metrics: self, controller, started: std::time::Instant::now() }
+    }
+
+    /// Records one reconcile that took `took` (see [`Metrics::time_reconcile`]).
     pub fn observe_reconcile(&self, controller: Reconciler, took: Duration, failed: bool) {
         let label = [controller.as_str()];
         self.reconciles.with_label_values(&label).inc();
@@ -617,6 +625,22 @@ impl Metrics {
 /// `_bucket`/`_sum`/`_count` series of histograms: for checking alert rules and dashboards.
 pub fn exported_metric_names() -> Vec<String> {
     Metrics::new(true).exported_metric_names()
+}
+
+/// One reconcile being timed; see [`Metrics::time_reconcile`].
+#[derive(Debug)]
+#[must_use = "a reconcile is counted when the timer observes how it ended"]
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    controller: Reconciler,
+    started: std::time::Instant,
+}
+
+impl ReconcileTimer<'_> {
+    /// Counts the reconcile, failed or not, with the time since the timer started.
+    pub fn observe(self, failed: bool) {
+        self.metrics.observe_reconcile(self.controller, self.started.elapsed(), failed);
+    }
 }
 
 #[cfg(test)]

@@ -88,11 +88,11 @@ pub fn tier(t: Tier) -> &'static str {
 
 /// (resource, unit, value in base units) of the accounted resources; GPUs are not exported.
 fn resources(a: Amounts) -> [(&'static str, &'static str, f64); 3] {
-    // Amounts are thousandths of cores and of bytes.
+    use suyun_crds::quantity::Milli;
     [
-        ("cpu", "core", a.cpu as f64 / 1000.0),
-        ("memory", "byte", a.memory as f64 / 1000.0),
-        ("storage", "byte", a.storage as f64 / 1000.0),
+        ("cpu", "core", Milli(a.cpu).units()),
+        ("memory", "byte", Milli(a.memory).units()),
+        ("storage", "byte", Milli(a.storage).units()),
     ]
 }
 

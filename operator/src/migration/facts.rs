@@ -134,7 +134,7 @@ pub fn wave_view(state: &WaveState, settings: &Settings, system: &GovSystem, nod
                 .data_volume
                 .as_ref()
                 .and_then(|q| suyun_crds::quantity::milli(q).ok())
-                .map_or(0, |m| u64::try_from(m.max(0) / 1000).unwrap_or(u64::MAX));
+                .map_or(0, |m| suyun_crds::quantity::Milli(m).units_down());
             let replication =
                 node.map_or(0, |n| replication_seconds(data, n.migration_bandwidth_mbps, n.max_concurrent_migrations));
             let minutes = |m: u32| i64::from(m) * 60;

@@ -179,6 +179,8 @@ impl MigrationLoop {
     /// cleaned up and wave statuses written; Events never wait.
     pub async fn iterate(&mut self) -> Iteration {
         self.attach_store();
+        let metrics = self.ctx.metrics.clone();
+        let timer = metrics.time_reconcile(Reconciler::Migration);
         let started = std::time::Instant::now();
 
         // 1. Snapshot.
@@ -253,7 +255,7 @@ impl MigrationLoop {
         self.events.post(&snapshot.objects.systems, events);
         failures += writes::wave_statuses(&self.ctx, &reported.waves, &plan, now, &self.lease).await;
         self.ctx.publish_accounts(reported.accounts);
-        self.ctx.metrics.observe_reconcile(Reconciler::Migration, started.elapsed(), failures > 0);
+        timer.observe(failures > 0);
         Iteration {
             wake: decision.wake,
             plan_ms: plan_elapsed.as_millis() as u64,

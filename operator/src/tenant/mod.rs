@@ -242,16 +242,8 @@ impl Children {
 /// Reconciles one Tenant and counts it in the reconcile metrics; a Tenant backing off after
 /// failures waits for its delay (see [`crate::backoff`]).
 async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>, children: Children) -> Result<Action> {
-    if let Some(wait) = ctx.error_backoff.hold(tenant.as_ref()) {
-        return Ok(Action::requeue(wait));
-    }
-    let started = std::time::Instant::now();
-    let result = reconcile_tenant(tenant.clone(), &ctx, &children).await;
-    ctx.metrics.observe_reconcile(Reconciler::Tenant, started.elapsed(), result.is_err());
-    if result.is_ok() {
-        ctx.error_backoff.succeeded(tenant.as_ref());
-    }
-    result
+    let work = reconcile_tenant(tenant.clone(), &ctx, &children);
+    crate::backoff::reconcile_with_backoff(tenant.clone(), &ctx, Reconciler::Tenant, work).await
 }
 
 #[instrument(skip_all, fields(tenant = %tenant.name_any()))]
