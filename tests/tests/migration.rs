@@ -311,6 +311,26 @@ async fn tenants_get_their_namespace_quota_policy_and_binding_repaired_when_dele
     })
     .await
     .unwrap();
+    // Edited by hand: put back (the controller compares with its cache before it applies, and
+    // the edit that triggers the reconcile is in that cache by then).
+    quota
+        .patch(
+            "suyun-quota",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "hard": { "requests.cpu": "1" } } })),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, || {
+        let quota = quota.clone();
+        async move {
+            let hard = quota.get("suyun-quota").await?.spec.unwrap_or_default().hard.unwrap_or_default();
+            anyhow::ensure!(hard["requests.cpu"].0 == "100k", "requests.cpu is {:?}", hard["requests.cpu"]);
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
     // A tenant whose home node does not exist is not Ready and says why.
     apply::<Tenant>(&client, &fixtures::tenant("lost", "City", "320100", "nowhere", 5)).await;
     let tenants = Api::<Tenant>::all(client.clone());

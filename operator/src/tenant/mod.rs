@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -205,26 +204,42 @@ struct Children {
     bindings: Store<RoleBinding>,
 }
 
+/// The watches behind [`Children`], as streams the Controller's triggers read: a reflector
+/// applies each event to its cache before it yields it, so a reconcile triggered by a child's
+/// change always finds that change in the cache (two separate watches could not promise that).
+type ChildStream<K> = std::pin::Pin<Box<dyn Stream<Item = std::result::Result<K, watcher::Error>> + Send>>;
+
 impl Children {
-    /// Starts the watches behind the caches; they stop when the returned handles are dropped.
-    fn watch(client: &kube::Client) -> (Children, Vec<tokio_util::task::AbortOnDropHandle<()>>) {
-        fn cache<K>(api: Api<K>) -> (Store<K>, tokio_util::task::AbortOnDropHandle<()>)
+    /// The caches and the watch streams that fill them (poll the streams, or nothing arrives).
+    #[allow(clippy::type_complexity)]
+    fn watch(
+        client: &kube::Client,
+    ) -> (
+        Children,
+        (
+            ChildStream<Namespace>,
+            ChildStream<ResourceQuota>,
+            ChildStream<LimitRange>,
+            ChildStream<NetworkPolicy>,
+            ChildStream<RoleBinding>,
+        ),
+    ) {
+        fn cache<K>(api: Api<K>) -> (Store<K>, ChildStream<K>)
         where
             K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
         {
+            use kube::runtime::WatchStreamExt;
             let (store, writer) = kube::runtime::reflector::store();
             let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-            let stream =
-                kube::runtime::reflector(writer, kube::runtime::WatchStreamExt::default_backoff(watcher(api, config)));
-            let task = tokio::spawn(stream.for_each(|_| async {}));
-            (store, tokio_util::task::AbortOnDropHandle::new(task))
+            let stream = kube::runtime::reflector(writer, watcher(api, config).default_backoff()).touched_objects();
+            (store, Box::pin(stream))
         }
         let (namespaces, a) = cache(Api::all(client.clone()));
         let (quotas, b) = cache(Api::all(client.clone()));
         let (limits, c) = cache(Api::all(client.clone()));
         let (policies, d) = cache(Api::all(client.clone()));
         let (bindings, e) = cache(Api::all(client.clone()));
-        (Children { namespaces, quotas, limits, policies, bindings }, vec![a, b, c, d, e])
+        (Children { namespaces, quotas, limits, policies, bindings }, (a, b, c, d, e))
     }
 
     /// Waits until every cache holds its first complete list.
@@ -307,13 +322,6 @@ async fn provision(tenant: &Tenant, name: &str, ctx: &Context, live: &Children) 
     Ok(())
 }
 
-fn owned<K>(client: &kube::Client) -> (Api<K>, watcher::Config)
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
-{
-    (Api::all(client.clone()), watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")))
-}
-
 /// Runs the Tenant controller until `shutdown` resolves. Triggers: the Tenant, any of its
 /// children changing (repaired when edited by hand), the accounts changing, and a CloudNode
 /// appearing or going away (a tenant's home node).
@@ -324,22 +332,17 @@ pub async fn run(
 ) {
     let client = ctx.client.clone();
     let tenants: Store<Tenant> = ctx.tenants.clone();
-    let (children, _watches) = Children::watch(&client);
-    children.ready().await;
-    let (ns_api, ns_cfg) = (
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
-    );
-    let (rq_api, rq_cfg) = owned::<ResourceQuota>(&client);
-    let (lr_api, lr_cfg) = owned::<LimitRange>(&client);
-    let (np_api, np_cfg) = owned::<NetworkPolicy>(&client);
-    let (rb_api, rb_cfg) = owned::<RoleBinding>(&client);
-    Controller::new(Api::<Tenant>::all(client.clone()), watcher::Config::default())
-        .owns(ns_api, ns_cfg)
-        .owns(rq_api, rq_cfg)
-        .owns(lr_api, lr_cfg)
-        .owns(np_api, np_cfg)
-        .owns(rb_api, rb_cfg)
+    let (children, (namespaces, quotas, limits, policies, bindings)) = Children::watch(&client);
+    // The Controller polls the child streams; the caches fill as it does. A reconcile before
+    // they are complete would find nothing and apply every child: wait for them first.
+    let controller = Controller::new(Api::<Tenant>::all(client.clone()), watcher::Config::default())
+        .owns_stream(namespaces)
+        .owns_stream(quotas)
+        .owns_stream(limits)
+        .owns_stream(policies)
+        .owns_stream(bindings);
+    let ready = children.clone();
+    let controller = controller
         .watches(Api::<CloudNode>::all(client), watcher::Config::default(), move |node| {
             let name = node.name_any();
             tenants
@@ -350,8 +353,19 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         .reconcile_all_on(accounts_changed)
-        .graceful_shutdown_on(shutdown)
-        .run(move |tenant, ctx| reconcile(tenant, ctx, children.clone()), crate::backoff::error_policy, ctx)
+        .graceful_shutdown_on(shutdown);
+    controller
+        .run(
+            move |tenant, ctx| {
+                let (children, ready) = (children.clone(), ready.clone());
+                async move {
+                    ready.ready().await;
+                    reconcile(tenant, ctx, children).await
+                }
+            },
+            crate::backoff::error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "Tenant reconcile failed");
