@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// See `docs/benchmarks.md` ("Migration loop"): the allocator is measurably part of an
+/// iteration's cost.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let config = suyun_operator::config::Config::parse();
     suyun_operator::telemetry::init(config.log_format);

@@ -3,6 +3,7 @@
 //! wrote. Pure; `operator/src/store` writes them to etcd.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use kube::ResourceExt;
 use suyun_crds::v1alpha1::{CloudNode, GovSystem, GovSystemStatus, Tenant};
@@ -139,48 +140,177 @@ pub fn approval_required(wave: Option<&String>, waves: &BTreeMap<String, WaveSta
     wave.and_then(|w| waves.get(w)).is_some_and(|w| w.wave.spec.approval.as_ref().is_some_and(|a| a.required))
 }
 
-/// Every record of the read-model. `statuses[i]` is the effective status of the snapshot's
-/// system `i`; only systems that own their `systemId` (see `identity`) are published: a
-/// duplicate never shadows the owner's record.
+/// What a published system record was built from. A record whose inputs are the same
+/// (the same cached object, an equal status, region, wave and approval rule) is neither built
+/// nor serialized again: at Jiangsu scale an iteration changes tens of 7,900 records.
+#[derive(Debug, Clone)]
+pub struct SystemInputs {
+    object: Arc<GovSystem>,
+    status: GovSystemStatus,
+    region: String,
+    wave: Option<String>,
+    approval_required: bool,
+}
+
+impl SystemInputs {
+    fn same(
+        &self,
+        object: &Arc<GovSystem>,
+        status: &GovSystemStatus,
+        region: &str,
+        wave: Option<&String>,
+        approval_required: bool,
+    ) -> bool {
+        // An object the cache did not replace is the same allocation: no deep comparison.
+        Arc::ptr_eq(&self.object, object)
+            && self.approval_required == approval_required
+            && self.region == region
+            && self.wave.as_ref() == wave
+            && self.status == *status
+    }
+}
+
+/// The inputs of every system record in the store, by `systemId` (kept by the store sink,
+/// updated only once a publish committed).
+pub type PublishedSystems = HashMap<String, SystemInputs>;
+
+/// The read-model's records that differ from what `published` says was built: every node,
+/// tenant and wave record (a few hundred), and the records of the systems whose inputs
+/// changed, with those inputs. `statuses[i]` is the effective status of the snapshot's system
+/// `i`; only systems that own their `systemId` (see `identity`) are published: a duplicate
+/// never shadows the owner's record. With an empty `published` these are all the records.
 pub fn records(
     snapshot: &Snapshot,
     statuses: &[GovSystemStatus],
     accounts: &Accounts,
     waves: &BTreeMap<String, WaveState>,
     plan: &Plan,
-) -> Vec<Record> {
+    published: &PublishedSystems,
+) -> (Vec<Record>, Vec<(String, SystemInputs)>) {
     let objects = &snapshot.objects;
-    let mut out =
-        Vec::with_capacity(objects.systems.len() + objects.cloud_nodes.len() + objects.tenants.len() + waves.len());
+    let mut out = Vec::with_capacity(objects.cloud_nodes.len() + objects.tenants.len() + waves.len());
     out.extend(objects.cloud_nodes.iter().map(|n| Record::Node(node(n, accounts))));
     out.extend(objects.tenants.iter().map(|t| Record::Tenant(tenant(t, accounts))));
-    let mut counts: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>> = BTreeMap::new();
+    let mut built = Vec::new();
+    let mut counts: BTreeMap<&str, BTreeMap<&str, BTreeMap<&'static str, u64>>> = BTreeMap::new();
     for (i, status) in statuses.iter().enumerate().filter(|(i, _)| snapshot.owned[*i]) {
-        let record = snapshot.system_record(i, status, waves);
-        if let Some(w) = &record.wave {
-            *counts
-                .entry(w.clone())
-                .or_default()
-                .entry(record.region_code.clone())
-                .or_default()
-                .entry(record.phase.clone())
-                .or_default() += 1;
+        let (object, region, wave) = (&objects.systems[i], snapshot.region(i), snapshot.wave_of[i].as_ref());
+        if let Some(w) = wave {
+            let phase = status.phase.unwrap_or_default().as_str();
+            *counts.entry(w).or_default().entry(region).or_default().entry(phase).or_default() += 1;
         }
-        out.push(Record::System(record));
+        let approval = approval_required(wave, waves);
+        let system_id = &object.spec.system_id;
+        if published.get(system_id).is_some_and(|p| p.same(object, status, region, wave, approval)) {
+            continue;
+        }
+        out.push(Record::System(system(object, status, region.to_owned(), wave.cloned(), approval)));
+        built.push((
+            system_id.clone(),
+            SystemInputs {
+                object: object.clone(),
+                status: status.clone(),
+                region: region.to_owned(),
+                wave: wave.cloned(),
+                approval_required: approval,
+            },
+        ));
     }
     let eta: BTreeMap<&str, i64> = plan.waves.iter().filter_map(|w| w.end.map(|e| (w.name.as_str(), e))).collect();
     for (name, w) in waves {
+        let counts_by_region = counts
+            .remove(name.as_str())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(region, phases)| {
+                (region.to_owned(), phases.into_iter().map(|(phase, n)| (phase.to_owned(), n)).collect())
+            })
+            .collect();
         out.push(Record::Wave(WaveRecord {
             name: name.clone(),
             order: i32::try_from(w.wave.spec.order).unwrap_or(i32::MAX),
             phase: w.phase.as_str().to_owned(),
             executor: w.wave.spec.executor.as_str().to_owned(),
-            counts_by_region: counts.remove(name).unwrap_or_default(),
+            counts_by_region,
             eta: eta
                 .get(name.as_str())
                 .and_then(|t| k8s_openapi::jiff::Timestamp::from_second(*t).ok())
                 .map(|t| t.to_string()),
         }));
     }
-    out
+    (out, built)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use suyun_crds::v1alpha1::Phase;
+
+    use super::*;
+    use crate::migration::fixtures::{NOW, node, system, tenant, wave};
+    use crate::migration::snapshot::{Overlay, Snapshot};
+    use crate::plan_input::Objects;
+
+    fn snapshot(systems: Vec<Arc<GovSystem>>) -> Snapshot {
+        let objects = Objects { cloud_nodes: vec![node(2)], tenants: vec![tenant()], systems, waves: vec![wave(2)] };
+        Snapshot::take(objects, Vec::new(), &mut Overlay::default(), &BTreeMap::new(), NOW)
+    }
+
+    fn with_phase(s: &Arc<GovSystem>, phase: Phase) -> Arc<GovSystem> {
+        let mut s = GovSystem::clone(s);
+        s.status = Some(GovSystemStatus { phase: Some(phase), node: Some("nanjing".into()), ..Default::default() });
+        Arc::new(s)
+    }
+
+    fn build(snapshot: &Snapshot, published: &PublishedSystems) -> (Vec<Record>, Vec<(String, SystemInputs)>) {
+        let waves = snapshot.wave_states(&snapshot.statuses);
+        let accounts = crate::accounts::compute(
+            snapshot.objects.systems.iter().map(AsRef::as_ref).zip(&snapshot.statuses),
+            &snapshot.objects.tenants,
+        );
+        let plan = suyun_planner::plan(&snapshot.plan_input().0);
+        records(snapshot, &snapshot.statuses, &accounts, &waves, &plan, published)
+    }
+
+    fn systems(records: &[Record]) -> Vec<&SystemRecord> {
+        records.iter().filter_map(|r| if let Record::System(s) = r { Some(s) } else { None }).collect()
+    }
+
+    fn wave_counts(records: &[Record]) -> BTreeMap<String, BTreeMap<String, u64>> {
+        records
+            .iter()
+            .find_map(|r| if let Record::Wave(w) = r { Some(w.counts_by_region.clone()) } else { None })
+            .unwrap()
+    }
+
+    #[test]
+    fn only_systems_whose_inputs_changed_are_built_again() {
+        let objects: Vec<_> = (1..=4).map(|n| with_phase(&system(n, 100, &[]), Phase::Scheduled)).collect();
+        let first = snapshot(objects.clone());
+        let (all, built) = build(&first, &PublishedSystems::new());
+        assert_eq!(systems(&all).len(), 4, "nothing published yet: every record");
+        assert_eq!(all.len(), 4 + 3, "and the node, the tenant and the wave");
+        let published: PublishedSystems = built.into_iter().collect();
+
+        // Nothing changed: the same cached objects and statuses build no system record.
+        let (again, built) = build(&snapshot(objects.clone()), &published);
+        assert!(systems(&again).is_empty() && built.is_empty(), "{again:?}");
+        assert_eq!(again.len(), 3, "the node, tenant and wave records are always built");
+
+        // One status changed: that system's record, equal to a full build's, and the wave's
+        // counts over every system, not only the rebuilt one.
+        let mut changed = objects.clone();
+        changed[2] = with_phase(&objects[2], Phase::Provisioning);
+        let next = snapshot(changed);
+        let (some, built) = build(&next, &published);
+        let (full, _) = build(&next, &PublishedSystems::new());
+        assert_eq!(built.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["JS-320100-0003"]);
+        let rebuilt = systems(&some);
+        assert_eq!(rebuilt.len(), 1);
+        assert_eq!(rebuilt[0].phase, "Provisioning");
+        assert!(systems(&full).contains(&rebuilt[0]));
+        assert_eq!(wave_counts(&some), wave_counts(&full));
+        assert_eq!(wave_counts(&some)["320100"]["Scheduled"], 3);
+    }
 }

@@ -317,15 +317,20 @@ async fn run(args: &Args, cluster: &Cluster) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         log.poll();
-        let full: Vec<u64> = log
+        let moving: Vec<_> = log
             .iterations()
             .skip(seen_before)
             .filter(|l| l.fields["statuses"].as_u64().is_some_and(|s| s >= k as u64))
-            .map(|l| l.fields["elapsed_ms"].as_u64().unwrap_or(0))
             .collect();
+        let stage = |field: &str| median(moving.iter().map(|l| l.fields[field].as_u64().unwrap_or(0)).collect());
+        let full: Vec<u64> = moving.iter().map(|l| l.fields["elapsed_ms"].as_u64().unwrap_or(0)).collect();
         let Some(iteration) = median(full.clone()) else {
             bail!("no iteration moved all {k} systems at once (rep {rep})");
         };
+        let stages = ["snapshot_ms", "plan_ms", "writes_ms", "report_ms", "published_ms"]
+            .map(|f| format!("{f} {}", stage(f).unwrap_or(0)))
+            .join(", ");
+        report.add(format!("{k} transitions, rep {rep}: stage medians {stages}"));
         let r = iteration as f64 / (baseline.as_secs_f64() * 1000.0);
         report.add(format!(
             "{k} transitions, rep {rep}: iterations moving all {k} took {full:?} ms (median {iteration}); \

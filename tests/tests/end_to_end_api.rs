@@ -83,6 +83,7 @@ async fn a_city_approves_a_cutover_through_the_rest_api_and_the_system_completes
     })
     .await;
     eprintln!("approval to Completed in {:?}", approved_at.elapsed());
+    let name = done.name_any();
     assert!(done.annotations().get(CUTOVER_APPROVED_BY).is_none(), "REST approvals are not copied onto the object");
     let status = done.status.unwrap();
     assert_eq!(status.approved_by.as_deref(), Some("zhang.wei"));
@@ -118,6 +119,22 @@ async fn a_city_approves_a_cutover_through_the_rest_api_and_the_system_completes
     let node = nanjing.get("/api/v1/nodes/nanjing").await.unwrap();
     assert_eq!(node.status, StatusCode::OK);
     assert_eq!(node.json()["item"]["systemsByPhase"]["Completed"], 1, "{}", node.text());
+
+    // The system is deleted: its record leaves the store (the loop publishes only what changed
+    // and must still notice what is gone); its closed history stays.
+    kube::Api::<GovSystem>::namespaced(client.clone(), "nanjing-data")
+        .delete(&name, &Default::default())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), || async {
+        let record = nanjing.get("/api/v1/systems/JS-320100-0001").await?;
+        anyhow::ensure!(record.status == StatusCode::NOT_FOUND, "still served: {}", record.text());
+        let history = nanjing.get("/api/v1/systems/JS-320100-0001/history").await?;
+        anyhow::ensure!(history.status == StatusCode::OK, "{}", history.text());
+        Ok(())
+    })
+    .await
+    .unwrap();
     server.stop().await.unwrap();
     fixtures::clean(&client).await;
 }

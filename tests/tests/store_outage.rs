@@ -15,6 +15,21 @@ use suyun_tests::{CLUSTER_SCOPED, cluster, eventually, install_crds};
 
 const SYSTEMS: usize = 24;
 
+/// Waits until the store's journal holds every transition the systems' statuses show, once,
+/// in order, chained (at most a minute).
+async fn journal_complete(systems: &Api<GovSystem>, keys: &Keys, endpoint: &str) -> anyhow::Result<()> {
+    let store = suyun_tests::etcd::connect(endpoint).await?;
+    eventually(Duration::from_secs(60), || {
+        let (systems, keys, mut store) = (systems.clone(), keys.clone(), store.clone());
+        async move {
+            let all = systems.list(&ListParams::default()).await?.items;
+            let problems = journal_problems(&mut store, &keys, &all).await;
+            if problems.is_empty() { Ok(()) } else { anyhow::bail!("{}", problems.join("\n")) }
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn transitions_made_while_the_store_is_down_reach_the_journal_once_it_is_back() {
     let _guard = CLUSTER_SCOPED.lock().await;
@@ -73,17 +88,7 @@ async fn transitions_made_while_the_store_is_down_reach_the_journal_once_it_is_b
 
     // Everything completes and the journal catches up by itself.
     fixtures::wait_all(&client, Phase::Completed, SYSTEMS, Duration::from_secs(180)).await;
-    let store = suyun_tests::etcd::connect(&etcd.endpoint()).await.unwrap();
-    eventually(Duration::from_secs(60), || {
-        let (systems, keys, store) = (systems.clone(), keys.clone(), store.clone());
-        async move {
-            let all = systems.list(&ListParams::default()).await?.items;
-            let problems = journal_problems(&mut store.clone(), &keys, &all).await;
-            if problems.is_empty() { Ok(()) } else { anyhow::bail!("{}", problems.join("\n")) }
-        }
-    })
-    .await
-    .unwrap();
+    journal_complete(&systems, &keys, &etcd.endpoint()).await.unwrap();
     eprintln!("journal complete {:?} after the store came back", back.elapsed());
     // Transitions made while the store was down: these are what a publish-time journal lost.
     let during = systems
@@ -141,16 +146,8 @@ async fn a_leader_elected_while_the_store_is_down_migrates_and_journals_once_it_
     assert!(!log.contains("holding the status-store fence"), "the store was down throughout:\n{log}");
 
     etcd.restart().await.unwrap();
-    let store = suyun_tests::etcd::connect(&etcd.endpoint()).await.unwrap();
-    eventually(Duration::from_secs(60), || {
-        let (systems, keys, store) = (systems.clone(), keys.clone(), store.clone());
-        async move {
-            let all = systems.list(&ListParams::default()).await?.items;
-            let problems = journal_problems(&mut store.clone(), &keys, &all).await;
-            if problems.is_empty() { Ok(()) } else { anyhow::bail!("{}", problems.join("\n")) }
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_text()));
+    journal_complete(&systems, &keys, &etcd.endpoint())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_text()));
     assert!(operator.log_text().contains("holding the status-store fence"));
 }

@@ -581,7 +581,6 @@ impl Metrics {
         }
     }
 
-    /// Counts one reconcile of `controller`.
     /// Starts timing one reconcile of `controller`: every controller's reconciles are counted
     /// through this guard ([`ReconcileTimer::observe`]); a reconcile cancelled before it
     /// ended (shutdown) is not counted.

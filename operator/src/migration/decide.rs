@@ -66,8 +66,12 @@ pub fn decide(
 
     let verdict_of = |i: usize| {
         let system = &systems[i];
-        let key = format!("{}/{}", system.namespace().unwrap_or_default(), system.name_any());
-        match (snapshot.screening.refused.get(&i), invalid.get(&key)) {
+        let problem = || {
+            let key = format!("{}/{}", system.namespace().unwrap_or_default(), system.name_any());
+            invalid.get(&key)
+        };
+        let problem = if invalid.is_empty() { None } else { problem() };
+        match (snapshot.screening.refused.get(&i), problem) {
             (Some(refusal), _) => Verdict::Blocked { reason: refusal.reason.into(), message: refusal.message.clone() },
             (None, Some(problem)) => Verdict::Blocked { reason: "InvalidSpec".into(), message: problem.clone() },
             (None, None) => verdicts.get(system.spec.system_id.as_str()).cloned().unwrap_or_else(|| Verdict::Blocked {
@@ -154,63 +158,13 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use serde_json::json;
-    use suyun_crds::v1alpha1::{CloudNode, GovSystem, MigrationWave, Phase, Tenant};
+    use suyun_crds::v1alpha1::{GovSystem, Phase};
 
     use super::*;
     use crate::migration::snapshot::Overlay;
     use crate::plan_input::Objects;
 
-    const NOW: i64 = 1_800_000_000;
-
-    fn node(max_concurrent: u32) -> Arc<CloudNode> {
-        Arc::new(
-            serde_json::from_value(json!({
-                "apiVersion": "suyun.io/v1alpha1", "kind": "CloudNode", "metadata": {"name": "nanjing"},
-                "spec": {"tier": "Provincial", "regionCode": "320000", "displayName": "南京", "securityLevel": 3,
-                         "maxConcurrentMigrations": max_concurrent,
-                         "capacity": {"cpu": "1000", "memory": "10Ti", "storage": "100Ti"}}
-            }))
-            .unwrap(),
-        )
-    }
-
-    fn tenant() -> Arc<Tenant> {
-        Arc::new(
-            serde_json::from_value(json!({
-                "apiVersion": "suyun.io/v1alpha1", "kind": "Tenant", "metadata": {"name": "nj-data"},
-                "spec": {"displayName": "南京市大数据局", "level": "City", "regionCode": "320100",
-                         "homeNode": "nanjing", "securityLevel": 3,
-                         "quota": {"cpu": "500", "memory": "5Ti", "storage": "50Ti", "maxSystems": 100}}
-            }))
-            .unwrap(),
-        )
-    }
-
-    fn wave(max_concurrent: u32) -> Arc<MigrationWave> {
-        Arc::new(
-            serde_json::from_value(json!({
-                "apiVersion": "suyun.io/v1alpha1", "kind": "MigrationWave", "metadata": {"name": "w1"},
-                "spec": {"order": 1, "selector": {}, "maxConcurrent": max_concurrent, "executor": "Simulated"}
-            }))
-            .unwrap(),
-        )
-    }
-
-    fn system(n: usize, priority: u32, depends_on: &[&str]) -> Arc<GovSystem> {
-        Arc::new(
-            serde_json::from_value(json!({
-                "apiVersion": "suyun.io/v1alpha1", "kind": "GovSystem",
-                "metadata": {"name": format!("s{n}"), "namespace": "nj-data", "uid": format!("uid-{n}"),
-                             "creationTimestamp": "2026-01-01T00:00:00Z"},
-                "spec": {"systemId": format!("JS-320100-{n:04}"), "displayName": format!("系统{n}"),
-                         "classification": "Internal", "securityLevel": 2, "priority": priority,
-                         "resources": {"cpu": "1", "memory": "1Gi", "storage": "1Gi"},
-                         "dependsOn": depends_on}
-            }))
-            .unwrap(),
-        )
-    }
+    use crate::migration::fixtures::{NOW, node, system, tenant, wave};
 
     fn decide_for(objects: Objects) -> (Snapshot, Decision) {
         let jobs = Vec::new();

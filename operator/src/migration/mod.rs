@@ -20,6 +20,8 @@ mod caches;
 pub mod decide;
 pub mod facts;
 pub mod fencing;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod jobs;
 mod report;
 pub mod snapshot;
@@ -156,9 +158,11 @@ impl MigrationLoop {
             wake = tokio::time::Instant::now() + Duration::from_secs(delay as u64);
             debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
+                snapshot_ms = it.snapshot_ms,
                 plan_ms = it.plan_ms,
                 statuses = it.statuses,
                 writes_ms = it.writes_ms,
+                report_ms = it.report_ms,
                 published_ms = it.published_ms,
                 events = it.events,
                 conflicts = it.conflicts,
@@ -197,6 +201,7 @@ impl MigrationLoop {
         // 2. Decide. Planning thousands of systems takes a while: let the runtime move this
         // worker's other tasks elsewhere meanwhile.
         let (input, invalid) = snapshot.plan_input();
+        let snapshot_elapsed = started.elapsed();
         let planning = std::time::Instant::now();
         let plan = tokio::task::block_in_place(|| suyun_planner::plan(&input));
         let plan_elapsed = planning.elapsed();
@@ -238,8 +243,10 @@ impl MigrationLoop {
         let effective = &snapshot.statuses;
 
         // 4. Report.
+        let reporting = std::time::Instant::now();
         let reported = report::publish(&self.ctx, self.store.as_mut(), &snapshot, effective, &plan, started).await;
         self.fenced |= reported.fenced;
+        let report_elapsed = reporting.elapsed();
         let published_ms = started.elapsed().as_millis() as u64;
         let mut failures = applied.failures + usize::from(reported.failed);
         self.take_used_approvals(&snapshot.objects.systems, &decision.outcomes, effective).await;
@@ -258,9 +265,11 @@ impl MigrationLoop {
         timer.observe(failures > 0);
         Iteration {
             wake: decision.wake,
+            snapshot_ms: snapshot_elapsed.as_millis() as u64,
             plan_ms: plan_elapsed.as_millis() as u64,
             statuses: applied.written.len(),
             writes_ms: writes_elapsed.as_millis() as u64,
+            report_ms: report_elapsed.as_millis() as u64,
             published_ms,
             events: event_count,
             conflicts: applied.conflicts,
@@ -314,12 +323,16 @@ impl MigrationLoop {
 pub struct Iteration {
     /// When to look again at the latest (Unix seconds).
     pub wake: Option<i64>,
+    /// Time the snapshot and the planner's input took.
+    pub snapshot_ms: u64,
     /// Time the planner took.
     pub plan_ms: u64,
     /// GovSystem statuses written.
     pub statuses: usize,
     /// Time the Job creations and status writes took.
     pub writes_ms: u64,
+    /// Time the report stage's full publish (read-model, journal, metrics, accounts) took.
+    pub report_ms: u64,
     /// Time from the start of the iteration until the read-model was published (or, without a
     /// store, until it would have been).
     pub published_ms: u64,

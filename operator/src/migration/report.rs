@@ -82,12 +82,18 @@ pub async fn publish(
     metrics.retain_nodes(&objects.cloud_nodes.iter().map(|n| n.name_any()).collect());
     let mut reported = Reported { waves, accounts, failed: false, fenced: false };
     let Some(store) = store else { return reported };
-    let records = crate::readmodel::records(snapshot, effective, &reported.accounts, &reported.waves, plan);
-    let sources: Vec<_> = (0..objects.systems.len())
-        .filter(|i| snapshot.owned[*i])
-        .map(|i| snapshot.journal_source(i, &effective[i]))
-        .collect();
-    let published = store.publish(records, &sources, snapshot.now).await;
+    let (records, built) = crate::readmodel::records(
+        snapshot,
+        effective,
+        &reported.accounts,
+        &reported.waves,
+        plan,
+        store.published_systems(),
+    );
+    let owned = || (0..objects.systems.len()).filter(|i| snapshot.owned[*i]);
+    let present = owned().map(|i| objects.systems[i].spec.system_id.as_str()).collect();
+    let sources: Vec<_> = owned().map(|i| snapshot.journal_source(i, &effective[i])).collect();
+    let published = store.publish(records, built, &present, &sources, snapshot.now).await;
     let journaled = store.take_journaled();
     metrics.observe_journal(journaled.appended, journaled.missed);
     let committed_at = k8s_openapi::jiff::Timestamp::now().as_second();

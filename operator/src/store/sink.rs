@@ -2,19 +2,23 @@
 //! through a fenced [`Publisher`], remembering what was published so that the next publish
 //! writes only what changed and deletes what disappeared.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use suyun_store::readmodel::Record;
 use tracing::warn;
 
 use super::{ApprovalMirror, Change, JournalReport, Publisher, RecordKey, StoreError};
 use crate::journal::Source;
+use crate::readmodel::{PublishedSystems, SystemInputs};
 
 /// Where the loop publishes the read-model and the journal (the status store), if configured.
 #[allow(missing_debug_implementations)]
 pub struct StoreSink {
     publisher: Publisher,
+    /// The node, tenant and wave records published, by key.
     published: HashMap<String, RecordKey>,
+    /// What each published system record was built from.
+    systems: PublishedSystems,
     reconciled: bool,
     /// What the journal appended since the metrics last took it.
     journaled: JournalReport,
@@ -23,7 +27,13 @@ pub struct StoreSink {
 impl StoreSink {
     /// A sink writing through `publisher` (which holds the etcd fence).
     pub fn new(publisher: Publisher) -> Self {
-        Self { publisher, published: HashMap::new(), reconciled: false, journaled: Default::default() }
+        Self {
+            publisher,
+            published: HashMap::new(),
+            systems: PublishedSystems::new(),
+            reconciled: false,
+            journaled: Default::default(),
+        }
     }
 
     /// Keeps a deleted system's journal for `seconds` before it is compacted.
@@ -56,21 +66,40 @@ impl StoreSink {
         }
     }
 
-    /// Publishes `records` (the whole read-model) and brings the journal up to date with
-    /// `sources` (every owned system). On the first call the store is reconciled against the
-    /// records (stale keys deleted); afterwards only what changed is written and what
-    /// disappeared is deleted. `Ok(true)` when committed, `Ok(false)` when it failed and is
-    /// retried next iteration, `Err` only when this replica was fenced out.
-    pub async fn publish(&mut self, records: Vec<Record>, sources: &[Source<'_>], now: i64) -> Result<bool, ()> {
+    /// What the published system records were built from: a system whose inputs are the same
+    /// needs no record this time (see [`crate::readmodel::records`]).
+    pub fn published_systems(&self) -> &PublishedSystems {
+        &self.systems
+    }
+
+    /// Publishes the read-model and brings the journal up to date with `sources` (every owned
+    /// system). `records` are every node, tenant and wave record and the records of the systems
+    /// whose inputs changed since they were published, `built` those inputs, `present` the
+    /// `systemId` of every system the read-model holds. On the first call (nothing published
+    /// yet, so `records` are all of them) the store is reconciled against the records (stale
+    /// keys deleted); afterwards only what changed is written and what disappeared is deleted.
+    /// `Ok(true)` when committed, `Ok(false)` when it failed and is retried next iteration
+    /// (with the same records, as nothing counts as published), `Err` only when this replica
+    /// was fenced out.
+    pub async fn publish(
+        &mut self,
+        records: Vec<Record>,
+        built: Vec<(String, SystemInputs)>,
+        present: &HashSet<&str>,
+        sources: &[Source<'_>],
+        now: i64,
+    ) -> Result<bool, ()> {
         let keys = self.publisher.fence().keys().clone();
-        let current: HashMap<String, RecordKey> = records.iter().map(|r| (r.key(&keys), Self::record_key(r))).collect();
+        let current: HashMap<String, RecordKey> = records
+            .iter()
+            .filter(|r| !matches!(r, Record::System(_)))
+            .map(|r| (r.key(&keys), Self::record_key(r)))
+            .collect();
         let result = if self.reconciled {
-            let gone: Vec<Change> = self
-                .published
-                .iter()
-                .filter(|(k, _)| !current.contains_key(*k))
-                .map(|(_, rk)| Change::Delete(rk.clone()))
-                .collect();
+            let gone = self.published.iter().filter(|(k, _)| !current.contains_key(*k)).map(|(_, rk)| rk.clone());
+            let gone_systems =
+                self.systems.keys().filter(|id| !present.contains(id.as_str())).map(|id| RecordKey::System(id.clone()));
+            let gone: Vec<Change> = gone.chain(gone_systems).map(Change::Delete).collect();
             self.publisher.publish(records.into_iter().map(Change::Put).chain(gone)).await
         } else {
             self.publisher.reconcile(records).await
@@ -83,6 +112,8 @@ impl StoreSink {
         if outcome == Ok(true) {
             self.reconciled = true;
             self.published = current;
+            self.systems.retain(|id, _| present.contains(id.as_str()));
+            self.systems.extend(built);
         }
         outcome
     }
