@@ -169,4 +169,35 @@ mod tests {
         assert_eq!(duration(45 * 60), "45m");
         assert_eq!(Reason::DependencyCycle.to_string(), "DependencyCycle");
     }
+
+    /// `as_str` is what the operator writes into statuses: it must be the serialized name.
+    #[test]
+    fn names_written_into_statuses_are_the_serialized_names() {
+        use crate::model::Strategy;
+        let reasons = [
+            Reason::InsufficientCapacity,
+            Reason::QuotaExceeded,
+            Reason::SecurityLevelMismatch,
+            Reason::ArchitectureMismatch,
+            Reason::NoEligibleNode,
+            Reason::AntiAffinity,
+            Reason::SameNodeGroupUnplaceable,
+            Reason::NoCutoverWindow,
+            Reason::DependencyCycle,
+            Reason::UnknownDependency,
+            Reason::DependencyNotReady,
+            Reason::WaveOrderConflict,
+            Reason::UnknownTenant,
+            Reason::UnknownNode,
+            Reason::UnknownWave,
+            Reason::WavePaused,
+            Reason::DuplicateSystemId,
+        ];
+        for r in reasons {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str(), "{r:?}");
+        }
+        for s in [Strategy::Rehost, Strategy::Replatform, Strategy::Refactor, Strategy::Retire, Strategy::Retain] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str(), "{s:?}");
+        }
+    }
 }

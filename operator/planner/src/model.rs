@@ -277,6 +277,18 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// The strategy's name as serialized (`Retire`), which is also the reason the operator
+    /// writes for a system that is never migrated.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Rehost => "Rehost",
+            Strategy::Replatform => "Replatform",
+            Strategy::Refactor => "Refactor",
+            Strategy::Retire => "Retire",
+            Strategy::Retain => "Retain",
+        }
+    }
+
     /// Whether systems with this strategy are moved at all.
     pub fn migrates(self) -> bool {
         !matches!(self, Strategy::Retire | Strategy::Retain)

@@ -49,8 +49,8 @@ pub fn validate(node: &CloudNode, cloud_nodes: &[Arc<CloudNode>]) -> Vec<SpecPro
             Some(p) if p.spec.tier != Tier::Provincial => problems.push(SpecProblem {
                 reason: "ParentNotProvincial",
                 message: format!(
-                    "spec.parent names CloudNode {parent:?}, a {:?} node; the parent must be the Provincial node",
-                    p.spec.tier
+                    "spec.parent names CloudNode {parent:?}, a {} node; the parent must be the Provincial node",
+                    p.spec.tier.as_str()
                 ),
             }),
             Some(_) => {}

@@ -113,11 +113,11 @@ pub fn verdicts(plan: &Plan) -> HashMap<&str, Verdict> {
     for u in &plan.unplaceable {
         out.insert(
             u.system_id.as_str(),
-            Verdict::Blocked { reason: format!("{:?}", u.reason), message: u.message.clone() },
+            Verdict::Blocked { reason: u.reason.as_str().to_owned(), message: u.message.clone() },
         );
     }
     for n in &plan.not_migrated {
-        out.insert(n.system_id.as_str(), Verdict::NotMigrated { strategy: format!("{:?}", n.strategy) });
+        out.insert(n.system_id.as_str(), Verdict::NotMigrated { strategy: n.strategy.as_str().to_owned() });
     }
     out
 }

@@ -196,9 +196,14 @@ impl Stepper<'_> {
         self.event(warning, reason, format!("{} → {}: {message}", from.as_str(), phase.as_str()));
     }
 
-    fn set_reason(&mut self, reason: &str, message: impl Into<String>) {
-        self.status.reason = Some(reason.into());
-        self.status.message = Some(message.into());
+    fn set_reason(&mut self, reason: &str, message: impl AsRef<str> + Into<String>) {
+        // Compared first: a waiting system gets the same reason on every iteration.
+        if self.status.reason.as_deref() != Some(reason) {
+            self.status.reason = Some(reason.into());
+        }
+        if self.status.message.as_deref() != Some(message.as_ref()) {
+            self.status.message = Some(message.into());
+        }
     }
 
     fn wave(&self) -> Option<&WaveView> {
@@ -208,26 +213,26 @@ impl Stepper<'_> {
     /// Not started yet: follow the plan, and start when admitted.
     fn not_started(&mut self) {
         let phase = self.status.phase.unwrap_or_default();
-        match self.facts.verdict.clone() {
+        let facts = self.facts;
+        match &facts.verdict {
             Verdict::NotMigrated { strategy } => {
                 self.status.node = None;
-                self.enter(
-                    Phase::NotMigrated,
-                    &strategy,
-                    format!("strategy {strategy}: this system is never migrated"),
-                );
+                self.enter(Phase::NotMigrated, strategy, format!("strategy {strategy}: this system is never migrated"));
             }
             Verdict::Blocked { reason, message } => {
                 self.status.node = None;
                 self.status.planned_start = None;
                 if phase != Phase::Blocked || self.status.reason.as_deref() != Some(reason.as_str()) {
-                    self.enter(Phase::Blocked, &reason, message);
-                } else {
-                    self.status.message = Some(message);
+                    self.enter(Phase::Blocked, reason, message.as_str());
+                } else if self.status.message.as_ref() != Some(message) {
+                    self.status.message = Some(message.clone());
                 }
             }
             Verdict::Placed { node, planned_start } => {
-                self.status.node = Some(node.clone());
+                // (Compared first: this runs for every waiting system on every iteration.)
+                if self.status.node.as_ref() != Some(node) {
+                    self.status.node = Some(node.clone());
+                }
                 // A system in no wave has no schedule: the planner's start for it is a guess
                 // that moves with every change elsewhere, not a plan anyone acts on.
                 let planned_start = planned_start.filter(|_| self.wave().is_some());
@@ -235,7 +240,9 @@ impl Stepper<'_> {
                 if planned_start_moved(secs(&self.status.planned_start), planned_start, self.facts.now) {
                     self.status.planned_start = planned_start.map(time);
                 }
-                self.status.wave = self.wave().map(|w| w.name.clone());
+                if self.status.wave.as_ref() != self.wave().map(|w| &w.name) {
+                    self.status.wave = self.wave().map(|w| w.name.clone());
+                }
                 if phase != Phase::Scheduled {
                     let when = planned_start.map(|t| format!(", planned start {}", time(t).0)).unwrap_or_default();
                     self.enter(Phase::Scheduled, "Scheduled", format!("placed on {node}{when}"));
@@ -246,11 +253,12 @@ impl Stepper<'_> {
     }
 
     fn admit(&mut self) {
-        let why_not = match (self.wave(), &self.facts.dependencies) {
-            (None, _) => Err("not selected by any MigrationWave".to_owned()),
-            (Some(w), _) if w.admits.is_err() => w.admits.clone(),
-            (_, Err(dep)) => Err(dep.clone()),
-            _ if !self.facts.slot_free => Err("waiting for a free migration slot on the node or in the wave".into()),
+        let facts = self.facts;
+        let why_not: Result<(), &str> = match (facts.wave.as_ref(), &facts.dependencies) {
+            (None, _) => Err("not selected by any MigrationWave"),
+            (Some(w), _) if w.admits.is_err() => w.admits.as_ref().map(|_| ()).map_err(String::as_str),
+            (_, Err(dep)) => Err(dep),
+            _ if !facts.slot_free => Err("waiting for a free migration slot on the node or in the wave"),
             _ => Ok(()),
         };
         match why_not {
