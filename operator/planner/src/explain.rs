@@ -47,6 +47,51 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order (the metrics' bounded `reason` label values).
+    pub const ALL: [Reason; 17] = [
+        Reason::InsufficientCapacity,
+        Reason::QuotaExceeded,
+        Reason::SecurityLevelMismatch,
+        Reason::ArchitectureMismatch,
+        Reason::NoEligibleNode,
+        Reason::AntiAffinity,
+        Reason::SameNodeGroupUnplaceable,
+        Reason::NoCutoverWindow,
+        Reason::DependencyCycle,
+        Reason::UnknownDependency,
+        Reason::DependencyNotReady,
+        Reason::WaveOrderConflict,
+        Reason::UnknownTenant,
+        Reason::UnknownNode,
+        Reason::UnknownWave,
+        Reason::WavePaused,
+        Reason::DuplicateSystemId,
+    ];
+
+    /// Position of the reason in [`Reason::ALL`]. The match has no wildcard arm, so a reason
+    /// added here fails to compile until it is given a position (and listed in `ALL`).
+    pub fn position(self) -> usize {
+        match self {
+            Reason::InsufficientCapacity => 0,
+            Reason::QuotaExceeded => 1,
+            Reason::SecurityLevelMismatch => 2,
+            Reason::ArchitectureMismatch => 3,
+            Reason::NoEligibleNode => 4,
+            Reason::AntiAffinity => 5,
+            Reason::SameNodeGroupUnplaceable => 6,
+            Reason::NoCutoverWindow => 7,
+            Reason::DependencyCycle => 8,
+            Reason::UnknownDependency => 9,
+            Reason::DependencyNotReady => 10,
+            Reason::WaveOrderConflict => 11,
+            Reason::UnknownTenant => 12,
+            Reason::UnknownNode => 13,
+            Reason::UnknownWave => 14,
+            Reason::WavePaused => 15,
+            Reason::DuplicateSystemId => 16,
+        }
+    }
+
     /// The reason's name as serialized.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -174,27 +219,9 @@ mod tests {
     #[test]
     fn names_written_into_statuses_are_the_serialized_names() {
         use crate::model::Strategy;
-        let reasons = [
-            Reason::InsufficientCapacity,
-            Reason::QuotaExceeded,
-            Reason::SecurityLevelMismatch,
-            Reason::ArchitectureMismatch,
-            Reason::NoEligibleNode,
-            Reason::AntiAffinity,
-            Reason::SameNodeGroupUnplaceable,
-            Reason::NoCutoverWindow,
-            Reason::DependencyCycle,
-            Reason::UnknownDependency,
-            Reason::DependencyNotReady,
-            Reason::WaveOrderConflict,
-            Reason::UnknownTenant,
-            Reason::UnknownNode,
-            Reason::UnknownWave,
-            Reason::WavePaused,
-            Reason::DuplicateSystemId,
-        ];
-        for r in reasons {
+        for (i, r) in Reason::ALL.into_iter().enumerate() {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str(), "{r:?}");
+            assert_eq!(r.position(), i, "{r:?}");
         }
         for s in [Strategy::Rehost, Strategy::Replatform, Strategy::Refactor, Strategy::Retire, Strategy::Retain] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str(), "{s:?}");

@@ -135,51 +135,6 @@ pub fn node(node: &CloudNode, status: &CloudNodeStatus) -> NodeSamples {
     }
 }
 
-/// Every planner reason code, in declaration order.
-pub const PLANNER_REASONS: [Reason; 17] = [
-    Reason::InsufficientCapacity,
-    Reason::QuotaExceeded,
-    Reason::SecurityLevelMismatch,
-    Reason::ArchitectureMismatch,
-    Reason::NoEligibleNode,
-    Reason::AntiAffinity,
-    Reason::SameNodeGroupUnplaceable,
-    Reason::NoCutoverWindow,
-    Reason::DependencyCycle,
-    Reason::UnknownDependency,
-    Reason::DependencyNotReady,
-    Reason::WaveOrderConflict,
-    Reason::UnknownTenant,
-    Reason::UnknownNode,
-    Reason::UnknownWave,
-    Reason::WavePaused,
-    Reason::DuplicateSystemId,
-];
-
-/// Position of `r` in [`PLANNER_REASONS`]. The match has no wildcard arm, so a reason added to
-/// the planner fails to compile here until it is listed.
-pub fn reason_position(r: Reason) -> usize {
-    match r {
-        Reason::InsufficientCapacity => 0,
-        Reason::QuotaExceeded => 1,
-        Reason::SecurityLevelMismatch => 2,
-        Reason::ArchitectureMismatch => 3,
-        Reason::NoEligibleNode => 4,
-        Reason::AntiAffinity => 5,
-        Reason::SameNodeGroupUnplaceable => 6,
-        Reason::NoCutoverWindow => 7,
-        Reason::DependencyCycle => 8,
-        Reason::UnknownDependency => 9,
-        Reason::DependencyNotReady => 10,
-        Reason::WaveOrderConflict => 11,
-        Reason::UnknownTenant => 12,
-        Reason::UnknownNode => 13,
-        Reason::UnknownWave => 14,
-        Reason::WavePaused => 15,
-        Reason::DuplicateSystemId => 16,
-    }
-}
-
 /// Blocked reasons the operator itself gives: a spec the planner could not read, a system the
 /// planner did not consider.
 const OPERATOR_REASONS: [&str; 2] = ["InvalidSpec", "NotPlanned"];
@@ -188,17 +143,17 @@ const OTHER: &str = "Other";
 
 /// The bounded `reason` label of a Blocked condition's reason.
 pub fn blocked_reason(reason: &str) -> &'static str {
-    PLANNER_REASONS.iter().map(|r| r.as_str()).chain(OPERATOR_REASONS).find(|known| *known == reason).unwrap_or(OTHER)
+    Reason::ALL.iter().map(|r| r.as_str()).chain(OPERATOR_REASONS).find(|known| *known == reason).unwrap_or(OTHER)
 }
 
 /// Every value of the blocked `reason` label.
 pub fn blocked_reasons() -> impl Iterator<Item = &'static str> {
-    PLANNER_REASONS.iter().map(|r| r.as_str()).chain(OPERATOR_REASONS).chain([OTHER])
+    Reason::ALL.iter().map(|r| r.as_str()).chain(OPERATOR_REASONS).chain([OTHER])
 }
 
 /// `suyun_planner_unplaceable_systems{reason}`: every reason, 0 when none.
 pub fn unplaceable(reasons: &BTreeMap<Reason, usize>) -> Vec<Sample> {
-    PLANNER_REASONS.iter().map(|r| (vec![r.as_str().to_owned()], reasons.get(r).copied().unwrap_or(0) as f64)).collect()
+    Reason::ALL.iter().map(|r| (vec![r.as_str().to_owned()], reasons.get(r).copied().unwrap_or(0) as f64)).collect()
 }
 
 /// The reason of a True Blocked condition.

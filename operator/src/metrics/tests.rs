@@ -4,8 +4,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use suyun_crds::v1alpha1::{CloudNode, CloudNodeStatus, GovSystemStatus, Phase};
 
-use super::state::{self, PLANNER_REASONS};
+use super::state;
 use super::*;
+use suyun_planner::explain::Reason;
 
 /// Samples of a text exposition: `name{labels}` → value.
 fn samples(text: &str) -> BTreeMap<String, f64> {
@@ -177,13 +178,10 @@ fn reconciles_leadership_and_publishes_are_counted() {
 
 #[test]
 fn reason_labels_are_bounded() {
-    for (i, r) in PLANNER_REASONS.iter().enumerate() {
-        assert_eq!(state::reason_position(*r), i, "{r}");
-    }
     assert_eq!(state::blocked_reason("InsufficientCapacity"), "InsufficientCapacity");
     assert_eq!(state::blocked_reason("InvalidSpec"), "InvalidSpec");
     assert_eq!(state::blocked_reason("anything a user could write"), "Other");
-    assert_eq!(state::blocked_reasons().count(), PLANNER_REASONS.len() + 3);
+    assert_eq!(state::blocked_reasons().count(), Reason::ALL.len() + 3);
 }
 
 #[test]
