@@ -166,7 +166,7 @@ pub fn format_count(milli: i128) -> Quantity {
 
 #[cfg(test)]
 mod tests {
-    use super::Milli;
+    use super::*;
 
     #[test]
     fn whole_units_round_up_for_requirements_and_down_for_capacities() {
@@ -179,8 +179,6 @@ mod tests {
         assert_eq!(Milli(i128::MAX).units_up(), u64::MAX);
         assert_eq!(Milli(1500).units(), 1.5);
     }
-
-    use super::*;
 
     #[test]
     fn parses_every_suffix_form_exactly() {

@@ -66,11 +66,12 @@ pub fn decide(
 
     let verdict_of = |i: usize| {
         let system = &systems[i];
-        let problem = || {
-            let key = format!("{}/{}", system.namespace().unwrap_or_default(), system.name_any());
-            invalid.get(&key)
+        // (Checked first: there is rarely an invalid spec, and the key is built per system.)
+        let problem = if invalid.is_empty() {
+            None
+        } else {
+            invalid.get(&format!("{}/{}", system.namespace().unwrap_or_default(), system.name_any()))
         };
-        let problem = if invalid.is_empty() { None } else { problem() };
         match (snapshot.screening.refused.get(&i), problem) {
             (Some(refusal), _) => Verdict::Blocked { reason: refusal.reason.into(), message: refusal.message.clone() },
             (None, Some(problem)) => Verdict::Blocked { reason: "InvalidSpec".into(), message: problem.clone() },

@@ -236,7 +236,6 @@ impl MigrationLoop {
         if applied.withheld > 0 {
             warn!(withheld = applied.withheld, "writes withheld: this replica may no longer lead");
         }
-        let metrics = &self.ctx.metrics;
         snapshot.written(applied.written.iter().cloned(), &mut self.overlay, |wave, before, after| {
             metrics.observe_transition(wave, before, after, now);
         });

@@ -341,7 +341,6 @@ pub async fn run(
         .owns_stream(limits)
         .owns_stream(policies)
         .owns_stream(bindings);
-    let ready = children.clone();
     let controller = controller
         .watches(Api::<CloudNode>::all(client), watcher::Config::default(), move |node| {
             let name = node.name_any();
@@ -357,9 +356,9 @@ pub async fn run(
     controller
         .run(
             move |tenant, ctx| {
-                let (children, ready) = (children.clone(), ready.clone());
+                let children = children.clone();
                 async move {
-                    ready.ready().await;
+                    children.ready().await;
                     reconcile(tenant, ctx, children).await
                 }
             },
