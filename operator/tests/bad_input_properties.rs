@@ -102,6 +102,7 @@ fn cloud_node() -> impl Strategy<Value = CloudNode> {
                         migration_bandwidth_mbps,
                         maintenance_windows,
                         cordoned,
+                        cluster: None,
                     },
                 );
                 node.metadata.creation_timestamp =

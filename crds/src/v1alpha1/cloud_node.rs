@@ -101,6 +101,52 @@ pub struct CloudNodeSpec {
     /// A cordoned node keeps what it has but takes no new systems.
     #[serde(default)]
     pub cordoned: bool,
+    /// The member cluster that backs this node: the city backbone node's own Kubernetes
+    /// cluster, managed from here. Absent: the operator's own cluster backs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<MemberCluster>,
+}
+
+/// How to reach the member cluster behind a CloudNode, and which of its Nodes count.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberCluster {
+    /// The Secret, in the operator's namespace, holding a kubeconfig for the member. Default:
+    /// Secret `<CloudNode name>-kubeconfig`, key `value` (Cluster API's convention, so a cluster
+    /// it provisioned is referenced as it is). The server's certificate is always verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig_secret_ref: Option<SecretKeyRef>,
+    /// Labels a member Node must carry to count towards the capacity; none: every Ready Node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// A key of a Secret in the operator's namespace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key in the Secret's data (default `value`).
+    #[serde(default = "default_kubeconfig_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_kubeconfig_key() -> String {
+    "value".to_owned()
+}
+
+impl MemberCluster {
+    /// The Secret and key holding the member's kubeconfig, for the CloudNode `node`.
+    pub fn kubeconfig_secret(&self, node: &str) -> (String, String) {
+        match &self.kubeconfig_secret_ref {
+            Some(r) => (r.name.clone(), r.key.clone()),
+            None => (format!("{node}-kubeconfig"), default_kubeconfig_key()),
+        }
+    }
 }
 
 fn default_architectures() -> Vec<Architecture> {

@@ -215,6 +215,7 @@ mod tests {
                 migration_bandwidth_mbps: 1000,
                 maintenance_windows: vec![],
                 cordoned: false,
+                cluster: None,
             },
         );
         n.metadata.generation = Some(1);
