@@ -29,6 +29,7 @@ pub mod identity;
 pub mod journal;
 pub mod leader;
 pub mod manifests;
+pub mod members;
 pub mod metrics;
 pub mod migration;
 pub mod plan_input;
