@@ -91,6 +91,33 @@ pub fn start_cluster_in(dir: Option<&Path>) -> anyhow::Result<Cluster> {
     })
 }
 
+/// A member control plane (a city backbone node's own cluster), started by
+/// `tests/cluster/member up NAME`.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// Its admin kubeconfig (client certificate, CA embedded).
+    pub kubeconfig: PathBuf,
+    /// Directory with its logs and state.
+    pub dir: PathBuf,
+}
+
+/// Starts the member control plane `name` (or finds it running: members are shared by every
+/// test that names them, and stopped by `tests/run-all` at the end).
+pub fn member(name: &str) -> anyhow::Result<Member> {
+    let script = repo_root().join("tests/cluster/member");
+    let output = std::process::Command::new("bash")
+        .arg(&script)
+        .args(["up", name])
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!("{} up {name} failed:\n{}", script.display(), String::from_utf8_lossy(&output.stderr));
+    }
+    let env_file = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim().lines().last().unwrap_or_default());
+    let dir = env_file.parent().context("the env file has a directory")?.to_path_buf();
+    Ok(Member { kubeconfig: dir.join("kubeconfig"), dir })
+}
+
 /// Stops the control plane in `dir` with `tests/cluster/down` (its data goes with it).
 pub fn stop_cluster_in(dir: &Path) -> anyhow::Result<()> {
     let down = repo_root().join("tests/cluster/down");
