@@ -4,6 +4,7 @@
 //! [`Members::sync`] keeps one client per member in step with the CloudNodes and Secrets; nothing
 //! in the running operator uses them yet.
 
+pub mod health;
 pub mod kubeconfig;
 
 use std::collections::HashMap;
