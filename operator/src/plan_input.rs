@@ -113,6 +113,8 @@ fn node(n: &CloudNode) -> Result<model::Node, InputError> {
         migration_bandwidth_mbps: u64::from(n.spec.migration_bandwidth_mbps),
         maintenance_windows: n.spec.maintenance_windows.iter().map(window).collect(),
         cordoned: n.spec.cordoned,
+        unreachable: false,
+        machines: vec![],
     })
 }
 

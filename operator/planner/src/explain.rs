@@ -44,11 +44,13 @@ pub enum Reason {
     WavePaused,
     /// Another system has the same systemId.
     DuplicateSystemId,
+    /// Every eligible node has room in total, but no single machine of it can hold the request.
+    NoMachineFits,
 }
 
 impl Reason {
     /// Every reason, in declaration order (the metrics' bounded `reason` label values).
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::InsufficientCapacity,
         Reason::QuotaExceeded,
         Reason::SecurityLevelMismatch,
@@ -66,6 +68,7 @@ impl Reason {
         Reason::UnknownWave,
         Reason::WavePaused,
         Reason::DuplicateSystemId,
+        Reason::NoMachineFits,
     ];
 
     /// Position of the reason in [`Reason::ALL`]. The match has no wildcard arm, so a reason
@@ -89,6 +92,7 @@ impl Reason {
             Reason::UnknownWave => 14,
             Reason::WavePaused => 15,
             Reason::DuplicateSystemId => 16,
+            Reason::NoMachineFits => 17,
         }
     }
 
@@ -112,6 +116,7 @@ impl Reason {
             Reason::UnknownWave => "UnknownWave",
             Reason::WavePaused => "WavePaused",
             Reason::DuplicateSystemId => "DuplicateSystemId",
+            Reason::NoMachineFits => "NoMachineFits",
         }
     }
 }

@@ -97,6 +97,12 @@ impl Resources {
     pub fn fits_in(self, limit: Resources) -> bool {
         self.cpu <= limit.cpu && self.memory <= limit.memory && self.storage <= limit.storage && self.gpu <= limit.gpu
     }
+
+    /// Whether these amounts fit on one machine with `free` free: cpu, memory and gpu (storage
+    /// is not a machine's).
+    pub fn fits_on_machine(self, free: Resources) -> bool {
+        self.cpu <= free.cpu && self.memory <= free.memory && self.gpu <= free.gpu
+    }
 }
 
 /// A weekly recurring time window in local time ([`Settings::utc_offset_minutes`]).
@@ -184,6 +190,15 @@ pub struct Node {
     /// A cordoned node keeps what it has and takes nothing new.
     #[serde(default)]
     pub cordoned: bool,
+    /// The node's member cluster cannot be reached: like a cordon, it keeps what it has and
+    /// takes nothing new until it is back.
+    #[serde(default)]
+    pub unreachable: bool,
+    /// What each of the node's machines has free (cpu, memory and gpu; storage is not
+    /// per-machine). A system is placed only where one machine can hold its request: a sum
+    /// over machines hides fragmentation. Empty: not known (declared capacity), not checked.
+    #[serde(default)]
+    pub machines: Vec<Resources>,
 }
 
 fn default_security_level() -> u8 {

@@ -124,6 +124,44 @@ fn cordoned_nodes_take_nothing_new_but_keep_what_they_have() {
 }
 
 #[test]
+fn an_unreachable_member_takes_nothing_new_but_keeps_what_it_has() {
+    let mut nodes = two_nodes(1000, 1000);
+    nodes[1].unreachable = true;
+    let mut done = system("DONE", "t", 2);
+    done.phase = Phase::Completed;
+    done.node = Some("sz".into());
+    let input = input(nodes, vec![tenant("t", TenantLevel::City, "sz")], vec![done, system("NEW", "t", 1)]);
+    let plan = plan(&input);
+    let (reason, message) = refusal(&plan, "NEW").unwrap();
+    assert_eq!(reason, Reason::NoEligibleNode);
+    assert!(message.contains("320500 苏州市 (its member cluster is unreachable)"), "{message}");
+    assert_eq!(node_of(&plan, "DONE"), Some("sz"));
+}
+
+#[test]
+fn a_system_is_placed_only_where_one_machine_can_hold_it() {
+    // 苏州市 has 16 cpu in total, but on four machines of 4 cpu (one has 6 free): an 8-cpu
+    // system fits the sum and no machine.
+    let mut nodes = two_nodes(1000, 16);
+    let machine =
+        |cores: u64| suyun_planner::model::Resources { cpu: cores * 1000, memory: 64 * GI, storage: 0, gpu: 0 };
+    nodes[1].machines = vec![machine(4), machine(6), machine(4), machine(2)];
+    let tenants = vec![tenant("t", TenantLevel::City, "sz")];
+    let planned = plan(&input(nodes.clone(), tenants.clone(), vec![system("BIG", "t", 8), system("SMALL", "t", 6)]));
+    let (reason, message) = refusal(&planned, "BIG").unwrap();
+    assert_eq!(reason, Reason::NoMachineFits);
+    assert!(message.starts_with("needs 8 cpu, 16 Gi memory on one machine;"), "{message}");
+    assert!(
+        message.contains("the most free on one of the 4 machines of 320500 苏州市 is 6 cpu, 64 Gi memory"),
+        "{message}"
+    );
+    assert_eq!(node_of(&planned, "SMALL"), Some("sz"), "6 cpu fits the machine with 6 free");
+    // No machine list (declared capacity): the sum is all there is to check.
+    nodes[1].machines.clear();
+    assert_eq!(node_of(&plan(&input(nodes, tenants, vec![system("BIG", "t", 8)])), "BIG"), Some("sz"));
+}
+
+#[test]
 fn city_systems_stay_home_and_spill_over_only_when_home_is_full_and_allowed() {
     let mut a = system("A", "t", 6);
     a.placement.allow_spillover = true;

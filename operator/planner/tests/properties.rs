@@ -64,6 +64,8 @@ fn random_input(seed: u64, systems: usize) -> PlanInput {
             migration_bandwidth_mbps: 100 + g.below(2000),
             maintenance_windows: if g.chance(40) { g.windows() } else { vec![] },
             cordoned: g.chance(5),
+            unreachable: g.chance(5),
+            machines: vec![],
         });
     }
     let tenants: Vec<Tenant> = (0..1 + g.below(4))

@@ -36,6 +36,7 @@ enum Stage {
     Architecture,
     Window,
     AntiAffinity,
+    Machine,
     Passed,
 }
 
@@ -320,7 +321,11 @@ impl Placer<'_, '_> {
         let p = self.p;
         let n = p.nodes[node as usize];
         let moves_data = group.iter().any(|m| p.facts[*m as usize].data_volume > 0);
-        if n.cordoned || n.max_concurrent_migrations == 0 || (moves_data && n.migration_bandwidth_mbps == 0) {
+        if n.cordoned
+            || n.unreachable
+            || n.max_concurrent_migrations == 0
+            || (moves_data && n.migration_bandwidth_mbps == 0)
+        {
             return Stage::TakesNothing;
         }
         if group.iter().any(|m| p.facts[*m as usize].security_level > n.security_level) {
@@ -336,6 +341,13 @@ impl Placer<'_, '_> {
             group.iter().any(|m| p.anti_affinity.row(*m as usize).iter().any(|w| state.node_of[*w as usize] == node));
         if clash {
             return Stage::AntiAffinity;
+        }
+        let on_one_machine = |m: &u32| {
+            let need = p.facts[*m as usize].resources;
+            n.machines.is_empty() || n.machines.iter().any(|free| need.fits_on_machine(*free))
+        };
+        if !group.iter().all(on_one_machine) {
+            return Stage::Machine;
         }
         Stage::Passed
     }

@@ -94,7 +94,13 @@ impl Placer<'_, '_> {
                     "every eligible node takes nothing new: {}{spill}",
                     labels(&|n| {
                         let node = p.nodes[n as usize];
-                        let why = if node.cordoned { "cordoned" } else { "takes no migrations" };
+                        let why = if node.cordoned {
+                            "cordoned"
+                        } else if node.unreachable {
+                            "its member cluster is unreachable"
+                        } else {
+                            "takes no migrations"
+                        };
                         format!("{} ({why})", p.node_label(n))
                     })
                 ),
@@ -147,6 +153,36 @@ impl Placer<'_, '_> {
                     })
                 ),
             ),
+            Stage::Machine => {
+                let need = group
+                    .iter()
+                    .map(|m| p.facts[*m as usize].resources)
+                    .max_by_key(|r| (r.cpu, r.memory, r.gpu))
+                    .unwrap_or_default();
+                (
+                    Reason::NoMachineFits,
+                    format!(
+                        "needs {} on one machine; {}{spill}",
+                        machine_amounts(&need),
+                        labels(&|n| {
+                            let machines = &p.nodes[n as usize].machines;
+                            let most = |f: fn(&Resources) -> u64| machines.iter().map(f).max().unwrap_or(0);
+                            let best = Resources {
+                                cpu: most(|r| r.cpu),
+                                memory: most(|r| r.memory),
+                                storage: 0,
+                                gpu: most(|r| r.gpu),
+                            };
+                            format!(
+                                "the most free on one of the {} machines of {} is {}",
+                                machines.len(),
+                                p.node_label(n),
+                                machine_amounts(&best)
+                            )
+                        })
+                    ),
+                )
+            }
             Stage::AntiAffinity | Stage::Passed => {
                 let mut clashes = Vec::new();
                 for &m in group {
@@ -160,7 +196,7 @@ impl Placer<'_, '_> {
                 (Reason::AntiAffinity, format!("must not share a node with {}{spill}", clashes.join(", ")))
             }
         };
-        Failure { retryable: reason == Reason::AntiAffinity, reason, message }
+        Failure { retryable: matches!(reason, Reason::AntiAffinity | Reason::NoMachineFits), reason, message }
     }
 
     pub(super) fn capacity_message(&self, state: &Placement, need: Resources, nodes: &[u32], spill: &str) -> String {
@@ -197,6 +233,15 @@ impl Placer<'_, '_> {
             ResourceKind::ALL.iter().filter(|k| k.of(&need) > 0).map(|k| explain::amount(*k, &need)).collect();
         format!("needs {}; no eligible node has all of it free: {}{spill}", needs.join(", "), detail.join("; "))
     }
+}
+
+/// The amounts that count on one machine: cpu and memory, and gpu when any.
+fn machine_amounts(r: &Resources) -> String {
+    let mut parts = vec![explain::amount(ResourceKind::Cpu, r), explain::amount(ResourceKind::Memory, r)];
+    if r.gpu > 0 {
+        parts.push(explain::amount(ResourceKind::Gpu, r));
+    }
+    parts.join(", ")
 }
 
 fn with(kind: ResourceKind, value: u64) -> Resources {

@@ -183,6 +183,8 @@ impl Province {
                 migration_bandwidth_mbps: 1000,
                 maintenance_windows: vec![],
                 cordoned: false,
+                unreachable: false,
+                machines: vec![],
             });
         }
         for (w, (order, _)) in WAVES.iter().enumerate() {

@@ -29,6 +29,8 @@ pub fn node(name: &str, tier: Tier, region: &str, display: &str, cpu_cores: u64)
         migration_bandwidth_mbps: 8000,
         maintenance_windows: vec![],
         cordoned: false,
+        unreachable: false,
+        machines: vec![],
     }
 }
 
