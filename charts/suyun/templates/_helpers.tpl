@@ -181,3 +181,12 @@ labelSelector selects the component's own pods.
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end }}
+
+{{/* Member cluster mode: the operator's ServiceAccount in a member, and the ClusterRole's name. */}}
+{{- define "suyun.member.serviceAccountName" -}}
+{{- default (include "suyun.operator.fullname" .) .Values.memberCluster.serviceAccount.name }}
+{{- end }}
+
+{{- define "suyun.member.fullname" -}}
+{{- printf "%s-member" (include "suyun.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
