@@ -3,6 +3,10 @@
 //! mounted where the flags point, no Kubernetes credentials for the REST API), the flags
 //! accepted by the binaries' own parsers, the monitoring objects against the Services and
 //! promtool, and every rendering accepted by the real kube-apiserver (`--dry-run=server`).
+//! Member cluster mode (`memberCluster.enabled`, `deploy/member`): only the member's
+//! ServiceAccount and RBAC, least privilege, the committed manifests up to date, and applied to
+//! a real member control plane, a kubeconfig from `deploy/member/kubeconfig-secret` that the
+//! operator accepts and that reaches the member.
 //!
 //! ServiceMonitor, PrometheusRule and cert-manager's Certificate are not sent to the test
 //! apiserver: it does not serve those groups, and a permissive stand-in CRD would accept
@@ -110,6 +114,7 @@ fn the_values_schema_and_the_templates_refuse_what_cannot_work() {
         (&["apiserver.tls.certManager.enabled=true"], "issuerRef.name is required"),
         (&["apiserver.auth.clientCRL.secretName=city-crl"], "apiserver.auth.clientCRL needs apiserver.auth.clientCA"),
         (&["apiserver.limits.maxConnections=0"], "maxConnections"),
+        (&["memberCluster.enable=true"], "additional properties 'enable' not allowed"),
     ];
     for (set, fragment) in cases {
         match helm::template(NAMESPACE, &[], set) {
@@ -294,6 +299,252 @@ fn the_operator_role_is_least_privilege() {
     let named: Vec<&Value> =
         lease_role["rules"].as_sequence().unwrap().iter().filter(|r| !r["resourceNames"].is_null()).collect();
     assert_eq!(str_list(&named[0]["resourceNames"]), ["suyun-operator"], "the Lease by name");
+}
+
+/// `(apiGroup/resource, verbs)` of every rule of a role, one entry per resource, resource names
+/// appended to the resource (`clusterroles/suyun-tenant-admin`).
+fn grants(role: &Value) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for rule in role["rules"].as_sequence().unwrap() {
+        let names = str_list(&rule["resourceNames"]);
+        for group in str_list(&rule["apiGroups"]) {
+            for resource in str_list(&rule["resources"]) {
+                let mut key = if group.is_empty() { resource.clone() } else { format!("{group}/{resource}") };
+                if !names.is_empty() {
+                    key = format!("{key}/{}", names.join(","));
+                }
+                let previous = out.insert(key.clone(), str_list(&rule["verbs"]));
+                assert!(previous.is_none(), "{key} is granted by two rules of {}", name(role));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_operator_reads_secrets_only_in_its_own_namespace() {
+    // Member kubeconfigs are Secrets in the release namespace: a Role there, not a ClusterRole.
+    for (label, values) in helm::value_sets() {
+        let objects = render(&values, &[]);
+        let role = find(&objects, "Role", "suyun-operator-member-kubeconfigs");
+        assert_eq!(role["metadata"]["namespace"].as_str(), Some(NAMESPACE), "{label}");
+        let want: BTreeMap<String, Vec<String>> =
+            [("secrets".to_owned(), vec!["get".to_owned(), "list".to_owned(), "watch".to_owned()])].into();
+        assert_eq!(grants(role), want, "{label}: the kubeconfig Role");
+        let binding = find(&objects, "RoleBinding", "suyun-operator-member-kubeconfigs");
+        assert_eq!(binding["metadata"]["namespace"].as_str(), Some(NAMESPACE), "{label}");
+        assert_eq!(binding["roleRef"]["kind"].as_str(), Some("Role"), "{label}");
+        assert_eq!(binding["roleRef"]["name"].as_str(), Some(name(role)), "{label}");
+        let subjects = binding["subjects"].as_sequence().unwrap();
+        assert_eq!(subjects.len(), 1, "{label}");
+        assert_eq!(subjects[0]["name"].as_str(), Some("suyun-operator"), "{label}");
+        assert_eq!(subjects[0]["namespace"].as_str(), Some(NAMESPACE), "{label}");
+        // No cluster-wide grant of Secrets to the operator.
+        for b in objects.iter().filter(|o| kind(o) == "ClusterRoleBinding") {
+            let role = find(&objects, "ClusterRole", b["roleRef"]["name"].as_str().unwrap());
+            assert!(
+                !grants(role).keys().any(|k| k == "secrets" || k.starts_with("secrets/") || k.contains('*')),
+                "{label}: ClusterRoleBinding {} grants Secrets cluster-wide",
+                name(b)
+            );
+        }
+    }
+}
+
+/// The chart in member cluster mode, with the default or production values.
+fn member_renderings(extra: &[&str]) -> Vec<(String, Vec<Value>)> {
+    let mut set = vec!["memberCluster.enabled=true"];
+    set.extend_from_slice(extra);
+    helm::value_sets().into_iter().map(|(label, values)| (format!("{label} values"), render(&values, &set))).collect()
+}
+
+#[test]
+fn member_mode_renders_only_the_members_service_account_and_rbac() {
+    let normal = render(&[], &[]);
+    for (extra, token) in [(&[][..], false), (&["memberCluster.tokenSecret.create=true"][..], true)] {
+        for (label, objects) in member_renderings(extra) {
+            let label = format!("member mode, {label}, token Secret {token}");
+            let mut want = BTreeSet::from([
+                ("ClusterRole", "suyun-member"),
+                ("ClusterRole", "suyun-tenant-admin"),
+                ("ClusterRoleBinding", "suyun-member"),
+                ("ServiceAccount", "suyun-operator"),
+            ]);
+            if token {
+                want.insert(("Secret", "suyun-operator-token"));
+            }
+            let got: BTreeSet<(&str, &str)> = objects.iter().map(|o| (kind(o), name(o))).collect();
+            assert_eq!(got, want, "{label}: exactly the member's objects, no workload, Service or policy");
+            let sa = find(&objects, "ServiceAccount", "suyun-operator");
+            assert_eq!(sa["metadata"]["namespace"].as_str(), Some(NAMESPACE), "{label}");
+            assert_eq!(sa["automountServiceAccountToken"], Value::Bool(false), "{label}: nothing runs as it");
+            let binding = find(&objects, "ClusterRoleBinding", "suyun-member");
+            assert_eq!(binding["roleRef"]["kind"].as_str(), Some("ClusterRole"), "{label}");
+            assert_eq!(binding["roleRef"]["name"].as_str(), Some("suyun-member"), "{label}");
+            let subjects = binding["subjects"].as_sequence().unwrap();
+            assert_eq!(subjects.len(), 1, "{label}");
+            assert_eq!(subjects[0]["kind"].as_str(), Some("ServiceAccount"), "{label}");
+            assert_eq!(subjects[0]["name"].as_str(), Some("suyun-operator"), "{label}");
+            assert_eq!(subjects[0]["namespace"].as_str(), Some(NAMESPACE), "{label}");
+            // The same tenant-admin ClusterRole as the management cluster's (one template).
+            assert_eq!(
+                find(&objects, "ClusterRole", "suyun-tenant-admin")["rules"],
+                find(&normal, "ClusterRole", "suyun-tenant-admin")["rules"],
+                "{label}"
+            );
+            if token {
+                let secret = find(&objects, "Secret", "suyun-operator-token");
+                assert_eq!(secret["type"].as_str(), Some("kubernetes.io/service-account-token"), "{label}");
+                assert_eq!(secret["metadata"]["namespace"].as_str(), Some(NAMESPACE), "{label}");
+                assert_eq!(
+                    secret["metadata"]["annotations"]["kubernetes.io/service-account.name"].as_str(),
+                    Some("suyun-operator"),
+                    "{label}"
+                );
+                assert!(secret["data"].is_null() && secret["stringData"].is_null(), "{label}: no token in the chart");
+            }
+        }
+    }
+    let chart = chart_dir().display().to_string();
+    let set = "memberCluster.enabled=true,memberCluster.tokenSecret.create=true";
+    let out = helm::helm(&["lint", "--strict", &chart, "--set", set]);
+    assert!(out.success && out.stdout.contains("0 chart(s) failed"), "helm lint --strict in member mode:\n{}", out.text());
+    // Without rbac.tenantAdmin.create the member gets no tenant-admin ClusterRole (another
+    // release ships it).
+    let objects = render(&[], &["memberCluster.enabled=true", "rbac.tenantAdmin.create=false"]);
+    assert!(!objects.iter().any(|o| name(o) == "suyun-tenant-admin"));
+}
+
+#[test]
+fn the_member_role_is_least_privilege() {
+    for (label, objects) in member_renderings(&[]) {
+        let role = find(&objects, "ClusterRole", "suyun-member");
+        for rule in role["rules"].as_sequence().unwrap() {
+            for field in ["apiGroups", "resources", "verbs", "resourceNames"] {
+                assert!(!str_list(&rule[field]).iter().any(|v| v.contains('*')), "{label}: no wildcard: {rule:?}");
+            }
+            assert!(rule["nonResourceURLs"].is_null(), "{label}: /version is public: {rule:?}");
+        }
+        let grants = grants(role);
+        for key in grants.keys() {
+            assert!(
+                !key.split('/').any(|part| part == "secrets"),
+                "{label}: the member role grants {:?} on {key}",
+                grants[key]
+            );
+        }
+        // Exactly what the operator does in a member (docs/multi-cluster.md, "Least privilege").
+        let rw = ["list", "watch", "create", "patch"];
+        let want: BTreeMap<String, Vec<String>> = [
+            ("nodes", &["list", "watch"][..]),
+            ("pods", &["list", "watch"]),
+            ("namespaces", &["list", "watch", "create", "patch", "delete"]),
+            ("resourcequotas", &rw),
+            ("limitranges", &rw),
+            ("networking.k8s.io/networkpolicies", &rw),
+            ("rbac.authorization.k8s.io/rolebindings", &rw),
+            ("rbac.authorization.k8s.io/clusterroles/suyun-tenant-admin", &["bind"]),
+            ("batch/jobs", &["list", "watch", "create"]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
+        .collect();
+        assert_eq!(grants, want, "{label}: the member ClusterRole");
+    }
+}
+
+#[test]
+fn the_member_manifests_are_the_chart_in_member_mode() {
+    let out_dir = repo_root().join("target/member-generate");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let script = repo_root().join("deploy/member/generate");
+    let out = helm::run("bash", &[&script.display().to_string(), &out_dir.display().to_string()], None, None);
+    assert!(out.success, "deploy/member/generate: {}", out.text());
+    let fresh = std::fs::read_to_string(out_dir.join("suyun-member.yaml")).unwrap();
+    let committed = std::fs::read_to_string(repo_root().join("deploy/member/suyun-member.yaml")).unwrap_or_default();
+    assert!(fresh == committed, "deploy/member/suyun-member.yaml is stale: run deploy/member/generate and commit");
+
+    // The kustomization adds the namespace and nothing else.
+    let chart = documents(&helm::template("suyun-system", &[], &["memberCluster.enabled=true"]).unwrap()).unwrap();
+    let rendered = documents(&helm::kustomize("../member").unwrap()).unwrap();
+    let key = |o: &Value| (kind(o).to_owned(), name(o).to_owned());
+    let namespaces: Vec<&Value> = rendered.iter().filter(|o| kind(o) == "Namespace").collect();
+    assert_eq!(namespaces.len(), 1);
+    assert_eq!(name(namespaces[0]), "suyun-system");
+    let rendered: BTreeMap<_, _> =
+        rendered.iter().filter(|o| kind(o) != "Namespace").map(|o| (key(o), normalised(o))).collect();
+    let chart: BTreeMap<_, _> = chart.iter().map(|o| (key(o), normalised(o))).collect();
+    assert!(rendered == chart, "kustomize deploy/member differs from the chart in member mode");
+}
+
+/// Runs `deploy/member/kubeconfig-secret` against a member and returns the kubeconfig of the
+/// Secret it prints, checking the Secret's name, namespace and key.
+fn member_kubeconfig_secret(member: &suyun_tests::Cluster, args: &[&str]) -> Result<String, String> {
+    let script = repo_root().join("deploy/member/kubeconfig-secret");
+    let script = script.display().to_string();
+    let kubeconfig = member.kubeconfig.display().to_string();
+    let mut argv = vec![script.as_str(), "--node", "suzhou", "--kubeconfig", &kubeconfig];
+    argv.extend_from_slice(args);
+    let out = helm::run("bash", &argv, None, None);
+    if !out.success {
+        return Err(out.stderr);
+    }
+    let secret: k8s_openapi::api::core::v1::Secret = serde_yaml::from_str(&out.stdout).expect("a Secret");
+    assert_eq!(secret.metadata.name.as_deref(), Some("suzhou-kubeconfig"), "Cluster API's name");
+    assert_eq!(secret.metadata.namespace.as_deref(), Some("suyun-system"));
+    let data = secret.data.expect("data");
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["value"], "Cluster API's key");
+    Ok(String::from_utf8(data["value"].0.clone()).unwrap())
+}
+
+#[tokio::test]
+async fn a_member_with_the_member_manifests_gives_the_operator_a_kubeconfig_it_accepts() {
+    use suyun_operator::members::kubeconfig;
+    let member = suyun_tests::member("chart-member").unwrap();
+    let kubectl = |args: &[&str], stdin: Option<&str>| helm::run("kubectl", args, stdin, Some(&member.kubeconfig));
+    let dir = repo_root().join("deploy/member").display().to_string();
+    let out = kubectl(&["apply", "--server-side", "--field-manager=suyun-tests", "-k", &dir], None);
+    assert!(out.success, "applying deploy/member to the member: {}", out.text());
+
+    // A bounded token (TokenRequest), and the long-lived token of the chart's token Secret.
+    let yaml = helm::template("suyun-system", &[], &["memberCluster.enabled=true", "memberCluster.tokenSecret.create=true"])
+        .unwrap();
+    let objects = documents(&yaml).unwrap();
+    let token_secret = helm::to_stream(&[find(&objects, "Secret", "suyun-operator-token")]);
+    let out = kubectl(&["apply", "--server-side", "--field-manager=suyun-tests", "-f", "-"], Some(&token_secret));
+    assert!(out.success, "{}", out.text());
+    for args in [&[][..], &["--token-secret", "suyun-operator-token"][..]] {
+        // The script itself checks the kubeconfig reaches the member with the member role and no Secrets.
+        let config = member_kubeconfig_secret(&member, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let parsed = kubeconfig::parse(&config).unwrap_or_else(|e| panic!("{args:?}: the operator refuses it: {e}"));
+        let user = parsed.auth_infos[0].auth_info.as_ref().unwrap();
+        assert!(user.token.is_some() && user.client_key_data.is_none(), "{args:?}: a ServiceAccount token");
+        let client = kubeconfig::client(&config).await.unwrap();
+        let version = client.apiserver_version().await.unwrap();
+        assert!(version.git_version.starts_with("v1."), "{version:?}");
+        // What the operator does there works; Secrets do not.
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+        nodes.list(&Default::default()).await.unwrap_or_else(|e| panic!("{args:?}: list nodes: {e}"));
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(client.clone());
+        pods.list(&Default::default()).await.unwrap_or_else(|e| panic!("{args:?}: list pods: {e}"));
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::all(client.clone());
+        let refused = secrets.list(&Default::default()).await;
+        assert!(
+            matches!(&refused, Err(kube::Error::Api(e)) if e.code == 403),
+            "{args:?}: the member's Secrets are readable: {:?}",
+            refused.map(|l| l.items.len())
+        );
+    }
+
+    // A member without the binding: the script says what is missing instead of printing a
+    // kubeconfig that would fail later.
+    let out = kubectl(&["delete", "clusterrolebinding", "suyun-member"], None);
+    assert!(out.success, "{}", out.text());
+    let refused = member_kubeconfig_secret(&member, &[]);
+    let out = kubectl(&["apply", "--server-side", "--field-manager=suyun-tests", "-k", &dir], None);
+    assert!(out.success, "{}", out.text());
+    let e = refused.expect_err("a kubeconfig without the member role");
+    assert!(e.contains("may not list nodes in the member"), "{e}");
 }
 
 #[test]
