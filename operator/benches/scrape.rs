@@ -163,6 +163,7 @@ fn derive(p: &Province) -> Derived {
                 nodes: vec![],
                 account: accounts.nodes.get(&node.name_any()).cloned().unwrap_or_default(),
                 pressure_threshold: 85.0,
+                member: None,
             };
             status::build(node, &observed, &now)
         })

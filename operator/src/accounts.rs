@@ -1,7 +1,7 @@
 //! Capacity accounts kept by the migration loop and shown in CloudNode and Tenant status:
 //! what each node and each tenant has allocated, by whom and in which phase. Pure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
 use suyun_crds::v1alpha1::{GovSystem, GovSystemStatus, Phase, Tenant};
@@ -32,6 +32,9 @@ pub struct TenantAccount {
     pub systems: u32,
     /// Systems blocked on the tenant's quota.
     pub quota_blocked: u32,
+    /// The nodes where its systems hold capacity or the plan places them: where its Namespace
+    /// and the rest of its children must exist (a member-backed node's cluster included).
+    pub nodes: BTreeSet<String>,
 }
 
 /// Every account, by node and by tenant name.
@@ -69,6 +72,7 @@ pub fn compute<'a>(
         let need = requirement(system);
         tenant.used = tenant.used.plus(need);
         tenant.systems += 1;
+        tenant.nodes.insert(node.clone());
         let account = accounts.nodes.entry(node.clone()).or_default();
         account.allocated = account.allocated.plus(need);
         account.systems += 1;
@@ -78,6 +82,21 @@ pub fn compute<'a>(
         }
     }
     accounts
+}
+
+/// Adds the nodes the plan places systems on (`(systemId, node)`) to their tenants' nodes, so
+/// that a tenant is provisioned in a member cluster before its first migration there starts.
+/// `tenant_of` gives a systemId's tenant.
+pub fn add_planned<'a>(
+    accounts: &mut Accounts,
+    placed: impl IntoIterator<Item = (&'a str, &'a str)>,
+    tenant_of: impl Fn(&str) -> Option<&'a str>,
+) {
+    for (system, node) in placed {
+        if let Some(account) = tenant_of(system).and_then(|t| accounts.tenants.get_mut(t)) {
+            account.nodes.insert(node.to_owned());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -116,5 +135,10 @@ mod tests {
         assert_eq!(accounts.nodes["suzhou"].allocated.cpu, 7_000);
         assert_eq!(accounts.tenants["a"].used.cpu, 5_000);
         assert_eq!(accounts.tenants["b"].systems, 1, "the rolled-back system gave its capacity back");
+        assert_eq!(accounts.tenants["a"].nodes, BTreeSet::from(["nanjing".to_owned()]));
+        let mut accounts = accounts;
+        add_planned(&mut accounts, [("JS-1", "wuxi"), ("JS-9", "xuzhou")], |id| (id == "JS-1").then_some("b"));
+        let nodes: Vec<&str> = accounts.tenants["b"].nodes.iter().map(String::as_str).collect();
+        assert_eq!(nodes, ["suzhou", "wuxi"], "planned placements count; a system of no known tenant does not");
     }
 }

@@ -2,7 +2,7 @@
 //! overcommit, per resource, in exact thousandths (see [`suyun_crds::quantity`]); and the
 //! capacity of a `capacityFrom: Nodes` node as the sum of its Ready Kubernetes Nodes.
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use suyun_crds::quantity::{self, QuantityError};
 use suyun_crds::v1alpha1::{Overcommit, ResourceAmounts, Resources};
 
@@ -120,6 +120,20 @@ pub fn node_is_ready(node: &Node) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// A Node's allocatable (cpu, memory, ephemeral storage, GPUs); an amount that cannot be parsed
+/// is an error naming the Node.
+fn node_allocatable(node: &Node) -> Result<Amounts, NodeCapacityError> {
+    let Some(alloc) = node.status.as_ref().and_then(|s| s.allocatable.as_ref()) else { return Ok(Amounts::default()) };
+    let get = |key: &str| {
+        alloc.get(key).map_or(Ok(0), quantity::milli).map_err(|source| NodeCapacityError {
+            node: node.metadata.name.clone().unwrap_or_default(),
+            resource: key.to_owned(),
+            source,
+        })
+    };
+    Ok(Amounts { cpu: get("cpu")?, memory: get("memory")?, storage: get(NODE_STORAGE)?, gpu: get(NODE_GPU)? })
+}
+
 /// Sum of the allocatable of the Ready nodes, with the number of Ready nodes counted. A Node
 /// whose allocatable cannot be parsed is an error naming the Node.
 pub fn sum_ready_nodes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Result<(Amounts, u32), NodeCapacityError> {
@@ -127,22 +141,63 @@ pub fn sum_ready_nodes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Result<
     let mut ready = 0;
     for node in nodes.into_iter().filter(|n| node_is_ready(n)) {
         ready += 1;
-        let Some(alloc) = node.status.as_ref().and_then(|s| s.allocatable.as_ref()) else { continue };
-        let get = |key: &str| {
-            alloc.get(key).map_or(Ok(0), quantity::milli).map_err(|source| NodeCapacityError {
-                node: node.metadata.name.clone().unwrap_or_default(),
-                resource: key.to_owned(),
-                source,
-            })
-        };
-        total = total.plus(Amounts {
-            cpu: get("cpu")?,
-            memory: get("memory")?,
-            storage: get(NODE_STORAGE)?,
-            gpu: get(NODE_GPU)?,
-        });
+        total = total.plus(node_allocatable(node)?);
     }
     Ok((total, ready))
+}
+
+/// What a Pod requests: the sum of its containers' requests (cpu, memory, GPUs). Requests the
+/// API server accepted always parse; one that does not counts as nothing.
+fn pod_requests(pod: &Pod) -> Amounts {
+    let mut total = Amounts::default();
+    let containers = pod.spec.iter().flat_map(|s| s.containers.iter());
+    for requests in containers.filter_map(|c| c.resources.as_ref()?.requests.as_ref()) {
+        let get = |key: &str| requests.get(key).and_then(|q| quantity::milli(q).ok()).unwrap_or(0);
+        total = total.plus(Amounts { cpu: get("cpu"), memory: get("memory"), storage: 0, gpu: get(NODE_GPU) });
+    }
+    total
+}
+
+/// What each Ready machine has free: its allocatable, times the overcommit, less what the Pods
+/// bound to it and not finished request. Storage is not a machine's and is left at 0.
+pub fn machines_free<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    pods: &[std::sync::Arc<Pod>],
+    overcommit: &Overcommit,
+) -> Result<Vec<Amounts>, NodeCapacityError> {
+    let mut requested: std::collections::HashMap<&str, Amounts> = std::collections::HashMap::new();
+    for pod in pods {
+        let finished =
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Succeeded" || p == "Failed");
+        let Some(machine) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else { continue };
+        if !finished {
+            let entry = requested.entry(machine).or_default();
+            *entry = entry.plus(pod_requests(pod));
+        }
+    }
+    let mut free = Vec::new();
+    for node in nodes.into_iter().filter(|n| node_is_ready(n)) {
+        let alloc = allocatable(node_allocatable(node)?, Amounts::default(), overcommit);
+        let used = requested.get(node.metadata.name.as_deref().unwrap_or_default()).copied().unwrap_or_default();
+        free.push(Amounts {
+            cpu: (alloc.cpu - used.cpu).max(0),
+            memory: (alloc.memory - used.memory).max(0),
+            storage: 0,
+            gpu: (alloc.gpu - used.gpu).max(0),
+        });
+    }
+    Ok(free)
+}
+
+/// Per resource, the most free on any one machine (each resource's maximum may be on another
+/// machine: this is what an operator reads, the planner checks whole machines).
+pub fn largest_free(machines: &[Amounts]) -> Amounts {
+    machines.iter().fold(Amounts::default(), |m, a| Amounts {
+        cpu: m.cpu.max(a.cpu),
+        memory: m.memory.max(a.memory),
+        storage: 0,
+        gpu: m.gpu.max(a.gpu),
+    })
 }
 
 /// A Node's allocatable that is not a quantity.
@@ -248,5 +303,43 @@ mod tests {
         let err = sum_ready_nodes(&[node("bad-node", "True", "lots", "1Gi")]).unwrap_err();
         assert!(err.to_string().contains("bad-node"), "{err}");
         assert!(err.to_string().contains("cpu"), "{err}");
+    }
+
+    fn pod(machine: &str, cpu: &str, memory: &str, phase: &str) -> std::sync::Arc<Pod> {
+        use k8s_openapi::api::core::v1::{Container, PodSpec, PodStatus, ResourceRequirements};
+        std::sync::Arc::new(Pod {
+            spec: Some(PodSpec {
+                node_name: Some(machine.into()),
+                containers: vec![Container {
+                    name: "c".into(),
+                    resources: Some(ResourceRequirements {
+                        requests: Some(BTreeMap::from([("cpu".to_owned(), q(cpu)), ("memory".to_owned(), q(memory))])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: Some(PodStatus { phase: Some(phase.into()), ..Default::default() }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn each_ready_machine_has_its_allocatable_less_its_running_pods_free() {
+        let nodes =
+            [node("a", "True", "16", "64Gi"), node("b", "False", "64", "256Gi"), node("c", "True", "8", "32Gi")];
+        let pods = [
+            pod("a", "10", "8Gi", "Running"),
+            pod("a", "1", "1Gi", "Pending"),
+            pod("a", "4", "4Gi", "Succeeded"),
+            pod("c", "2", "30Gi", "Running"),
+        ];
+        let free = machines_free(&nodes, &pods, &Overcommit { cpu: 2.0, memory: 1.0, storage: 1.0 }).unwrap();
+        let cores = |a: &Amounts| a.cpu / 1000;
+        assert_eq!(free.iter().map(cores).collect::<Vec<_>>(), [21, 14], "a: 16×2 − 11; c: 8×2 − 2; b is not Ready");
+        assert_eq!(free[1].memory, 2 * (1 << 30) * 1000);
+        let largest = largest_free(&free);
+        assert_eq!((cores(&largest), largest.memory / 1000 / (1 << 30)), (21, 55), "per resource: a's cpu, a's memory");
     }
 }

@@ -46,6 +46,11 @@ pub struct Config {
     #[arg(long, env = "SUYUN_RETRY_BACKOFF_SECONDS", default_value_t = 10)]
     pub retry_backoff_seconds: i64,
 
+    /// Seconds between reachability probes (`GET /version`) of each member cluster; a member
+    /// counts as unreachable after 3 failed probes in a row.
+    #[arg(long, env = "SUYUN_MEMBER_PROBE_INTERVAL_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub member_probe_interval_seconds: u64,
+
     /// Plain-HTTP listen address of `/metrics`, `/healthz` and `/readyz`, served by every
     /// replica, leader or standby (port 0 picks a free port, logged at start).
     #[arg(long, env = "SUYUN_METRICS_LISTEN", default_value = "0.0.0.0:8080")]

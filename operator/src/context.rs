@@ -37,6 +37,9 @@ pub struct Context {
     pub accounts_changed: Vec<mpsc::UnboundedSender<()>>,
     /// Consecutive reconcile failures per object, for the controllers' exponential backoff.
     pub error_backoff: ErrorBackoff,
+    /// The member clusters behind CloudNodes with `spec.cluster` (empty in a single-cluster
+    /// province).
+    pub members: crate::members::Registry,
 }
 
 impl std::fmt::Debug for Context {
@@ -49,6 +52,16 @@ impl Context {
     /// The event reporter of this replica.
     pub fn reporter(config: &Config) -> Reporter {
         Reporter { controller: "suyun-operator".into(), instance: Some(config.instance.clone()) }
+    }
+
+    /// The client of the cluster backing CloudNode `node`: its member cluster's when it has one
+    /// (`None` while that member has no client: its kubeconfig is missing or refused), else the
+    /// operator's own.
+    pub fn client_for(&self, node: &str) -> Option<Client> {
+        match self.members.get(node) {
+            Some(member) => member.client,
+            None => Some(self.client.clone()),
+        }
     }
 
     /// The current accounts; `None` until the migration loop computed them.

@@ -286,6 +286,9 @@ async fn lead(
     let (caches, watch_tasks) = migration::watch(client, notify.clone());
     let (nodes_tx, nodes_rx) = mpsc::unbounded();
     let (tenants_tx, tenants_rx) = mpsc::unbounded();
+    let (member_nodes_tx, member_nodes_rx) = mpsc::unbounded();
+    let (member_tenants_tx, member_tenants_rx) = mpsc::unbounded();
+    let registry = members::Registry::default();
     let ctx = Arc::new(context::Context {
         recorder: Recorder::new(client.clone(), context::Context::reporter(config)),
         client: client.clone(),
@@ -297,6 +300,7 @@ async fn lead(
         accounts: RwLock::default(),
         accounts_changed: vec![nodes_tx, tenants_tx],
         error_backoff: backoff::ErrorBackoff::default(),
+        members: registry.clone(),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -315,10 +319,32 @@ async fn lead(
         migration::MigrationLoop::new(ctx.clone(), caches.clone(), store_link).run(notify.clone(), stopped.clone()),
     ))
     .fuse();
+    let supervisor = members::runtime::supervise(
+        client.clone(),
+        ctx.cloud_nodes.clone(),
+        registry,
+        metrics.clone(),
+        members::runtime::Listeners {
+            migration: notify.clone(),
+            controllers: vec![member_nodes_tx, member_tenants_tx],
+        },
+        members::runtime::Settings {
+            namespace: config.lease_namespace.clone(),
+            probe_interval: Duration::from_secs(config.member_probe_interval_seconds),
+        },
+        stopped.clone(),
+    );
     let mut others = Box::pin(
-        futures::future::join(
-            cloud_node::run(controller, ctx.clone(), node_changes, nodes_rx, stopped.clone()),
-            tenant::run(ctx.clone(), tenants_rx, stopped.clone()),
+        futures::future::join3(
+            cloud_node::run(
+                controller,
+                ctx.clone(),
+                node_changes,
+                futures::stream::select(nodes_rx, member_nodes_rx),
+                stopped.clone(),
+            ),
+            tenant::run(ctx.clone(), futures::stream::select(tenants_rx, member_tenants_rx), stopped.clone()),
+            supervisor,
         )
         .fuse(),
     );

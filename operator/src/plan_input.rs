@@ -27,6 +27,19 @@ pub struct Objects {
     pub systems: Vec<Arc<GovSystem>>,
     /// Waves.
     pub waves: Vec<Arc<MigrationWave>>,
+    /// What the member clusters say about the nodes they back, by CloudNode name (none in a
+    /// single-cluster province, or offline).
+    pub members: std::collections::HashMap<String, MemberFacts>,
+}
+
+/// What a member cluster says about the CloudNode it backs, beyond the CloudNode object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberFacts {
+    /// Its API server does not answer: the node takes nothing new until it does.
+    pub unreachable: bool,
+    /// What each Ready machine has free ([`capacity::machines_free`]); empty when the capacity
+    /// is declared rather than read from the member's Nodes.
+    pub machines: Vec<Amounts>,
 }
 
 /// A field of an object that cannot be turned into planner input.
@@ -82,7 +95,16 @@ pub fn node_allocatable(node: &CloudNode) -> Result<Amounts, InputError> {
     }
 }
 
-fn node(n: &CloudNode) -> Result<model::Node, InputError> {
+fn resources(a: Amounts) -> model::Resources {
+    model::Resources {
+        cpu: Milli(a.cpu).millis(),
+        memory: Milli(a.memory).units_down(),
+        storage: Milli(a.storage).units_down(),
+        gpu: Milli(a.gpu).units_down(),
+    }
+}
+
+fn node(n: &CloudNode, member: Option<&MemberFacts>) -> Result<model::Node, InputError> {
     let a = node_allocatable(n)?;
     Ok(model::Node {
         name: n.name_any(),
@@ -93,12 +115,7 @@ fn node(n: &CloudNode) -> Result<model::Node, InputError> {
         region_code: n.spec.region_code.clone(),
         display_name: n.spec.display_name.clone(),
         parent: n.spec.parent.clone(),
-        allocatable: model::Resources {
-            cpu: Milli(a.cpu).millis(),
-            memory: Milli(a.memory).units_down(),
-            storage: Milli(a.storage).units_down(),
-            gpu: Milli(a.gpu).units_down(),
-        },
+        allocatable: resources(a),
         security_level: n.spec.security_level,
         architectures: n
             .spec
@@ -113,8 +130,8 @@ fn node(n: &CloudNode) -> Result<model::Node, InputError> {
         migration_bandwidth_mbps: u64::from(n.spec.migration_bandwidth_mbps),
         maintenance_windows: n.spec.maintenance_windows.iter().map(window).collect(),
         cordoned: n.spec.cordoned,
-        unreachable: false,
-        machines: vec![],
+        unreachable: member.is_some_and(|m| m.unreachable),
+        machines: member.map(|m| m.machines.iter().copied().map(resources).collect()).unwrap_or_default(),
     })
 }
 
@@ -283,7 +300,8 @@ pub fn input_of<'a>(
     now: i64,
 ) -> (model::PlanInput, Vec<InputError>) {
     let mut errors = Vec::new();
-    let nodes = collect_ok(objects.cloud_nodes.iter().map(|n| node(n)), &mut errors);
+    let nodes =
+        collect_ok(objects.cloud_nodes.iter().map(|n| node(n, objects.members.get(&n.name_any()))), &mut errors);
     let tenants = collect_ok(objects.tenants.iter().map(|t| tenant(t)), &mut errors);
     let systems = collect_ok(systems.into_iter().map(system), &mut errors);
     let waves = objects.waves.iter().map(|w| wave(w)).collect();

@@ -253,7 +253,13 @@ mod tests {
     use crate::plan_input::Objects;
 
     fn snapshot(systems: Vec<Arc<GovSystem>>) -> Snapshot {
-        let objects = Objects { cloud_nodes: vec![node(2)], tenants: vec![tenant()], systems, waves: vec![wave(2)] };
+        let objects = Objects {
+            cloud_nodes: vec![node(2)],
+            tenants: vec![tenant()],
+            systems,
+            waves: vec![wave(2)],
+            ..Default::default()
+        };
         Snapshot::take(objects, Vec::new(), &mut Overlay::default(), &BTreeMap::new(), NOW)
     }
 

@@ -224,6 +224,7 @@ fn objects() -> impl Strategy<Value = Objects> {
             tenants: tenants.into_iter().map(Arc::new).collect(),
             systems: systems.into_iter().map(Arc::new).collect(),
             waves: waves.into_iter().map(Arc::new).collect(),
+            ..Default::default()
         },
     )
 }
@@ -254,6 +255,7 @@ proptest! {
             nodes: vec![],
             account: NodeAccount { allocated: Amounts { cpu: i128::from(cpu), ..Amounts::default() }, ..NodeAccount::default() },
             pressure_threshold: threshold,
+            member: None,
         };
         let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap());
         let built = status::build(&nodes[0], &observed, &now);
@@ -276,7 +278,7 @@ proptest! {
     /// quota field.
     #[test]
     fn tenant_status_never_panics(t in tenant(), home in any::<bool>(), used in any::<i64>(), systems in any::<u32>()) {
-        let account = TenantAccount { used: Amounts { memory: i128::from(used), ..Amounts::default() }, systems, quota_blocked: 0 };
+        let account = TenantAccount { used: Amounts { memory: i128::from(used), ..Amounts::default() }, systems, ..TenantAccount::default() };
         let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap());
         let built = suyun_operator::tenant::status(&t, home, &account, None, &now);
         let ready = built.conditions.iter().find(|c| c.type_ == "Ready").expect("Ready is always set");

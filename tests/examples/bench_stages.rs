@@ -92,6 +92,7 @@ fn main() -> anyhow::Result<()> {
         tenants: input.tenants.iter().map(|t| tenant(t).map(Arc::new)).collect::<anyhow::Result<_>>()?,
         systems: systems.into_iter().map(Arc::new).collect(),
         waves: vec![Arc::new(wave)],
+        ..Default::default()
     };
     let now = jiff::Timestamp::now().as_second();
 

@@ -222,3 +222,34 @@ pub fn split_foreign(objects: &[Value]) -> (Vec<&Value>, Vec<&Value>) {
         !FOREIGN_GROUPS.iter().any(|g| api_version.starts_with(g))
     })
 }
+
+/// Applies `deploy/member` (the member cluster's namespace, ServiceAccount and RBAC) to `member`
+/// with its admin kubeconfig.
+pub fn install_member_rbac(member: &Cluster) -> Result<(), String> {
+    let dir = repo_root().join("deploy/member").display().to_string();
+    let out = run(
+        "kubectl",
+        &["apply", "--server-side", "--field-manager=suyun-tests", "-k", &dir],
+        None,
+        Some(&member.kubeconfig),
+    );
+    if out.success { Ok(()) } else { Err(out.text()) }
+}
+
+/// Runs `deploy/member/kubeconfig-secret --node NODE` against `member` (its admin kubeconfig
+/// mints the token) with `args`, and returns the Secret it prints; its stderr when it refuses.
+pub fn member_kubeconfig_secret(
+    member: &Cluster,
+    node: &str,
+    args: &[&str],
+) -> Result<k8s_openapi::api::core::v1::Secret, String> {
+    let script = repo_root().join("deploy/member/kubeconfig-secret").display().to_string();
+    let kubeconfig = member.kubeconfig.display().to_string();
+    let mut argv = vec![script.as_str(), "--node", node, "--kubeconfig", &kubeconfig];
+    argv.extend_from_slice(args);
+    let out = run("bash", &argv, None, None);
+    if !out.success {
+        return Err(out.stderr);
+    }
+    serde_yaml::from_str(&out.stdout).map_err(|e| format!("not a Secret: {e}"))
+}

@@ -64,58 +64,44 @@ fn start_cluster() -> anyhow::Result<Cluster> {
 /// Starts (or finds running) a test control plane in `dir` (default `target/test-cluster`) with
 /// `tests/cluster/up` and reads its env file.
 pub fn start_cluster_in(dir: Option<&Path>) -> anyhow::Result<Cluster> {
-    let up = repo_root().join("tests/cluster/up");
+    let dir_env = dir.map(|d| ("SUYUN_TEST_CLUSTER_DIR", d.as_os_str()));
+    up_and_read_env("tests/cluster/up", &[], dir_env)
+}
+
+/// Runs `script` (a `tests/cluster` script printing its env file last) and reads the control
+/// plane it started from that file. A member's has no status-store etcd (`etcd_endpoints` empty).
+fn up_and_read_env(script: &str, args: &[&str], env: Option<(&str, &std::ffi::OsStr)>) -> anyhow::Result<Cluster> {
+    let script = repo_root().join(script);
     let mut command = std::process::Command::new("bash");
-    command.arg(&up);
-    if let Some(dir) = dir {
-        command.env("SUYUN_TEST_CLUSTER_DIR", dir);
+    command.arg(&script).args(args);
+    if let Some((key, value)) = env {
+        command.env(key, value);
     }
-    let output = command.output().with_context(|| format!("running {}", up.display()))?;
+    let output = command.output().with_context(|| format!("running {}", script.display()))?;
     if !output.status.success() {
-        bail!("{} failed:\n{}", up.display(), String::from_utf8_lossy(&output.stderr));
+        bail!("{} {args:?} failed:\n{}", script.display(), String::from_utf8_lossy(&output.stderr));
     }
     let env_file = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim().lines().last().unwrap_or_default());
     let text = std::fs::read_to_string(&env_file).with_context(|| format!("reading {}", env_file.display()))?;
-    let value = |key: &str| -> anyhow::Result<String> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("export {key}=")))
-            .map(|v| v.trim_matches('\'').to_owned())
-            .with_context(|| format!("{key} missing from {}", env_file.display()))
+    let value = |key: &str| -> Option<String> {
+        text.lines().find_map(|l| l.strip_prefix(&format!("export {key}="))).map(|v| v.trim_matches('\'').to_owned())
     };
-    let bin_path = value("PATH")?.replace(":\"$PATH\"", "");
+    let required = |key: &str| value(key).with_context(|| format!("{key} missing from {}", env_file.display()));
+    let bin_path = required("PATH")?.replace(":\"$PATH\"", "");
     Ok(Cluster {
-        kubeconfig: value("KUBECONFIG")?.into(),
-        etcd_endpoints: value("ETCD_ENDPOINTS")?,
-        dir: value("SUYUN_TEST_CLUSTER_DIR")?.into(),
+        kubeconfig: required("KUBECONFIG")?.into(),
+        etcd_endpoints: value("ETCD_ENDPOINTS").unwrap_or_default(),
+        dir: required("SUYUN_TEST_CLUSTER_DIR")?.into(),
         path: format!("{}:{}", bin_path.trim_matches('\''), std::env::var("PATH").unwrap_or_default()),
     })
 }
 
-/// A member control plane (a city backbone node's own cluster), started by
-/// `tests/cluster/member up NAME`.
-#[derive(Clone, Debug)]
-pub struct Member {
-    /// Its admin kubeconfig (client certificate, CA embedded).
-    pub kubeconfig: PathBuf,
-    /// Directory with its logs and state.
-    pub dir: PathBuf,
-}
-
-/// Starts the member control plane `name` (or finds it running: members are shared by every
-/// test that names them, and stopped by `tests/run-all` at the end).
-pub fn member(name: &str) -> anyhow::Result<Member> {
-    let script = repo_root().join("tests/cluster/member");
-    let output = std::process::Command::new("bash")
-        .arg(&script)
-        .args(["up", name])
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !output.status.success() {
-        bail!("{} up {name} failed:\n{}", script.display(), String::from_utf8_lossy(&output.stderr));
-    }
-    let env_file = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim().lines().last().unwrap_or_default());
-    let dir = env_file.parent().context("the env file has a directory")?.to_path_buf();
-    Ok(Member { kubeconfig: dir.join("kubeconfig"), dir })
+/// Starts the member control plane `name` (a city backbone node's own cluster, with
+/// `tests/cluster/member up NAME`), or finds it running: members are shared by every test that
+/// names them, and stopped by `tests/run-all` at the end. Its `etcd_endpoints` is empty (no
+/// status store in a member); `client` and `component` work as for the management cluster.
+pub fn member(name: &str) -> anyhow::Result<Cluster> {
+    up_and_read_env("tests/cluster/member", &["up", name], None)
 }
 
 /// Stops the control plane in `dir` with `tests/cluster/down` (its data goes with it).

@@ -408,7 +408,11 @@ fn member_mode_renders_only_the_members_service_account_and_rbac() {
     let chart = chart_dir().display().to_string();
     let set = "memberCluster.enabled=true,memberCluster.tokenSecret.create=true";
     let out = helm::helm(&["lint", "--strict", &chart, "--set", set]);
-    assert!(out.success && out.stdout.contains("0 chart(s) failed"), "helm lint --strict in member mode:\n{}", out.text());
+    assert!(
+        out.success && out.stdout.contains("0 chart(s) failed"),
+        "helm lint --strict in member mode:\n{}",
+        out.text()
+    );
     // Without rbac.tenantAdmin.create the member gets no tenant-admin ClusterRole (another
     // release ships it).
     let objects = render(&[], &["memberCluster.enabled=true", "rbac.tenantAdmin.create=false"]);
@@ -477,19 +481,10 @@ fn the_member_manifests_are_the_chart_in_member_mode() {
     assert!(rendered == chart, "kustomize deploy/member differs from the chart in member mode");
 }
 
-/// Runs `deploy/member/kubeconfig-secret` against a member and returns the kubeconfig of the
-/// Secret it prints, checking the Secret's name, namespace and key.
+/// The kubeconfig of the Secret `deploy/member/kubeconfig-secret` prints for CloudNode `suzhou`,
+/// checking the Secret's name, namespace and key.
 fn member_kubeconfig_secret(member: &suyun_tests::Cluster, args: &[&str]) -> Result<String, String> {
-    let script = repo_root().join("deploy/member/kubeconfig-secret");
-    let script = script.display().to_string();
-    let kubeconfig = member.kubeconfig.display().to_string();
-    let mut argv = vec![script.as_str(), "--node", "suzhou", "--kubeconfig", &kubeconfig];
-    argv.extend_from_slice(args);
-    let out = helm::run("bash", &argv, None, None);
-    if !out.success {
-        return Err(out.stderr);
-    }
-    let secret: k8s_openapi::api::core::v1::Secret = serde_yaml::from_str(&out.stdout).expect("a Secret");
+    let secret = helm::member_kubeconfig_secret(member, "suzhou", args)?;
     assert_eq!(secret.metadata.name.as_deref(), Some("suzhou-kubeconfig"), "Cluster API's name");
     assert_eq!(secret.metadata.namespace.as_deref(), Some("suyun-system"));
     let data = secret.data.expect("data");
@@ -500,15 +495,15 @@ fn member_kubeconfig_secret(member: &suyun_tests::Cluster, args: &[&str]) -> Res
 #[tokio::test]
 async fn a_member_with_the_member_manifests_gives_the_operator_a_kubeconfig_it_accepts() {
     use suyun_operator::members::kubeconfig;
-    let member = suyun_tests::member("chart-member").unwrap();
+    // (The member the member_clusters test uses too: test binaries run one after the other.)
+    let member = suyun_tests::member("wuxi").unwrap();
     let kubectl = |args: &[&str], stdin: Option<&str>| helm::run("kubectl", args, stdin, Some(&member.kubeconfig));
-    let dir = repo_root().join("deploy/member").display().to_string();
-    let out = kubectl(&["apply", "--server-side", "--field-manager=suyun-tests", "-k", &dir], None);
-    assert!(out.success, "applying deploy/member to the member: {}", out.text());
+    helm::install_member_rbac(&member).unwrap_or_else(|e| panic!("applying deploy/member to the member: {e}"));
 
     // A bounded token (TokenRequest), and the long-lived token of the chart's token Secret.
-    let yaml = helm::template("suyun-system", &[], &["memberCluster.enabled=true", "memberCluster.tokenSecret.create=true"])
-        .unwrap();
+    let yaml =
+        helm::template("suyun-system", &[], &["memberCluster.enabled=true", "memberCluster.tokenSecret.create=true"])
+            .unwrap();
     let objects = documents(&yaml).unwrap();
     let token_secret = helm::to_stream(&[find(&objects, "Secret", "suyun-operator-token")]);
     let out = kubectl(&["apply", "--server-side", "--field-manager=suyun-tests", "-f", "-"], Some(&token_secret));
@@ -541,8 +536,7 @@ async fn a_member_with_the_member_manifests_gives_the_operator_a_kubeconfig_it_a
     let out = kubectl(&["delete", "clusterrolebinding", "suyun-member"], None);
     assert!(out.success, "{}", out.text());
     let refused = member_kubeconfig_secret(&member, &[]);
-    let out = kubectl(&["apply", "--server-side", "--field-manager=suyun-tests", "-k", &dir], None);
-    assert!(out.success, "{}", out.text());
+    helm::install_member_rbac(&member).unwrap();
     let e = refused.expect_err("a kubeconfig without the member role");
     assert!(e.contains("may not list nodes in the member"), "{e}");
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -247,9 +247,36 @@ pub struct CloudNodeStatus {
     /// Migrations onto this node in progress now.
     #[serde(default)]
     pub active_migrations: u32,
-    /// Conditions: Ready, CapacityPressure, InvalidSpec.
+    /// Per resource (cpu, memory, gpu), the most any single Ready machine has free: its
+    /// allocatable times the overcommit, less the requests of the Pods bound to it. Shown when the
+    /// capacity comes from a member cluster's Nodes; a system that fits on no single machine
+    /// is refused (NoMachineFits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub largest_free_on_one_machine: Option<ResourceAmounts>,
+    /// The member cluster behind this node (`spec.cluster`), as last heard from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<MemberClusterStatus>,
+    /// Conditions: Ready, CapacityPressure, ClusterReachable (member-backed nodes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// What the operator last heard from a CloudNode's member cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberClusterStatus {
+    /// Whether the member's API server answers (see the ClusterReachable condition for why not).
+    pub reachable: bool,
+    /// The member's Kubernetes version (`gitVersion`), from the last successful probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    /// When the member last answered. Refreshed at most once a minute while it keeps
+    /// answering (the `suyun_member_up` metric is the live signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Time>,
+    /// The capacity figures are the last known ones: the member cannot be reached now.
+    #[serde(default)]
+    pub capacity_stale: bool,
 }
 
 wire_names!(Tier { Provincial, City });

@@ -110,11 +110,25 @@ async fn reconcile_node(node: Arc<CloudNode>, ctx: &Context) -> Result<Action> {
     // Until the migration loop computed the accounts, a status would show nothing allocated:
     // wait for them (their arrival reconciles every CloudNode).
     let Some(accounts) = ctx.accounts() else { return Ok(Action::await_change()) };
+    // A member-backed node counts its member's Nodes; the others, this cluster's labelled ones.
+    let view = node.spec.cluster.as_ref().map(|_| ctx.members.get(&name).unwrap_or_default());
+    let caches = view.as_ref().and_then(|v| v.caches.as_ref());
+    let member_nodes = caches.map(|c| c.nodes.state()).unwrap_or_default();
+    let member_pods = caches.map(|c| c.pods.state()).unwrap_or_default();
+    let nodes = match &node.spec.cluster {
+        Some(cluster) => crate::members::selected(&member_nodes, &cluster.node_selector),
+        None => nodes_of(&k8s_nodes, &name),
+    };
     let observed = status::Observed {
         cloud_nodes: &siblings,
-        nodes: nodes_of(&k8s_nodes, &name),
+        nodes,
         account: accounts.nodes.get(&name).cloned().unwrap_or_default(),
         pressure_threshold: ctx.config.capacity_pressure_threshold,
+        member: view.as_ref().map(|v| status::MemberObserved {
+            reach: &v.reach,
+            no_client: v.no_client.as_ref(),
+            pods: &member_pods,
+        }),
     };
     // validate + build
     let now = Time(k8s_openapi::jiff::Timestamp::now());

@@ -3,14 +3,18 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use suyun_crds::conditions::{DesiredCondition, merge_conditions};
-use suyun_crds::v1alpha1::{CapacitySource, CloudNode, CloudNodeStatus, Tier, condition_types, reasons};
+use suyun_crds::v1alpha1::{
+    CapacitySource, CloudNode, CloudNodeStatus, MemberClusterStatus, Tier, condition_types, reasons,
+};
 
 use crate::accounts::NodeAccount;
 use crate::capacity::{self, Amounts};
+use crate::members::NoClient;
+use crate::members::health::Reachability;
 
 /// What the CloudNode controller knows beyond the node itself.
 #[derive(Debug)]
@@ -23,6 +27,46 @@ pub struct Observed<'a> {
     pub account: NodeAccount,
     /// Utilisation (percent) above which CapacityPressure is True.
     pub pressure_threshold: f64,
+    /// The member cluster behind the node, for a node with `spec.cluster` (then `nodes` are the
+    /// member's Nodes matching its `nodeSelector`).
+    pub member: Option<MemberObserved<'a>>,
+}
+
+/// What is known of a CloudNode's member cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberObserved<'a> {
+    /// Whether it answers.
+    pub reach: &'a Reachability,
+    /// Why there is no client, if there is none.
+    pub no_client: Option<&'a NoClient>,
+    /// The member's Pods bound to a machine (what each machine has free).
+    pub pods: &'a [Arc<Pod>],
+}
+
+/// How long `status.cluster.lastSeen` may lag behind the last successful probe: refreshing it on
+/// every probe would write every member-backed CloudNode's status every few seconds.
+pub const LAST_SEEN_REFRESH_SECONDS: i64 = 60;
+
+/// The member cluster's part of the status: `status.cluster` and the ClusterReachable
+/// condition. `lastSeen` is kept from `previous` while the member keeps answering and the
+/// last probe is less than [`LAST_SEEN_REFRESH_SECONDS`] newer.
+pub fn member_status(
+    member: &MemberObserved<'_>,
+    previous: Option<&MemberClusterStatus>,
+) -> (MemberClusterStatus, DesiredCondition) {
+    let reachable = member.no_client.is_none() && member.reach.reachable();
+    let probed = member.reach.last_seen;
+    let kept = previous.filter(|p| p.reachable == reachable).and_then(|p| p.last_seen.clone()).filter(|t| {
+        probed.is_some_and(|probed| probed - t.0.as_second() < LAST_SEEN_REFRESH_SECONDS && probed >= t.0.as_second())
+    });
+    let last_seen = kept.or_else(|| probed.and_then(|t| k8s_openapi::jiff::Timestamp::from_second(t).ok()).map(Time));
+    let status = MemberClusterStatus {
+        reachable,
+        kubernetes_version: member.reach.version.clone(),
+        last_seen,
+        capacity_stale: !reachable,
+    };
+    (status, member.reach.condition(member.no_client))
 }
 
 /// A spec problem admission cannot see, with the reason it is reported under.
@@ -115,6 +159,22 @@ pub fn build(node: &CloudNode, observed: &Observed<'_>, now: &Time) -> CloudNode
         }
     };
     let allocatable = capacity::allocatable(raw_capacity, reserved, &node.spec.overcommit);
+    // What one machine can hold: known when the capacity is read from a member's Nodes.
+    let largest_free = match (&observed.member, node.spec.capacity_from) {
+        (Some(member), CapacitySource::Nodes) => {
+            match capacity::machines_free(observed.nodes.iter().copied(), member.pods, &node.spec.overcommit) {
+                Ok(machines) => {
+                    let mut largest = capacity::largest_free(&machines).to_resource_amounts();
+                    largest.storage = None;
+                    Some(largest)
+                }
+                // Already reported: the same Node fails the sum above.
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
+    let member = observed.member.as_ref().map(|m| member_status(m, previous.cluster.as_ref()));
     let allocated = observed.account.allocated;
     let utilization = [
         ("cpu", allocated.cpu, allocatable.cpu),
@@ -130,8 +190,18 @@ pub fn build(node: &CloudNode, observed: &Observed<'_>, now: &Time) -> CloudNode
     let ready = if let Some(p) = problems.first() {
         let message = problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ");
         DesiredCondition::new(condition_types::READY, false, p.reason, message)
+    } else if let Some((_, reachable)) = member.as_ref().filter(|(s, _)| !s.reachable) {
+        DesiredCondition::new(
+            condition_types::READY,
+            false,
+            "MemberUnreachable",
+            format!("{} (ClusterReachable: {})", reachable.message, reachable.reason),
+        )
     } else if allocatable.cpu <= 0 || allocatable.memory <= 0 {
         let why = match ready_nodes {
+            Some(0) if observed.member.is_some() => {
+                "no Ready Node in the member cluster matches spec.cluster.nodeSelector".to_owned()
+            }
             Some(0) => "no Ready Kubernetes Node is labelled suyun.io/cloud-node=".to_owned() + &node.name_any(),
             Some(n) => format!("{n} Ready Nodes leave no allocatable cpu or memory after the reservation"),
             None => "the reservation leaves no allocatable cpu or memory".to_owned(),
@@ -178,7 +248,14 @@ pub fn build(node: &CloudNode, observed: &Observed<'_>, now: &Time) -> CloudNode
         systems_by_phase: observed.account.by_phase.clone(),
         tenants: observed.account.tenants,
         active_migrations: observed.account.active_migrations,
-        conditions: merge_conditions(&previous.conditions, vec![ready, pressure], node.metadata.generation, now),
+        largest_free_on_one_machine: largest_free,
+        conditions: merge_conditions(
+            &previous.conditions,
+            [ready, pressure].into_iter().chain(member.as_ref().map(|(_, c)| c.clone())).collect(),
+            node.metadata.generation,
+            now,
+        ),
+        cluster: member.map(|(s, _)| s),
     }
 }
 
@@ -224,7 +301,13 @@ mod tests {
     }
 
     fn observed(nodes: &[Arc<CloudNode>]) -> Observed<'_> {
-        Observed { cloud_nodes: nodes, nodes: vec![], account: NodeAccount::default(), pressure_threshold: 85.0 }
+        Observed {
+            cloud_nodes: nodes,
+            nodes: vec![],
+            account: NodeAccount::default(),
+            pressure_threshold: 85.0,
+            member: None,
+        }
     }
 
     fn ready(status: &CloudNodeStatus) -> (&str, &str) {

@@ -47,12 +47,17 @@ impl Reachability {
         self.last_seen.is_some() && self.failures < FAILURES_BEFORE_UNREACHABLE
     }
 
-    /// The `ClusterReachable` condition, given why there is no client if there is none.
-    pub fn condition(&self, no_client: Option<&NoClient>, now: i64) -> DesiredCondition {
+    /// The `ClusterReachable` condition, given why there is no client if there is none. Its
+    /// message does not change from one failed probe to the next (no counter, no elapsed time),
+    /// so that an outage does not rewrite the status on every probe.
+    pub fn condition(&self, no_client: Option<&NoClient>) -> DesiredCondition {
         if let Some(why) = no_client {
             return DesiredCondition::new(CLUSTER_REACHABLE, false, "NoCredentials", why.to_string());
         }
-        let since = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), |t| format!("{} s ago", now - t));
+        let heard = |t: Option<i64>| match t.and_then(|t| k8s_openapi::jiff::Timestamp::from_second(t).ok()) {
+            Some(t) => format!("last heard from at {t}"),
+            None => "never heard from".to_owned(),
+        };
         match (self.reachable(), &self.last_error) {
             (true, _) => DesiredCondition::new(
                 CLUSTER_REACHABLE,
@@ -65,9 +70,8 @@ impl Reachability {
                 false,
                 "Unreachable",
                 format!(
-                    "{} probes failed, last heard from {}: {error}; no new placements, migrations there pause",
-                    self.failures,
-                    since(self.last_seen)
+                    "{FAILURES_BEFORE_UNREACHABLE} probes in a row failed, {}: {error}; no new placements there, its migrations pause",
+                    heard(self.last_seen)
                 ),
             ),
             (false, None) => {
@@ -85,19 +89,24 @@ mod tests {
     fn a_member_is_unreachable_after_repeated_failures_and_back_on_the_first_success() {
         let mut r = Reachability::default();
         assert!(!r.reachable());
-        assert_eq!(r.condition(None, 0).reason, "NotProbedYet");
+        assert_eq!(r.condition(None).reason, "NotProbedYet");
         r.succeeded("v1.34.4".into(), 100);
         assert!(r.reachable());
-        assert_eq!(r.condition(None, 100).message, "Kubernetes v1.34.4");
+        assert_eq!(r.condition(None).message, "Kubernetes v1.34.4");
         for n in 1..FAILURES_BEFORE_UNREACHABLE {
             r.failed("connection refused".into());
             assert!(r.reachable(), "one lost request ({n}) is not an outage");
         }
         r.failed("connection refused".into());
         assert!(!r.reachable());
-        let c = r.condition(None, 160);
+        let c = r.condition(None);
         assert!(!c.status && c.reason == "Unreachable", "{c:?}");
-        assert!(c.message.contains("last heard from 60 s ago") && c.message.contains("connection refused"), "{c:?}");
+        assert!(
+            c.message.contains("last heard from at 1970-01-01T00:01:40Z") && c.message.contains("connection refused"),
+            "{c:?}"
+        );
+        r.failed("connection refused".into());
+        assert_eq!(r.condition(None), c, "another failed probe does not change the condition");
         assert_eq!(r.version.as_deref(), Some("v1.34.4"), "the last known version stays");
         r.succeeded("v1.34.5".into(), 200);
         assert!(r.reachable() && r.failures == 0 && r.last_error.is_none());
@@ -106,7 +115,7 @@ mod tests {
     #[test]
     fn without_credentials_the_condition_says_which_secret() {
         let why = NoClient::SecretMissing { secret: "suzhou-kubeconfig".into() };
-        let c = Reachability::default().condition(Some(&why), 0);
+        let c = Reachability::default().condition(Some(&why));
         assert!(!c.status && c.reason == "NoCredentials" && c.message.contains("suzhou-kubeconfig"), "{c:?}");
     }
 }

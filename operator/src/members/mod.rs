@@ -1,17 +1,24 @@
 //! Member clusters: a CloudNode may be backed by a city backbone node's own Kubernetes
 //! cluster (`spec.cluster`), reached with a kubeconfig from a Secret in the operator's
-//! namespace. Work in progress for issue 14: so far the kubeconfig is read and checked and
-//! [`Members::sync`] keeps one client per member in step with the CloudNodes and Secrets; nothing
-//! in the running operator uses them yet.
+//! namespace: [`kubeconfig`] reads and checks it, [`Members::sync`] keeps one client per member
+//! in step with the CloudNodes and Secrets, [`runtime`] probes the members, caches what the
+//! controllers read from them and publishes it in a [`Registry`], [`health`] says whether a
+//! member is reachable.
 
 pub mod health;
 pub mod kubeconfig;
+pub mod runtime;
 
-use std::collections::HashMap;
+pub use runtime::{MemberView, Registry};
 
-use k8s_openapi::api::core::v1::Secret;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::ResourceExt;
-use suyun_crds::v1alpha1::CloudNode;
+use suyun_crds::v1alpha1::{CapacitySource, CloudNode};
+
+use crate::plan_input::MemberFacts;
 
 pub use kubeconfig::KubeconfigRefused;
 
@@ -104,4 +111,38 @@ impl Members {
         self.clients = clients;
         self.errors = errors;
     }
+}
+
+/// The member Nodes that count for a CloudNode: those carrying every label of its
+/// `spec.cluster.nodeSelector` (all of them when it is empty).
+pub fn selected<'a>(nodes: &'a [Arc<Node>], selector: &BTreeMap<String, String>) -> Vec<&'a Node> {
+    nodes.iter().filter(|n| selector.iter().all(|(k, v)| n.labels().get(k) == Some(v))).map(Arc::as_ref).collect()
+}
+
+/// What the member clusters say about the CloudNodes they back, for the planner: whether each
+/// is reachable, and what each machine has free when the capacity comes from its Nodes.
+pub fn facts(cloud_nodes: &[Arc<CloudNode>], registry: &Registry) -> HashMap<String, MemberFacts> {
+    if registry.is_empty() {
+        return HashMap::new();
+    }
+    let mut out = HashMap::new();
+    for node in cloud_nodes {
+        let Some(cluster) = &node.spec.cluster else { continue };
+        let name = node.name_any();
+        let view = registry.get(&name).unwrap_or_default();
+        let machines = match (&view.caches, node.spec.capacity_from) {
+            (Some(caches), CapacitySource::Nodes) => {
+                let nodes = caches.nodes.state();
+                crate::capacity::machines_free(
+                    selected(&nodes, &cluster.node_selector),
+                    &caches.pods.state(),
+                    &node.spec.overcommit,
+                )
+                .unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        out.insert(name, MemberFacts { unreachable: !view.reachable(), machines });
+    }
+    out
 }

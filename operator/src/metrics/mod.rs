@@ -45,6 +45,8 @@ const PLANNER_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 /// Buckets of `suyun_reconcile_duration_seconds` (a migration-loop iteration over 7,900
 /// systems takes seconds).
 const RECONCILE_BUCKETS: [f64; 14] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Buckets of `suyun_member_probe_duration_seconds` (a probe times out after a few seconds).
+const PROBE_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
 /// The `controller` label of the reconcile metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +183,9 @@ pub struct Metrics {
     wave_failure_budget: StateGauge,
     wave_last_transition: StateGauge,
     planner_unplaceable: StateGauge,
+    member_up: StateGauge,
+    member_probe_duration: HistogramVec,
+    member_probe_errors: IntCounterVec,
     completed: IntCounterVec,
     failed: IntCounterVec,
     rolled_back: IntCounterVec,
@@ -298,6 +303,22 @@ impl Metrics {
                 "Systems the last planner run could not place, by the planner's reason code",
                 &["reason"],
             ),
+            member_up: state(
+                "suyun_member_up",
+                "1 while the member cluster behind a CloudNode counts as reachable (its API server answered one of the last 3 probes), else 0",
+                &["node", "region_code"],
+            ),
+            member_probe_duration: histogram(
+                "suyun_member_probe_duration_seconds",
+                "Time a reachability probe (GET /version) of a member cluster's API server took, failed ones included",
+                &PROBE_BUCKETS,
+                &["node"],
+            ),
+            member_probe_errors: counter(
+                "suyun_member_probe_errors_total",
+                "Reachability probes of a member cluster that failed or timed out",
+                &["node"],
+            ),
             completed: counter(
                 "suyun_migrations_completed_total",
                 "GovSystems this leader moved into Completed",
@@ -386,6 +407,9 @@ impl Metrics {
             Arc::new(m.wave_failure_budget.vec.clone()),
             Arc::new(m.wave_last_transition.vec.clone()),
             Arc::new(m.planner_unplaceable.vec.clone()),
+            Arc::new(m.member_up.vec.clone()),
+            Arc::new(m.member_probe_duration.clone()),
+            Arc::new(m.member_probe_errors.clone()),
             Arc::new(m.completed.clone()),
             Arc::new(m.failed.clone()),
             Arc::new(m.rolled_back.clone()),
@@ -487,7 +511,7 @@ impl Metrics {
         }
     }
 
-    fn state_gauges(&self) -> [&StateGauge; 16] {
+    fn state_gauges(&self) -> [&StateGauge; 17] {
         [
             &self.node_capacity,
             &self.node_allocatable,
@@ -505,7 +529,23 @@ impl Metrics {
             &self.wave_failure_budget,
             &self.wave_last_transition,
             &self.planner_unplaceable,
+            &self.member_up,
         ]
+    }
+
+    /// Counts one reachability probe of the member cluster behind CloudNode `node` and sets
+    /// whether it counts as reachable now.
+    pub fn observe_member_probe(&self, node: &str, region_code: &str, took: Duration, ok: bool, reachable: bool) {
+        self.member_probe_duration.with_label_values(&[node]).observe(took.as_secs_f64());
+        if !ok {
+            self.member_probe_errors.with_label_values(&[node]).inc();
+        }
+        self.member_up.replace(node, [(vec![node.to_owned(), region_code.to_owned()], f64::from(u8::from(reachable)))]);
+    }
+
+    /// Removes `suyun_member_up` of every member not in `live`.
+    pub fn retain_members(&self, live: &std::collections::HashSet<String>) {
+        self.member_up.retain(|owner| live.contains(owner));
     }
 
     /// Sets the node gauges of `node` from the status the CloudNode controller built for it.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -33,26 +33,52 @@ impl std::fmt::Debug for Caches {
     }
 }
 
+/// What a reflector cache can hold.
+pub(crate) trait Cached:
+    kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Cached for K where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
+}
+
+/// A reflector cache of `api` (managedFields dropped: they are a large share of each cached
+/// object and nothing here reads them), filled by a task of its own that retries with `backoff`
+/// and calls `on_change` on every change after the first list, and `failed` on a watch error.
+pub(crate) fn spawn_cache<K: Cached>(
+    api: Api<K>,
+    config: watcher::Config,
+    backoff: impl kube::runtime::utils::Backoff + 'static,
+    on_change: impl Fn() + Send + 'static,
+    failed: fn(&watcher::Error),
+) -> (Store<K>, tokio::task::JoinHandle<()>) {
+    let (store, writer) = reflector::store();
+    let stream =
+        reflector::reflector(writer, watcher(api, config).backoff(backoff).modify(|o| o.managed_fields_mut().clear()));
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(_) => on_change(),
+                Err(e) => failed(&e),
+            }
+        }
+    });
+    (store, task)
+}
+
 /// Starts the watches behind [`Caches`]; every change wakes the loop through `notify`.
 pub fn watch(client: &kube::Client, notify: Arc<Notify>) -> (Caches, Vec<tokio::task::JoinHandle<()>>) {
-    fn spawn<K>(api: Api<K>, config: watcher::Config, notify: Arc<Notify>) -> (Store<K>, tokio::task::JoinHandle<()>)
-    where
-        K: kube::Resource<DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static,
-    {
-        let (store, writer) = reflector::store();
-        // managedFields are a large share of each cached object and nothing here reads them.
-        let stream = reflector::reflector(
-            writer,
-            watcher(api, config).default_backoff().modify(|o| o.managed_fields_mut().clear()),
-        );
-        let task = tokio::spawn(drive(stream, notify));
-        (store, task)
+    fn spawn<K: Cached>(
+        api: Api<K>,
+        config: watcher::Config,
+        notify: Arc<Notify>,
+    ) -> (Store<K>, tokio::task::JoinHandle<()>) {
+        let failed = |e: &watcher::Error| warn!(error = %e, "watch failed; retrying with backoff");
+        spawn_cache(api, config, watcher::DefaultBackoff::default(), move || notify.notify_one(), failed)
     }
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let (systems, a) = spawn(Api::<GovSystem>::all(client.clone()), watcher::Config::default(), notify.clone());
@@ -60,20 +86,6 @@ pub fn watch(client: &kube::Client, notify: Arc<Notify>) -> (Caches, Vec<tokio::
     let (tenants, c) = spawn(Api::<Tenant>::all(client.clone()), watcher::Config::default(), notify.clone());
     let (jobs, d) = spawn(Api::<Job>::all(client.clone()), managed, notify);
     (Caches { systems, waves, tenants, jobs }, vec![a, b, c, d])
-}
-
-async fn drive<K: std::fmt::Debug>(
-    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-    notify: Arc<Notify>,
-) {
-    futures::pin_mut!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-            Ok(_) => notify.notify_one(),
-            Err(e) => warn!(error = %e, "watch failed; retrying with backoff"),
-        }
-    }
 }
 
 /// Waits until `store` holds its first complete list; `false` when its writer was dropped first.

@@ -120,6 +120,7 @@ pub fn decide(
             approvals: snapshot.approvals.approvals.get(&i).cloned().unwrap_or_default(),
             refused_approval: snapshot.approvals.refused.get(&i).cloned(),
             backoff_base,
+            paused: snapshot.paused(i),
         };
         let outcome = step::step(&system.name_any(), status, &facts);
         if outcome.started {
@@ -208,6 +209,7 @@ mod tests {
             tenants: vec![tenant()],
             systems: (1..=5).map(|n| system(n, if n == 5 { 900 } else { 100 }, &[])).collect(),
             waves: vec![wave(wave_limit)],
+            ..Default::default()
         }
     }
 

@@ -102,6 +102,9 @@ pub struct Facts {
     pub refused_approval: Option<String>,
     /// First retry waits this long (seconds); each further one twice as long, up to 5 minutes.
     pub backoff_base: i64,
+    /// Why the system's migration must pause now (its node's member cluster cannot be
+    /// reached), if it must.
+    pub paused: Option<String>,
 }
 
 /// The planner's verdict for every system, by systemId.

@@ -48,7 +48,7 @@ use crate::context::Context;
 use crate::metrics::Reconciler;
 use crate::plan_input::Objects;
 use crate::store::{StoreLink, StoreSink};
-pub(crate) use caches::cache_ready;
+pub(crate) use caches::{Cached, cache_ready, spawn_cache};
 use snapshot::{Overlay, Snapshot};
 use step::Outcome;
 
@@ -193,10 +193,21 @@ impl MigrationLoop {
             tenants: self.caches.tenants.state(),
             systems: self.caches.systems.state(),
             waves: self.caches.waves.state(),
+            members: crate::members::facts(&self.ctx.cloud_nodes.state(), &self.ctx.members),
         };
         let store_approvals = self.approvals.as_ref().map(|m| m.snapshot()).unwrap_or_default();
         let now = k8s_openapi::jiff::Timestamp::now().as_second();
-        let mut snapshot = Snapshot::take(objects, self.caches.jobs.state(), &mut self.overlay, &store_approvals, now);
+        let jobs = snapshot::ClusterJobs {
+            own: self.caches.jobs.state(),
+            members: self
+                .ctx
+                .members
+                .all()
+                .into_iter()
+                .filter_map(|(node, m)| Some((node, m.caches?.jobs.state())))
+                .collect(),
+        };
+        let mut snapshot = Snapshot::take(objects, jobs, &mut self.overlay, &store_approvals, now);
 
         // 2. Decide. Planning thousands of systems takes a while: let the runtime move this
         // worker's other tasks elsewhere meanwhile.

@@ -66,7 +66,16 @@ pub async fn publish(
 ) -> Reported {
     let objects = &snapshot.objects;
     let waves = snapshot.wave_states(effective);
-    let accounts = accounts::compute(objects.systems.iter().map(AsRef::as_ref).zip(effective), &objects.tenants);
+    let mut accounts = accounts::compute(objects.systems.iter().map(AsRef::as_ref).zip(effective), &objects.tenants);
+    if !objects.members.is_empty() {
+        let tenant_of: std::collections::HashMap<&str, &str> = objects
+            .systems
+            .iter()
+            .map(|s| (s.spec.system_id.as_str(), s.metadata.namespace.as_deref().unwrap_or_default()))
+            .collect();
+        let placed = plan.assignments.iter().map(|a| (a.system_id.as_str(), a.node.as_str()));
+        accounts::add_planned(&mut accounts, placed, |id| tenant_of.get(id).copied());
+    }
     let metrics = &ctx.metrics;
     metrics.observe_loop(&crate::metrics::state::LoopState {
         cloud_nodes: &objects.cloud_nodes,

@@ -91,8 +91,25 @@ pub struct Snapshot {
     pub wave_of: Vec<Option<String>>,
     /// The approvals in force, from the status store and the annotations.
     pub approvals: Gathered,
-    /// The operator's Jobs, by (Namespace, name).
-    pub jobs: HashMap<(String, String), Arc<Job>>,
+    /// The operator's Jobs, by cluster ("" for this one, else the CloudNode whose member
+    /// cluster holds them), Namespace and name.
+    pub jobs: HashMap<(String, String, String), Arc<Job>>,
+}
+
+/// The operator's Jobs as the caches hold them: this cluster's, and each member cluster's by
+/// the CloudNode it backs.
+#[derive(Debug, Default)]
+pub struct ClusterJobs {
+    /// Jobs in the operator's own cluster.
+    pub own: Vec<Arc<Job>>,
+    /// Jobs in member clusters, by CloudNode.
+    pub members: HashMap<String, Vec<Arc<Job>>>,
+}
+
+impl From<Vec<Arc<Job>>> for ClusterJobs {
+    fn from(own: Vec<Arc<Job>>) -> Self {
+        ClusterJobs { own, members: HashMap::new() }
+    }
 }
 
 impl Snapshot {
@@ -100,7 +117,7 @@ impl Snapshot {
     /// the caches caught up with.
     pub fn take(
         objects: Objects,
-        jobs: Vec<Arc<Job>>,
+        jobs: impl Into<ClusterJobs>,
         overlay: &mut Overlay,
         store_approvals: &BTreeMap<String, Approval>,
         now: i64,
@@ -114,7 +131,12 @@ impl Snapshot {
         let wave_of =
             objects.systems.iter().map(|s| plan_input::wave_of(s, &objects.waves).map(|w| w.name_any())).collect();
         let approvals = approvals::gather(&objects.systems, &owned, &regions, store_approvals);
-        let jobs = jobs.into_iter().map(|j| ((j.namespace().unwrap_or_default(), j.name_any()), j)).collect();
+        let ClusterJobs { own, members } = jobs.into();
+        let key = |cluster: &str, j: &Job| (cluster.to_owned(), j.namespace().unwrap_or_default(), j.name_any());
+        let mut jobs: HashMap<_, _> = own.into_iter().map(|j| (key("", &j), j)).collect();
+        for (node, list) in members {
+            jobs.extend(list.into_iter().map(|j| (key(&node, &j), j)));
+        }
         Snapshot { now, objects, statuses, versions, regions, screening, owned, wave_of, approvals, jobs }
     }
 
@@ -192,10 +214,29 @@ impl Snapshot {
         }
     }
 
-    /// The Job named in system `i`'s effective status, if it exists.
+    /// The Job named in system `i`'s effective status, if it exists: in the member cluster of
+    /// the system's node when that node has one (its Jobs run where its data lands), else here.
     pub fn job(&self, i: usize) -> Option<&Job> {
         let name = self.statuses[i].job.as_ref()?;
         let namespace = self.objects.systems[i].namespace().unwrap_or_default();
-        self.jobs.get(&(namespace, name.clone())).map(Arc::as_ref)
+        let cluster = self.member_of(i).unwrap_or_default().to_owned();
+        self.jobs.get(&(cluster, namespace, name.clone())).map(Arc::as_ref)
+    }
+
+    /// The CloudNode whose member cluster runs system `i`'s Jobs, when its node has one.
+    pub fn member_of(&self, i: usize) -> Option<&str> {
+        let node = self.statuses[i].node.as_deref()?;
+        self.objects.members.contains_key(node).then_some(node)
+    }
+
+    /// Why system `i`'s migration must pause now, if it must: its node's member cluster cannot
+    /// be reached.
+    pub fn paused(&self, i: usize) -> Option<String> {
+        let node = self.member_of(i)?;
+        self.objects.members[node].unreachable.then(|| {
+            format!(
+                "the member cluster of {node} cannot be reached: the migration pauses (nothing fails, no attempt is spent) and resumes by itself when it is back"
+            )
+        })
     }
 }

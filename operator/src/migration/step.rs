@@ -139,6 +139,11 @@ pub fn planned_start_moved(old: Option<i64>, new: Option<i64>, now: i64) -> bool
     }
 }
 
+/// Reason of a system in flight whose node's member cluster cannot be reached: it pauses.
+pub const MEMBER_UNREACHABLE: &str = "MemberUnreachable";
+/// Reason of a system whose member cluster came back, until its phase says more.
+const RESUMED: &str = "Resumed";
+
 /// Reason of a Failed system whose rollback gave up.
 const ROLLBACK_FAILED: &str = "RollbackFailed";
 /// Reasons of a Replicating system whose data is copied and whose cutover waits for a window.
@@ -575,6 +580,24 @@ pub fn step(name: &str, current: &GovSystemStatus, facts: &Facts) -> Outcome {
     }
     let phase = current.phase.unwrap_or_default();
     let spec_changed = current.observed_generation.is_some() && current.observed_generation != facts.generation;
+    // In flight onto a member cluster that cannot be reached: nothing moves (no Job is created,
+    // no timeout runs out, no attempt is spent) until it is back.
+    let in_flight = phase.is_active() || phase == Phase::Failed;
+    let paused = facts.paused.as_ref().filter(|_| in_flight && s.status.reason.as_deref() != Some(ROLLBACK_FAILED));
+    if let Some(why) = paused {
+        s.set_reason(MEMBER_UNREACHABLE, why.as_str());
+        s.status.observed_generation = facts.generation;
+        let approval = s.usable_approval();
+        s.status.conditions = conditions(current, &s.status, facts, approval.as_ref());
+        return Outcome { status: s.status, actions: s.actions, wake_at: None, started: false };
+    }
+    if s.status.reason.as_deref() == Some(MEMBER_UNREACHABLE) {
+        // Back: the phase's clock starts again, so that the outage does not count against its
+        // timeout.
+        s.status.phase_started_at = Some(time(facts.now));
+        s.set_reason(RESUMED, "the member cluster is reachable again; the phase goes on");
+        s.event(false, RESUMED, "the member cluster is reachable again; the migration resumes");
+    }
     match phase {
         // A changed spec gives a finished-but-unsuccessful or never-moved system a new start.
         Phase::RolledBack | Phase::NotMigrated if spec_changed => {

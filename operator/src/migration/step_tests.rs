@@ -30,6 +30,7 @@ fn facts() -> Facts {
         approvals: Vec::new(),
         refused_approval: None,
         backoff_base: 10,
+        paused: None,
     }
 }
 
@@ -370,4 +371,38 @@ fn a_system_in_no_wave_is_placed_without_a_planned_start() {
     assert_eq!(o.status.planned_start, None);
     let in_wave = step("sys", &GovSystemStatus::default(), &Facts { slot_free: false, ..facts() });
     assert!(in_wave.status.planned_start.is_some(), "a system in a wave has one");
+}
+
+#[test]
+fn a_migration_onto_an_unreachable_member_pauses_without_failing_and_resumes_with_a_fresh_clock() {
+    let started = step("sys", &GovSystemStatus::default(), &facts()).status;
+    let replicating = finish_job(&started, &facts(), JobState::Succeeded).status;
+    assert_eq!(replicating.phase, Some(Phase::Replicating));
+    let why = "the member cluster of nanjing cannot be reached".to_owned();
+    // Long past the Job's deadline (600 s), with the Job unseen: paused, not failed.
+    let paused = Facts { now: NOW + 5_000, paused: Some(why.clone()), ..facts() };
+    let o = step("sys", &replicating, &paused);
+    assert_eq!(phase(&o), Phase::Replicating);
+    assert_eq!(
+        (o.status.reason.as_deref(), o.status.message.as_deref()),
+        (Some(MEMBER_UNREACHABLE), Some(why.as_str()))
+    );
+    assert_eq!(o.status.attempts, 0, "no attempt spent");
+    assert!(o.actions.is_empty(), "no Job, no Event while paused: {:?}", o.actions);
+    assert_eq!(step("sys", &o.status, &paused).status, o.status, "a longer outage writes nothing more");
+    // Back at NOW + 6000: the phase's clock restarts, so the Job has its whole timeout again.
+    let back = step("sys", &o.status, &Facts { now: NOW + 6_000, ..facts() });
+    assert_eq!(phase(&back), Phase::Replicating);
+    assert_eq!(back.status.reason.as_deref(), Some("Resumed"));
+    assert_eq!(back.status.phase_started_at.as_ref().map(|t| t.0.as_second()), Some(NOW + 6_000));
+    assert_eq!(back.wake_at, Some(NOW + 6_600));
+    assert_eq!(back.status.attempts, 0);
+    // An approved cutover waits too: no CuttingOver Job is created in an unreachable member.
+    let awaiting = GovSystemStatus { phase: Some(Phase::AwaitingCutover), ..replicating.clone() };
+    let o = step("sys", &awaiting, &Facts { paused: Some(why), ..facts() });
+    assert_eq!(phase(&o), Phase::AwaitingCutover);
+    assert_eq!(created_job(&o), None);
+    // A system not started yet is the planner's business (it takes nothing new there).
+    let o = step("sys", &GovSystemStatus::default(), &Facts { paused: Some("x".into()), ..facts() });
+    assert_eq!(phase(&o), Phase::Provisioning);
 }

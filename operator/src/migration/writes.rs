@@ -122,8 +122,19 @@ pub async fn apply(
                 warn!(system = %system.name_any(), "Job executor without a runner");
                 return (i, false);
             };
-            let job = jobs::build(system, runner, phase, attempt, &name, node.as_deref().unwrap_or_default());
-            let api = Api::<Job>::namespaced(ctx.client.clone(), &system.namespace().unwrap_or_default());
+            let node = node.as_deref().unwrap_or_default();
+            let mut job = jobs::build(system, runner, phase, attempt, &name, node);
+            // The Job runs in the cluster of its target node: the member's when it has one.
+            let Some(client) = ctx.client_for(node) else {
+                warn!(system = %system.name_any(), job = %name, node, "no client for the node's member cluster: Job not created");
+                return (i, false);
+            };
+            if ctx.members.get(node).is_some() {
+                // Its owner, the GovSystem, lives in this cluster: the member's garbage
+                // collector would take a reference to it for a missing owner.
+                job.metadata.owner_references = None;
+            }
+            let api = Api::<Job>::namespaced(client, &system.namespace().unwrap_or_default());
             match api
                 .create(
                     &PostParams { field_manager: Some(suyun_crds::FIELD_MANAGER.into()), ..Default::default() },

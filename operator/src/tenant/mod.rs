@@ -7,7 +7,7 @@ pub mod build;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -196,12 +196,19 @@ fn same_quantity(live: &str, desired: &str) -> bool {
 /// The tenants' children as the cluster holds them (only the operator's, by label): what
 /// [`apply`] compares with before it writes.
 #[derive(Clone)]
-struct Children {
-    namespaces: Store<Namespace>,
+pub struct Children {
+    /// Namespaces.
+    pub namespaces: Store<Namespace>,
     quotas: Store<ResourceQuota>,
     limits: Store<LimitRange>,
     policies: Store<NetworkPolicy>,
     bindings: Store<RoleBinding>,
+}
+
+impl std::fmt::Debug for Children {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Children").field("namespaces", &self.namespaces.len()).finish_non_exhaustive()
+    }
 }
 
 /// The watches behind [`Children`], as streams the Controller's triggers read: a reflector
@@ -242,6 +249,44 @@ impl Children {
         (Children { namespaces, quotas, limits, policies, bindings }, (a, b, c, d, e))
     }
 
+    /// The caches of a member cluster's children, filled by tasks of their own (dropping the
+    /// handles stops them); `on_change` is called on every change after the first list.
+    pub fn watch_in_member(
+        client: &kube::Client,
+        on_change: impl Fn() + Clone + Send + 'static,
+    ) -> (Children, Vec<tokio_util::task::AbortOnDropHandle<()>>) {
+        fn drive<K: Send + 'static>(
+            stream: ChildStream<K>,
+            on_change: impl Fn() + Send + 'static,
+        ) -> tokio_util::task::AbortOnDropHandle<()> {
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+                let mut stream = stream;
+                while let Some(item) = stream.next().await {
+                    if item.is_ok() {
+                        on_change();
+                    }
+                }
+            }))
+        }
+        let (children, (a, b, c, d, e)) = Children::watch(client);
+        let o = on_change;
+        let tasks =
+            vec![drive(a, o.clone()), drive(b, o.clone()), drive(c, o.clone()), drive(d, o.clone()), drive(e, o)];
+        (children, tasks)
+    }
+
+    /// Whether every cache holds its first complete list, now.
+    pub async fn listed(&self) -> bool {
+        let ready = futures::future::join_all([
+            crate::members::runtime::listed(&self.namespaces).boxed(),
+            crate::members::runtime::listed(&self.quotas).boxed(),
+            crate::members::runtime::listed(&self.limits).boxed(),
+            crate::members::runtime::listed(&self.policies).boxed(),
+            crate::members::runtime::listed(&self.bindings).boxed(),
+        ]);
+        ready.await.into_iter().all(|r| r)
+    }
+
     /// Waits until every cache holds its first complete list.
     async fn ready(&self) {
         let _ = futures::join!(
@@ -268,7 +313,10 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context, children: &Childre
         return Ok(Action::await_change());
     }
     // build + apply the children; a refusal is shown in the status before it is retried.
-    let provisioned = provision(&tenant, &name, ctx, children).await;
+    let provisioned = match provision(&tenant, &name, ctx.client.clone(), children).await {
+        Ok(()) => provision_members(&tenant, &name, ctx).await,
+        Err(e) => Err(e),
+    };
     // status
     let home_exists = ctx.cloud_nodes.get(&ObjectRef::new(&tenant.spec.home_node)).is_some();
     // Until the migration loop computed the accounts, `used` would read zero: the children are
@@ -312,8 +360,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context, children: &Childre
 
 /// Applies the tenant's children that differ from the cluster's: the Namespace first, the
 /// rest live in it.
-async fn provision(tenant: &Tenant, name: &str, ctx: &Context, live: &Children) -> Result<()> {
-    let client = ctx.client.clone();
+async fn provision(tenant: &Tenant, name: &str, client: kube::Client, live: &Children) -> Result<()> {
     apply(Api::<Namespace>::all(client.clone()), &build::namespace(tenant), &live.namespaces).await?;
     apply(Api::namespaced(client.clone(), name), &build::resource_quota(tenant), &live.quotas).await?;
     apply(Api::namespaced(client.clone(), name), &build::limit_range(tenant), &live.limits).await?;
@@ -322,10 +369,129 @@ async fn provision(tenant: &Tenant, name: &str, ctx: &Context, live: &Children) 
     Ok(())
 }
 
+/// The member-backed nodes whose clusters must hold the tenant's children: its home node and
+/// every node its systems hold capacity on or are planned onto.
+pub fn member_nodes(
+    tenant: &Tenant,
+    account: Option<&TenantAccount>,
+    members: &crate::members::Registry,
+) -> Vec<String> {
+    let mut nodes: std::collections::BTreeSet<String> = account.map(|a| a.nodes.clone()).unwrap_or_default();
+    nodes.insert(tenant.spec.home_node.clone());
+    nodes.into_iter().filter(|n| members.get(n).is_some()).collect()
+}
+
+/// Provisions the tenant's children in the member clusters that must hold them
+/// ([`member_nodes`]). A member that cannot be reached now is skipped (its return reconciles
+/// every Tenant); a refusal there fails the reconcile like one here, naming the member.
+async fn provision_members(tenant: &Tenant, name: &str, ctx: &Context) -> Result<()> {
+    let accounts = ctx.accounts();
+    let account = accounts.as_ref().and_then(|a| a.tenants.get(name));
+    for node in member_nodes(tenant, account, &ctx.members) {
+        let Some(view) = ctx.members.get(&node) else { continue };
+        let (Some(client), Some(caches)) = (view.client.clone(), view.caches.as_ref()) else { continue };
+        if !view.reachable() || !caches.children.listed().await {
+            tracing::debug!(cloud_node = %node, "member not reachable or not listed yet: its children wait");
+            continue;
+        }
+        provision(tenant, name, client, &caches.children).await.map_err(|e| match e {
+            Error::Apply { child, source } => {
+                Error::Apply { child: format!("{child} in the member cluster of {node}"), source }
+            }
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+/// How often the member clusters are swept for tenant Namespaces no longer needed.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Deletes, in every reachable member cluster, the tenants' Namespaces (the operator's, by
+/// label) that no tenant needs there any more ([`member_nodes`]: the tenant is gone, or none of
+/// its systems is placed there and it is not its home) — never one that still holds a Pod that
+/// has not finished or one of the operator's Jobs that has not finished. Returns the Namespaces
+/// deleted, as `node/namespace`.
+pub async fn sweep_members(ctx: &Context) -> Vec<String> {
+    let Some(accounts) = ctx.accounts() else { return Vec::new() };
+    let tenants = ctx.tenants.state();
+    let mut deleted = Vec::new();
+    for (node, view) in ctx.members.all() {
+        let (Some(client), Some(caches)) = (view.client.clone(), view.caches.as_ref()) else { continue };
+        if !view.reachable() || !caches.children.listed().await {
+            continue;
+        }
+        let needed: std::collections::HashSet<String> = tenants
+            .iter()
+            .filter(|t| member_nodes(t, accounts.tenants.get(&t.name_any()), &ctx.members).contains(&node))
+            .map(|t| t.name_any())
+            .collect();
+        for namespace in caches.children.namespaces.state() {
+            let ns = namespace.name_any();
+            if needed.contains(&ns) || namespace.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let busy_pods = caches.pods.state().iter().any(|p| {
+                p.namespace().as_deref() == Some(ns.as_str())
+                    && !p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.phase.as_deref())
+                        .is_some_and(|p| p == "Succeeded" || p == "Failed")
+            });
+            let busy_jobs = caches.jobs.state().iter().any(|j| {
+                j.namespace().as_deref() == Some(ns.as_str())
+                    && crate::migration::jobs::state(Some(j)) == crate::migration::jobs::JobState::Running
+            });
+            if busy_pods || busy_jobs {
+                tracing::info!(cloud_node = %node, namespace = %ns, "tenant Namespace no longer needed in the member but still running something: kept");
+                continue;
+            }
+            match Api::<Namespace>::all(client.clone()).delete(&ns, &Default::default()).await {
+                Ok(_) => {
+                    tracing::info!(cloud_node = %node, namespace = %ns, "tenant Namespace no longer needed in the member: deleted");
+                    deleted.push(format!("{node}/{ns}"));
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => {
+                    warn!(cloud_node = %node, namespace = %ns, error = %e, "could not delete a tenant Namespace no longer needed in the member")
+                }
+            }
+        }
+    }
+    deleted
+}
+
 /// Runs the Tenant controller until `shutdown` resolves. Triggers: the Tenant, any of its
 /// children changing (repaired when edited by hand), the accounts changing, and a CloudNode
 /// appearing or going away (a tenant's home node).
 pub async fn run(
+    ctx: Arc<Context>,
+    accounts_changed: impl Stream<Item = ()> + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
+) {
+    let sweeper = {
+        let ctx = ctx.clone();
+        let stop = shutdown.clone();
+        async move {
+            let sweep = async {
+                loop {
+                    tokio::time::sleep(SWEEP_EVERY).await;
+                    if !ctx.members.is_empty() {
+                        sweep_members(&ctx).await;
+                    }
+                }
+            };
+            tokio::select! {
+                () = stop => {}
+                () = sweep => {}
+            }
+        }
+    };
+    futures::future::join(controller(ctx, accounts_changed, shutdown), sweeper).await;
+}
+
+async fn controller(
     ctx: Arc<Context>,
     accounts_changed: impl Stream<Item = ()> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -414,7 +580,12 @@ spec:
 
     #[test]
     fn usage_and_quota_exceeded_follow_the_account() {
-        let within = TenantAccount { used: Amounts { cpu: 4_000, ..Default::default() }, systems: 2, quota_blocked: 0 };
+        let within = TenantAccount {
+            used: Amounts { cpu: 4_000, ..Default::default() },
+            systems: 2,
+            quota_blocked: 0,
+            ..Default::default()
+        };
         let s = status(&tenant(), true, &within, None, &now());
         assert_eq!(condition(&s, "Ready"), ("True", "Provisioned"));
         assert_eq!(condition(&s, "QuotaExceeded"), ("False", "WithinQuota"));
