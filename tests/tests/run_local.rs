@@ -5,7 +5,9 @@
 //!
 //! The script runs as a process group of its own, on a cluster directory of its own
 //! (`SUYUN_LOCAL_CLUSTER_DIR`), with the binaries next to this test executable
-//! (`SUYUN_PREBUILT_BIN_DIR`, so it runs no nested `cargo build`).
+//! (`SUYUN_PREBUILT_BIN_DIR`, so it runs no nested `cargo build`), and with `--members 2`: two
+//! city CloudNodes backed by member clusters of their own, which must be reachable while it runs
+//! and stopped with the rest.
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -69,6 +71,9 @@ impl Drop for Cleanup {
                 let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             }
         }
+        for member in std::fs::read_dir(self.0.join("members")).into_iter().flatten().flatten() {
+            let _ = stop_cluster_in(&member.path());
+        }
         let _ = stop_cluster_in(&self.0);
     }
 }
@@ -87,6 +92,7 @@ fn ctrl_c_stops_run_local_and_everything_it_started_within_15_seconds() {
     let file = std::fs::File::create(&output).unwrap();
     let mut script = Command::new("bash")
         .arg(root.join("deploy/run-local"))
+        .args(["--members", "2"])
         .current_dir(&root)
         .env("SUYUN_LOCAL_CLUSTER_DIR", &dir)
         .env("SUYUN_PREBUILT_BIN_DIR", &bins)
@@ -122,6 +128,39 @@ fn ctrl_c_stops_run_local_and_everything_it_started_within_15_seconds() {
         .collect();
     pids.push(("REST apiserver".into(), read_pid(&dir.join("rest/apiserver.pid")).expect("REST apiserver pid file")));
     pids.push(("operator".into(), read_pid(&dir.join("operator.pid")).expect("operator pid file")));
+    // The two member clusters run, and their CloudNodes reach them.
+    let members: Vec<PathBuf> = std::fs::read_dir(dir.join("members")).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(members.len(), 2, "{members:?}");
+    for member in &members {
+        let name = member.file_name().unwrap().to_string_lossy().to_string();
+        for component in ["etcd-kube", "kube-apiserver"] {
+            let pid = read_pid(&member.join(format!("{component}.pid"))).expect("a pid file per member component");
+            pids.push((format!("{component} of member {name}"), pid));
+        }
+    }
+    let management = suyun_tests::Cluster {
+        kubeconfig: dir.join("kubeconfig"),
+        etcd_endpoints: String::new(),
+        dir: dir.clone(),
+        path: String::new(),
+    };
+    let reachable = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = management.client().await.unwrap();
+        let nodes = kube::Api::<suyun_crds::v1alpha1::CloudNode>::all(client);
+        suyun_tests::eventually(Duration::from_secs(60), || async {
+            let all = nodes.list(&Default::default()).await?.items;
+            let reachable: Vec<String> = all
+                .iter()
+                .filter(|n| n.status.as_ref().and_then(|s| s.cluster.as_ref()).is_some_and(|c| c.reachable))
+                .filter_map(|n| n.metadata.name.clone())
+                .collect();
+            anyhow::ensure!(reachable.len() == 2, "reachable members: {reachable:?}");
+            Ok(reachable)
+        })
+        .await
+    });
+    let reachable = reachable.unwrap_or_else(|e| panic!("{e:#}\n{}", text()));
+    eprintln!("members reachable: {reachable:?}");
     for (name, pid) in &pids {
         assert!(running(*pid), "{name} ({pid}) is not running");
     }
@@ -154,6 +193,10 @@ fn ctrl_c_stops_run_local_and_everything_it_started_within_15_seconds() {
     assert!(left.is_empty(), "still running after run-local ended: {left:?}");
     let strays = working_in(&dir);
     assert!(strays.is_empty(), "processes of the local cluster left: {strays:?}");
+    for member in &members {
+        let strays = working_in(member);
+        assert!(strays.is_empty(), "processes of member {} left: {strays:?}", member.display());
+    }
     let etcd_lines = after.lines().filter(|l| l.to_lowercase().contains("etcd")).count();
     assert!(etcd_lines <= 2, "{etcd_lines} lines about etcd after Ctrl-C:\n{after}");
     let warnings = after.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count();
