@@ -249,6 +249,7 @@ async fn member_clusters_carry_capacity_tenants_and_jobs_and_a_member_outage_pau
     .await
     .unwrap();
     assert!(no_credentials.2.contains("wuxi-admin"), "{no_credentials:?}");
+    assert_eq!(scrape_member_up(&operator, "wuxi").await.as_deref(), Some("0"), "no credentials: not up");
     // 无锡 is reached as a city would join it (docs/multi-cluster.md): deploy/member installed
     // there, and a ServiceAccount token bound to nothing but the member ClusterRole, from
     // deploy/member/kubeconfig-secret.
@@ -288,6 +289,7 @@ async fn member_clusters_carry_capacity_tenants_and_jobs_and_a_member_outage_pau
     apply::<Tenant>(&client, &fixtures::tenant("sz-gov", "City", "320500", "suzhou", 100)).await;
     eventually(WAIT, || async {
         let ns = Api::<Namespace>::all(sz.clone()).get("sz-gov").await?;
+        anyhow::ensure!(ns.owner_references().is_empty(), "an owner reference to a Tenant the member does not hold");
         anyhow::ensure!(ns.labels().get("app.kubernetes.io/managed-by").is_some_and(|v| v == "suyun-operator"));
         let lp = ListParams::default().labels(MANAGED);
         let counts = (

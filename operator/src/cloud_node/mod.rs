@@ -115,6 +115,12 @@ async fn reconcile_node(node: Arc<CloudNode>, ctx: &Context) -> Result<Action> {
     let caches = view.as_ref().and_then(|v| v.caches.as_ref());
     let member_nodes = caches.map(|c| c.nodes.state()).unwrap_or_default();
     let member_pods = caches.map(|c| c.pods.state()).unwrap_or_default();
+    let nodes_listed = match caches {
+        Some(c) => {
+            crate::migration::cache_ready_now(&c.nodes).await && crate::migration::cache_ready_now(&c.pods).await
+        }
+        None => false,
+    };
     let nodes = match &node.spec.cluster {
         Some(cluster) => crate::members::selected(&member_nodes, &cluster.node_selector),
         None => nodes_of(&k8s_nodes, &name),
@@ -128,6 +134,7 @@ async fn reconcile_node(node: Arc<CloudNode>, ctx: &Context) -> Result<Action> {
             reach: &v.reach,
             no_client: v.no_client.as_ref(),
             pods: &member_pods,
+            nodes_listed,
         }),
     };
     // validate + build

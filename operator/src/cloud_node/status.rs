@@ -41,6 +41,10 @@ pub struct MemberObserved<'a> {
     pub no_client: Option<&'a NoClient>,
     /// The member's Pods bound to a machine (what each machine has free).
     pub pods: &'a [Arc<Pod>],
+    /// Whether the member's Nodes are known (its caches hold a complete list). When they are
+    /// not (no client, or not listed yet after a start), the capacity figures of the previous
+    /// status are kept, marked stale, rather than dropping to nothing.
+    pub nodes_listed: bool,
 }
 
 /// How long `status.cluster.lastSeen` may lag behind the last successful probe: refreshing it on
@@ -64,7 +68,7 @@ pub fn member_status(
         reachable,
         kubernetes_version: member.reach.version.clone(),
         last_seen,
-        capacity_stale: !reachable,
+        capacity_stale: !reachable || !member.nodes_listed,
     };
     (status, member.reach.condition(member.no_client))
 }
@@ -140,6 +144,10 @@ pub fn build(node: &CloudNode, observed: &Observed<'_>, now: &Time) -> CloudNode
                 (Amounts::default(), None)
             }
         },
+        CapacitySource::Nodes if observed.member.is_some_and(|m| !m.nodes_listed) => {
+            let kept = previous.capacity.as_ref().map(Amounts::from_amounts).and_then(Result::ok);
+            (kept.unwrap_or_default(), previous.ready_nodes.or(Some(0)))
+        }
         CapacitySource::Nodes => match capacity::sum_ready_nodes(observed.nodes.iter().copied()) {
             Ok((sum, ready)) => (sum, Some(ready)),
             Err(e) => {
@@ -161,6 +169,7 @@ pub fn build(node: &CloudNode, observed: &Observed<'_>, now: &Time) -> CloudNode
     let allocatable = capacity::allocatable(raw_capacity, reserved, &node.spec.overcommit);
     // What one machine can hold: known when the capacity is read from a member's Nodes.
     let largest_free = match (&observed.member, node.spec.capacity_from) {
+        (Some(member), CapacitySource::Nodes) if !member.nodes_listed => previous.largest_free_on_one_machine.clone(),
         (Some(member), CapacitySource::Nodes) => {
             match capacity::machines_free(observed.nodes.iter().copied(), member.pods, &node.spec.overcommit) {
                 Ok(machines) => {
@@ -373,5 +382,112 @@ mod tests {
         let status = build(&all[0], &observed(&all), &now());
         assert_eq!(ready(&status), ("False", "NoAllocatableCapacity"));
         assert_eq!(status.ready_nodes, Some(0));
+    }
+}
+
+#[cfg(test)]
+mod member_tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn member_node() -> Arc<CloudNode> {
+        let node: CloudNode = serde_json::from_value(serde_json::json!({
+            "apiVersion": "suyun.io/v1alpha1", "kind": "CloudNode", "metadata": {"name": "suzhou", "generation": 1},
+            "spec": {"tier": "Provincial", "regionCode": "320000", "displayName": "苏州", "capacityFrom": "Nodes",
+                     "securityLevel": 3, "cluster": {}}
+        }))
+        .unwrap();
+        Arc::new(node)
+    }
+
+    fn machine(cpu: &str) -> Node {
+        Node {
+            metadata: kube::api::ObjectMeta { name: Some(format!("m-{cpu}")), ..Default::default() },
+            status: Some(NodeStatus {
+                allocatable: Some(
+                    [("cpu".to_owned(), Quantity(cpu.into())), ("memory".to_owned(), Quantity("64Gi".into()))].into(),
+                ),
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn at(s: i64) -> Time {
+        Time(Timestamp::from_second(s).unwrap())
+    }
+
+    fn build_with(
+        node: &CloudNode,
+        machines: &[Node],
+        reach: &Reachability,
+        listed: bool,
+        now: i64,
+    ) -> CloudNodeStatus {
+        let all = [Arc::new(node.clone())];
+        let observed = Observed {
+            cloud_nodes: &all,
+            nodes: machines.iter().collect(),
+            account: NodeAccount::default(),
+            pressure_threshold: 85.0,
+            member: Some(MemberObserved { reach, no_client: None, pods: &[], nodes_listed: listed }),
+        };
+        build(node, &observed, &at(now))
+    }
+
+    fn condition<'a>(s: &'a CloudNodeStatus, t: &str) -> (&'a str, &'a str) {
+        let c = s.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn a_member_backed_node_shows_its_members_machines_reachability_and_keeps_what_it_cannot_see() {
+        let mut node = (*member_node()).clone();
+        let mut reach = Reachability::default();
+        reach.succeeded("v1.34.4".into(), 1_000);
+        let machines = [machine("16"), machine("8")];
+        let s = build_with(&node, &machines, &reach, true, 1_000);
+        assert_eq!(s.allocatable.as_ref().unwrap().cpu.as_ref().unwrap().0, "24");
+        assert_eq!(s.largest_free_on_one_machine.as_ref().unwrap().cpu.as_ref().unwrap().0, "16");
+        assert_eq!(condition(&s, "ClusterReachable"), ("True", "Reachable"));
+        assert_eq!(condition(&s, "Ready"), ("True", "Reconciled"));
+        let cluster = s.cluster.clone().unwrap();
+        assert!(
+            cluster.reachable && !cluster.capacity_stale && cluster.kubernetes_version.as_deref() == Some("v1.34.4")
+        );
+        assert_eq!(cluster.last_seen, Some(at(1_000)));
+
+        // Heard from again 30 s later: lastSeen stays (no write every probe); 70 s later it moves.
+        node.status = Some(s.clone());
+        reach.succeeded("v1.34.4".into(), 1_030);
+        assert_eq!(build_with(&node, &machines, &reach, true, 1_030).cluster.unwrap().last_seen, Some(at(1_000)));
+        reach.succeeded("v1.34.4".into(), 1_070);
+        assert_eq!(build_with(&node, &machines, &reach, true, 1_070).cluster.unwrap().last_seen, Some(at(1_070)));
+
+        // Unreachable: not Ready, the last known capacity kept and marked stale.
+        for _ in 0..crate::members::health::FAILURES_BEFORE_UNREACHABLE {
+            reach.failed("connection refused".into());
+        }
+        let down = build_with(&node, &machines, &reach, true, 1_100);
+        assert_eq!(condition(&down, "ClusterReachable"), ("False", "Unreachable"));
+        assert_eq!(condition(&down, "Ready"), ("False", "MemberUnreachable"));
+        assert!(down.cluster.as_ref().unwrap().capacity_stale);
+        assert_eq!(down.allocatable.as_ref().unwrap().cpu.as_ref().unwrap().0, "24");
+
+        // After a restart, before the member's Nodes are listed: the previous figures, stale,
+        // not zero.
+        reach.succeeded("v1.34.4".into(), 1_200);
+        let unlisted = build_with(&node, &[], &reach, false, 1_200);
+        assert_eq!(unlisted.allocatable.as_ref().unwrap().cpu.as_ref().unwrap().0, "24");
+        assert_eq!(unlisted.ready_nodes, Some(2));
+        assert_eq!(unlisted.largest_free_on_one_machine, s.largest_free_on_one_machine);
+        assert!(unlisted.cluster.unwrap().capacity_stale);
     }
 }

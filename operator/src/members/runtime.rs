@@ -90,27 +90,47 @@ impl MemberView {
 }
 
 /// The member clusters, by CloudNode name: what the controllers read. Cheap to clone.
-#[derive(Clone, Default, Debug)]
-pub struct Registry(Arc<RwLock<BTreeMap<String, MemberView>>>);
+#[derive(Clone, Debug)]
+pub struct Registry {
+    members: Arc<RwLock<BTreeMap<String, MemberView>>>,
+    /// Turns `true` once the supervisor has probed every member once (at once when there is
+    /// none): before that, "not reachable" only means "not asked yet".
+    settled: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry { members: Arc::default(), settled: tokio::sync::watch::Sender::new(false) }
+    }
+}
 
 impl Registry {
     /// The member behind CloudNode `node`, if it has one.
     pub fn get(&self, node: &str) -> Option<MemberView> {
-        self.0.read().expect("registry lock is never poisoned").get(node).cloned()
+        self.members.read().expect("registry lock is never poisoned").get(node).cloned()
     }
 
     /// Every member.
     pub fn all(&self) -> BTreeMap<String, MemberView> {
-        self.0.read().expect("registry lock is never poisoned").clone()
+        self.members.read().expect("registry lock is never poisoned").clone()
     }
 
     /// Whether no CloudNode is backed by a member cluster (a single-cluster province).
     pub fn is_empty(&self) -> bool {
-        self.0.read().expect("registry lock is never poisoned").is_empty()
+        self.members.read().expect("registry lock is never poisoned").is_empty()
     }
 
     fn replace(&self, members: BTreeMap<String, MemberView>) {
-        *self.0.write().expect("registry lock is never poisoned") = members;
+        *self.members.write().expect("registry lock is never poisoned") = members;
+    }
+
+    /// Waits until every member was probed once (see [`supervise`]), at most `limit`: the
+    /// migration loop's first iteration waits for it, so that a restart does not take members
+    /// it has not asked yet for unreachable ones (and move systems away from them). Whether it
+    /// settled.
+    pub async fn settled(&self, limit: Duration) -> bool {
+        let mut rx = self.settled.subscribe();
+        matches!(tokio::time::timeout(limit, rx.wait_for(|s| *s)).await, Ok(Ok(_)))
     }
 }
 
@@ -207,15 +227,6 @@ impl kube::runtime::utils::Backoff for QuickBackoff {
     }
 }
 
-/// Whether `store` holds its first complete list already (waits at most a moment).
-pub(crate) async fn listed<K>(store: &Store<K>) -> bool
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    matches!(tokio::time::timeout(Duration::from_millis(10), store.wait_until_ready()).await, Ok(Ok(())))
-}
-
 /// Probes one member: its `gitVersion`, or why not.
 async fn probe(client: kube::Client) -> (Duration, Result<String, String>) {
     let started = Instant::now();
@@ -264,6 +275,9 @@ pub async fn supervise(
         let nodes = cloud_nodes.state();
         let wanted = nodes.iter().any(|n| n.spec.cluster.is_some());
         if !wanted && running.is_empty() && members.errors.is_empty() {
+            if crate::migration::cache_ready_now(&cloud_nodes).await {
+                registry.settled.send_replace(true);
+            }
             continue;
         }
         if wanted && secrets.is_none() {
@@ -277,7 +291,7 @@ pub async fn supervise(
             secrets = Some((store, task));
         }
         let secret_list = match &secrets {
-            Some((store, _)) if listed(store).await => store.state(),
+            Some((store, _)) if crate::migration::cache_ready_now(store).await => store.state(),
             // Not listed yet: a missing Secret now would be a false "not found".
             Some(_) => continue,
             None => Vec::new(),
@@ -340,6 +354,10 @@ pub async fn supervise(
                 );
             }
         }
+        for name in members.errors.keys() {
+            let region = nodes.iter().find(|n| n.name_any() == *name).map(|n| n.spec.region_code.clone());
+            metrics.set_member_up(name, region.as_deref().unwrap_or_default(), false);
+        }
         let live: HashSet<String> = members.clients.keys().chain(members.errors.keys()).cloned().collect();
         metrics.retain_members(&live);
         let mut views = BTreeMap::new();
@@ -358,6 +376,10 @@ pub async fn supervise(
             views.insert(name.clone(), MemberView { no_client: Some(why.clone()), ..Default::default() });
         }
         registry.replace(views);
+        if Instant::now() < next_probe {
+            // A probe round is done (none is due): every member was asked once.
+            registry.settled.send_replace(true);
+        }
         if changed {
             listeners.migration.notify_one();
             listeners.tell_controllers();

@@ -540,7 +540,13 @@ impl Metrics {
         if !ok {
             self.member_probe_errors.with_label_values(&[node]).inc();
         }
-        self.member_up.replace(node, [(vec![node.to_owned(), region_code.to_owned()], f64::from(u8::from(reachable)))]);
+        self.set_member_up(node, region_code, reachable);
+    }
+
+    /// Sets `suyun_member_up` of the member behind CloudNode `node` (0 too for a member the
+    /// operator has no credentials for: nothing is probed, and it is not up).
+    pub fn set_member_up(&self, node: &str, region_code: &str, up: bool) {
+        self.member_up.replace(node, [(vec![node.to_owned(), region_code.to_owned()], f64::from(u8::from(up)))]);
     }
 
     /// Removes `suyun_member_up` of every member not in `live`.

@@ -88,6 +88,15 @@ pub fn watch(client: &kube::Client, notify: Arc<Notify>) -> (Caches, Vec<tokio::
     (Caches { systems, waves, tenants, jobs }, vec![a, b, c, d])
 }
 
+/// Whether `store` holds its first complete list already (waits at most a moment).
+pub(crate) async fn cache_ready_now<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    matches!(tokio::time::timeout(Duration::from_millis(10), store.wait_until_ready()).await, Ok(Ok(())))
+}
+
 /// Waits until `store` holds its first complete list; `false` when its writer was dropped first.
 ///
 /// `Store::wait_until_ready` alone is not enough: kube's readiness signal is a oneshot receiver

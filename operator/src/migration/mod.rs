@@ -48,9 +48,12 @@ use crate::context::Context;
 use crate::metrics::Reconciler;
 use crate::plan_input::Objects;
 use crate::store::{StoreLink, StoreSink};
-pub(crate) use caches::{Cached, cache_ready, spawn_cache};
+pub(crate) use caches::{Cached, cache_ready, cache_ready_now, spawn_cache};
 use snapshot::{Overlay, Snapshot};
 use step::Outcome;
+
+/// Longest wait at the start for every member cluster to be probed once.
+const MEMBERS_SETTLE: Duration = Duration::from_secs(15);
 
 /// The loop's memory between iterations.
 pub struct MigrationLoop {
@@ -137,6 +140,10 @@ impl MigrationLoop {
         ready("Job");
         cache_ready(&self.ctx.cloud_nodes).await;
         ready("CloudNode");
+        if !self.ctx.members.settled(MEMBERS_SETTLE).await {
+            warn!(waited_s = MEMBERS_SETTLE.as_secs(), "member clusters not all probed yet: starting without");
+        }
+        ready("member clusters");
         self.ctx.metrics.set_readiness(crate::metrics::Readiness::Leading);
         info!("migration loop started");
         let mut wake = tokio::time::Instant::now();

@@ -278,11 +278,11 @@ impl Children {
     /// Whether every cache holds its first complete list, now.
     pub async fn listed(&self) -> bool {
         let ready = futures::future::join_all([
-            crate::members::runtime::listed(&self.namespaces).boxed(),
-            crate::members::runtime::listed(&self.quotas).boxed(),
-            crate::members::runtime::listed(&self.limits).boxed(),
-            crate::members::runtime::listed(&self.policies).boxed(),
-            crate::members::runtime::listed(&self.bindings).boxed(),
+            crate::migration::cache_ready_now(&self.namespaces).boxed(),
+            crate::migration::cache_ready_now(&self.quotas).boxed(),
+            crate::migration::cache_ready_now(&self.limits).boxed(),
+            crate::migration::cache_ready_now(&self.policies).boxed(),
+            crate::migration::cache_ready_now(&self.bindings).boxed(),
         ]);
         ready.await.into_iter().all(|r| r)
     }
@@ -313,7 +313,7 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context, children: &Childre
         return Ok(Action::await_change());
     }
     // build + apply the children; a refusal is shown in the status before it is retried.
-    let provisioned = match provision(&tenant, &name, ctx.client.clone(), children).await {
+    let provisioned = match provision(&tenant, &name, ctx.client.clone(), children, true).await {
         Ok(()) => provision_members(&tenant, &name, ctx).await,
         Err(e) => Err(e),
     };
@@ -359,13 +359,21 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context, children: &Childre
 }
 
 /// Applies the tenant's children that differ from the cluster's: the Namespace first, the
-/// rest live in it.
-async fn provision(tenant: &Tenant, name: &str, client: kube::Client, live: &Children) -> Result<()> {
-    apply(Api::<Namespace>::all(client.clone()), &build::namespace(tenant), &live.namespaces).await?;
-    apply(Api::namespaced(client.clone(), name), &build::resource_quota(tenant), &live.quotas).await?;
-    apply(Api::namespaced(client.clone(), name), &build::limit_range(tenant), &live.limits).await?;
-    apply(Api::namespaced(client.clone(), name), &build::network_policy(tenant), &live.policies).await?;
-    apply(Api::namespaced(client, name), &build::role_binding(tenant), &live.bindings).await?;
+/// rest live in it. In a member cluster (`owned` false) they carry no owner reference: their
+/// owner, the Tenant, lives in the management cluster, and a member's garbage collector would
+/// take the reference for one to a missing owner (the sweep removes them instead).
+async fn provision(tenant: &Tenant, name: &str, client: kube::Client, live: &Children, owned: bool) -> Result<()> {
+    fn owner<K: Resource>(mut object: K, owned: bool) -> K {
+        if !owned {
+            object.meta_mut().owner_references = None;
+        }
+        object
+    }
+    apply(Api::<Namespace>::all(client.clone()), &owner(build::namespace(tenant), owned), &live.namespaces).await?;
+    apply(Api::namespaced(client.clone(), name), &owner(build::resource_quota(tenant), owned), &live.quotas).await?;
+    apply(Api::namespaced(client.clone(), name), &owner(build::limit_range(tenant), owned), &live.limits).await?;
+    apply(Api::namespaced(client.clone(), name), &owner(build::network_policy(tenant), owned), &live.policies).await?;
+    apply(Api::namespaced(client.clone(), name), &owner(build::role_binding(tenant), owned), &live.bindings).await?;
     Ok(())
 }
 
@@ -394,7 +402,7 @@ async fn provision_members(tenant: &Tenant, name: &str, ctx: &Context) -> Result
             tracing::debug!(cloud_node = %node, "member not reachable or not listed yet: its children wait");
             continue;
         }
-        provision(tenant, name, client, &caches.children).await.map_err(|e| match e {
+        provision(tenant, name, client, &caches.children, false).await.map_err(|e| match e {
             Error::Apply { child, source } => {
                 Error::Apply { child: format!("{child} in the member cluster of {node}"), source }
             }
