@@ -78,8 +78,14 @@ async fn reset_member(member: &Client) {
     let namespaces = Api::<Namespace>::all(member.clone());
     eventually(Duration::from_secs(120), || async {
         let owned = namespaces.list(&ListParams::default().labels(MANAGED)).await?;
-        for ns in owned.items.iter().filter(|n| n.metadata.deletion_timestamp.is_none()) {
-            let _ = namespaces.delete(&ns.name_any(), &DeleteParams::background()).await;
+        for ns in &owned.items {
+            // No kubelet: a Pod bound to a machine ends only when deleted at once, and until it
+            // does its Namespace cannot go.
+            let pods = Api::<Pod>::namespaced(member.clone(), &ns.name_any());
+            let _ = pods.delete_collection(&DeleteParams::default().grace_period(0), &ListParams::default()).await;
+            if ns.metadata.deletion_timestamp.is_none() {
+                let _ = namespaces.delete(&ns.name_any(), &DeleteParams::background()).await;
+            }
         }
         anyhow::ensure!(owned.items.is_empty(), "{} Namespaces left", owned.items.len());
         Ok(())
@@ -442,6 +448,26 @@ async fn member_clusters_carry_capacity_tenants_and_jobs_and_a_member_outage_pau
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.log_text()));
+
+    // Rotating 无锡's credentials: a new token in the same Secret is taken into use without a
+    // restart, and the member stays reachable.
+    let rotated = suyun_tests::helm::member_kubeconfig_secret(&wuxi, "wuxi", &[]).unwrap();
+    let rotated = String::from_utf8(rotated.data.unwrap()["value"].0.clone()).unwrap();
+    assert_ne!(rotated, token_kubeconfig, "a new token");
+    put_secret(&client, "wuxi-admin", "config", &rotated).await;
+    eventually(WAIT, || async {
+        let log = operator.log_text();
+        anyhow::ensure!(
+            log.lines().any(|l| l.contains("member client changed or gone") && l.contains("wuxi")),
+            "no new client for wuxi yet"
+        );
+        let c = condition(&status(&client, "wuxi").await?, "ClusterReachable");
+        anyhow::ensure!(c.as_ref().is_some_and(|c| c.0 == "True"), "{c:?}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(scrape_member_up(&operator, "wuxi").await.as_deref(), Some("1"));
 
     assert!(operator.terminate(), "operator did not exit cleanly:\n{}", operator.log_text());
     fixtures::clean(&client).await;
