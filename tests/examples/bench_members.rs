@@ -15,8 +15,9 @@
 //!    capacity from `--machines` Ready Nodes there that add up to the declared capacity, its
 //!    tenants' children and Jobs there; the provincial node stays in the management cluster.
 //!
-//! Per run, once the operator has settled (every system decided, every member reachable, no
-//! write for 5 s): its resident memory (VmRSS, and VmHWM, the peak so far), and the median
+//! Each measured run is an operator started on systems that already have their status (a
+//! first, unmeasured start wrote them), so that both hold the same state. Per run, once the
+//! operator has settled (every member reachable, no write for 5 s): its resident memory (VmRSS, and VmHWM, the peak so far), and the median
 //! `elapsed_ms` of `--iterations` migration-loop iterations, each set off by a label change on
 //! one GovSystem. Loopback only and bounded; it stops the members and its control plane at the
 //! end (`--keep-cluster` keeps the control plane).
@@ -158,7 +159,12 @@ async fn run(args: &Args, cluster: &Cluster) -> anyhow::Result<()> {
     report.add(format!("{} CloudNodes, {} Tenants, {n} GovSystems", input.nodes.len(), input.tenants.len()));
 
     // --- 1. single cluster ---
-    let (mut operator, mut log) = start_operator(cluster, "bench-single", n, timeout).await?;
+    // A first start writes every system's first status; the measured one starts again with
+    // nothing to write, as the member run does, so that both hold the same kind of state.
+    let (mut first, _) = start_operator(cluster, "bench-first", n, timeout).await?;
+    bench::settle(&client, Duration::from_secs(5), timeout).await?;
+    first.terminate();
+    let (mut operator, mut log) = start_operator(cluster, "bench-single", 0, timeout).await?;
     let single = measure(&client, &operator, &mut log, args.iterations, timeout).await?;
     operator.terminate();
     report.add(format!(
