@@ -65,15 +65,20 @@ impl Reachability {
                 "Reachable",
                 format!("Kubernetes {}", self.version.as_deref().unwrap_or("?")),
             ),
-            (false, Some(error)) => DesiredCondition::new(
-                CLUSTER_REACHABLE,
-                false,
-                "Unreachable",
-                format!(
-                    "{FAILURES_BEFORE_UNREACHABLE} probes in a row failed, {}: {error}; no new placements there, its migrations pause",
-                    heard(self.last_seen)
-                ),
-            ),
+            (false, Some(error)) => {
+                let what = match self.last_seen {
+                    Some(_) => {
+                        format!("{FAILURES_BEFORE_UNREACHABLE} probes in a row failed, {}", heard(self.last_seen))
+                    }
+                    None => "never heard from".to_owned(),
+                };
+                DesiredCondition::new(
+                    CLUSTER_REACHABLE,
+                    false,
+                    "Unreachable",
+                    format!("{what}: {error}; no new placements there, its migrations pause"),
+                )
+            }
             (false, None) => {
                 DesiredCondition::new(CLUSTER_REACHABLE, false, "NotProbedYet", "the member has not been probed yet")
             }
@@ -110,6 +115,15 @@ mod tests {
         assert_eq!(r.version.as_deref(), Some("v1.34.4"), "the last known version stays");
         r.succeeded("v1.34.5".into(), 200);
         assert!(r.reachable() && r.failures == 0 && r.last_error.is_none());
+    }
+
+    #[test]
+    fn a_member_never_heard_from_is_unreachable_from_its_first_failed_probe() {
+        let mut r = Reachability::default();
+        r.failed("connection refused".into());
+        let c = r.condition(None);
+        assert_eq!((c.status, c.reason.as_str()), (false, "Unreachable"));
+        assert!(c.message.starts_with("never heard from: connection refused"), "{c:?}");
     }
 
     #[test]
