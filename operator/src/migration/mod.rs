@@ -140,10 +140,13 @@ impl MigrationLoop {
         ready("Job");
         cache_ready(&self.ctx.cloud_nodes).await;
         ready("CloudNode");
-        if !self.ctx.members.settled(MEMBERS_SETTLE).await {
-            warn!(waited_s = MEMBERS_SETTLE.as_secs(), "member clusters not all probed yet: starting without");
+        // (A single-cluster province has nothing to wait for.)
+        if self.ctx.cloud_nodes.state().iter().any(|n| n.spec.cluster.is_some()) {
+            if !self.ctx.members.settled(MEMBERS_SETTLE).await {
+                warn!(waited_s = MEMBERS_SETTLE.as_secs(), "member clusters not all probed yet: starting without");
+            }
+            ready("member clusters");
         }
-        ready("member clusters");
         self.ctx.metrics.set_readiness(crate::metrics::Readiness::Leading);
         info!("migration loop started");
         let mut wake = tokio::time::Instant::now();
