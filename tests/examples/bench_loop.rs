@@ -40,7 +40,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use suyun_crds::v1alpha1::{CloudNode, GovSystem, MigrationWave, Phase, Tenant};
 use suyun_tests::bench::{self, LogTail, Operator, Report, loadavg, median, patch_statuses, secs_between, wait_for};
-use suyun_tests::synthetic::{MANAGER, cloud_node, create_all, system, tenant};
+use suyun_tests::synthetic::MANAGER;
 use suyun_tests::{Cluster, install_crds};
 
 #[derive(Debug, Parser)]
@@ -139,24 +139,7 @@ async fn run(args: &Args, cluster: &Cluster) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout_seconds);
 
     // --- the province: nodes, tenants (Namespaces provisioned by the operator), systems ---
-    let nodes: Vec<CloudNode> = input.nodes.iter().map(cloud_node).collect::<anyhow::Result<_>>()?;
-    anyhow::ensure!(create_all(|_: &CloudNode| Api::all(client.clone()), nodes, c).await.is_empty());
-    let tenants: Vec<Tenant> = input.tenants.iter().map(tenant).collect::<anyhow::Result<_>>()?;
-    anyhow::ensure!(create_all(|_: &Tenant| Api::all(client.clone()), tenants, c).await.is_empty());
-    bench::provision_namespaces(cluster, &client, input.tenants.len(), timeout).await?;
-    let systems: Vec<GovSystem> = input.systems.iter().map(system).collect::<anyhow::Result<_>>()?;
-    let failed = create_all(
-        |s: &GovSystem| Api::namespaced(client.clone(), &s.namespace().unwrap_or_default()),
-        systems.clone(),
-        c,
-    )
-    .await;
-    let refused: HashSet<&str> = failed.iter().filter_map(|f| f.split(':').next()).collect();
-    let created: Vec<(String, String)> = systems
-        .iter()
-        .filter(|s| !refused.contains(s.name_any().as_str()))
-        .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
-        .collect();
+    let created = bench::create_province(cluster, &client, &input, c, timeout).await?;
     let n = created.len();
     report.add(format!("{} CloudNodes, {} Tenants, {n} GovSystems", input.nodes.len(), input.tenants.len()));
 

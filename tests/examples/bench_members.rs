@@ -29,10 +29,9 @@ use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use suyun_crds::v1alpha1::{CloudNode, GovSystem, Phase, Tenant};
+use suyun_crds::v1alpha1::{CloudNode, GovSystem, Phase};
 use suyun_planner::model::Tier;
 use suyun_tests::bench::{self, LogTail, Operator, Report, loadavg, median, memory_kib, wait_for};
-use suyun_tests::synthetic::{cloud_node, create_all, system, tenant};
 use suyun_tests::{Cluster, install_crds};
 
 #[derive(Debug, Parser)]
@@ -146,16 +145,7 @@ async fn run(args: &Args, cluster: &Cluster) -> anyhow::Result<()> {
     let c = args.concurrency;
     let timeout = Duration::from_secs(args.timeout_seconds);
 
-    let nodes: Vec<CloudNode> = input.nodes.iter().map(cloud_node).collect::<anyhow::Result<_>>()?;
-    anyhow::ensure!(create_all(|_: &CloudNode| Api::all(client.clone()), nodes, c).await.is_empty());
-    let tenants: Vec<Tenant> = input.tenants.iter().map(tenant).collect::<anyhow::Result<_>>()?;
-    anyhow::ensure!(create_all(|_: &Tenant| Api::all(client.clone()), tenants, c).await.is_empty());
-    bench::provision_namespaces(cluster, &client, input.tenants.len(), timeout).await?;
-    let systems: Vec<GovSystem> = input.systems.iter().map(system).collect::<anyhow::Result<_>>()?;
-    let failed =
-        create_all(|s: &GovSystem| Api::namespaced(client.clone(), &s.namespace().unwrap_or_default()), systems, c)
-            .await;
-    let n = input.systems.len() - failed.len();
+    let n = bench::create_province(cluster, &client, &input, c, timeout).await?.len();
     report.add(format!("{} CloudNodes, {} Tenants, {n} GovSystems", input.nodes.len(), input.tenants.len()));
 
     // --- 1. single cluster ---

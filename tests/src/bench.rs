@@ -390,3 +390,38 @@ pub async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> b
     }
     Ok(())
 }
+
+/// Creates the synthetic province `input` on `cluster`: its CloudNodes, its Tenants (their
+/// Namespaces provisioned by a warm-up operator, [`provision_namespaces`]) and its GovSystems,
+/// `concurrency` requests in flight. Returns the systems created, as (Namespace, name); a
+/// system the apiserver refuses is left out.
+pub async fn create_province(
+    cluster: &Cluster,
+    client: &Client,
+    input: &suyun_planner::model::PlanInput,
+    concurrency: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use crate::synthetic::{cloud_node, create_all, system, tenant};
+    use kube::ResourceExt as _;
+    use suyun_crds::v1alpha1::{CloudNode, Tenant};
+    let c = concurrency;
+    let nodes: Vec<CloudNode> = input.nodes.iter().map(cloud_node).collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(create_all(|_: &CloudNode| Api::all(client.clone()), nodes, c).await.is_empty());
+    let tenants: Vec<Tenant> = input.tenants.iter().map(tenant).collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(create_all(|_: &Tenant| Api::all(client.clone()), tenants, c).await.is_empty());
+    provision_namespaces(cluster, client, input.tenants.len(), timeout).await?;
+    let systems: Vec<GovSystem> = input.systems.iter().map(system).collect::<anyhow::Result<_>>()?;
+    let failed = create_all(
+        |s: &GovSystem| Api::namespaced(client.clone(), &s.namespace().unwrap_or_default()),
+        systems.clone(),
+        c,
+    )
+    .await;
+    let refused: std::collections::HashSet<&str> = failed.iter().filter_map(|f| f.split(':').next()).collect();
+    Ok(systems
+        .iter()
+        .filter(|s| !refused.contains(s.name_any().as_str()))
+        .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
+        .collect())
+}

@@ -107,10 +107,10 @@ fn architecture_must_be_offered_by_the_node() {
     assert_eq!(node_of(&plan, "ANY"), Some("prov"));
 }
 
-#[test]
-fn cordoned_nodes_take_nothing_new_but_keep_what_they_have() {
+/// A node that takes nothing new (cordoned, or its member cluster unreachable) keeps what it has.
+fn takes_nothing_new(stop: fn(&mut suyun_planner::model::Node), why: &str) {
     let mut nodes = two_nodes(1000, 1000);
-    nodes[1].cordoned = true;
+    stop(&mut nodes[1]);
     let mut done = system("DONE", "t", 2);
     done.phase = Phase::Completed;
     done.node = Some("sz".into());
@@ -118,24 +118,19 @@ fn cordoned_nodes_take_nothing_new_but_keep_what_they_have() {
     let plan = plan(&input);
     let (reason, message) = refusal(&plan, "NEW").unwrap();
     assert_eq!(reason, Reason::NoEligibleNode);
-    assert!(message.contains("320500 苏州市 (cordoned)"), "{message}");
+    assert!(message.contains(&format!("320500 苏州市 ({why})")), "{message}");
     assert_eq!(node_of(&plan, "DONE"), Some("sz"));
     assert_eq!(plan.completed, 1);
 }
 
 #[test]
+fn cordoned_nodes_take_nothing_new_but_keep_what_they_have() {
+    takes_nothing_new(|n| n.cordoned = true, "cordoned");
+}
+
+#[test]
 fn an_unreachable_member_takes_nothing_new_but_keeps_what_it_has() {
-    let mut nodes = two_nodes(1000, 1000);
-    nodes[1].unreachable = true;
-    let mut done = system("DONE", "t", 2);
-    done.phase = Phase::Completed;
-    done.node = Some("sz".into());
-    let input = input(nodes, vec![tenant("t", TenantLevel::City, "sz")], vec![done, system("NEW", "t", 1)]);
-    let plan = plan(&input);
-    let (reason, message) = refusal(&plan, "NEW").unwrap();
-    assert_eq!(reason, Reason::NoEligibleNode);
-    assert!(message.contains("320500 苏州市 (its member cluster is unreachable)"), "{message}");
-    assert_eq!(node_of(&plan, "DONE"), Some("sz"));
+    takes_nothing_new(|n| n.unreachable = true, "its member cluster is unreachable");
 }
 
 #[test]
