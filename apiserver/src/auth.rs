@@ -168,8 +168,13 @@ impl TokenStore {
 
     /// The identity of `token`, if the file lists its hash.
     pub fn lookup(&self, token: &str) -> Option<Identity> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.state.read().expect("token lock").tokens.get(&digest).cloned()
+        self.lookup_digest(&Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// The identity of the token whose SHA-256 is `digest`, if the file still lists it (a
+    /// console session keeps the hash of the token it was opened with, never the token).
+    pub fn lookup_digest(&self, digest: &[u8; 32]) -> Option<Identity> {
+        self.state.read().expect("token lock").tokens.get(digest).cloned()
     }
 
     /// Re-reads the file; `Ok(true)` when its content changed and was taken. A file that cannot

@@ -84,6 +84,13 @@ pub struct Config {
     /// requests; a request with any other `Origin` header is refused. Default: none.
     #[arg(long, env = "SUYUN_APISERVER_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Serve the web console under `/console/` (`--console=false` switches it off).
+    #[arg(long, env = "SUYUN_APISERVER_CONSOLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub console: bool,
+    /// How long a console session lasts after its login, minutes.
+    #[arg(long, env = "SUYUN_APISERVER_CONSOLE_SESSION_MINUTES", default_value_t = 480,
+          value_parser = clap::value_parser!(u64).range(1..=10_080))]
+    pub console_session_minutes: u64,
 }
 
 impl Config {
@@ -104,6 +111,14 @@ impl Config {
     /// The per-identity rate limit.
     pub fn rate_limit(&self) -> RateLimit {
         RateLimit { per_second: self.rate_limit_rps.max(0.0), burst: self.rate_limit_burst }
+    }
+
+    /// The console's settings.
+    pub fn console(&self) -> crate::console::ConsoleSettings {
+        crate::console::ConsoleSettings {
+            enabled: self.console,
+            session_ttl: Duration::from_secs(self.console_session_minutes * 60),
+        }
     }
 
     /// The TLS files.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use suyun_store::readmodel::{
-    ApprovalRecord, JournalEntry, KeyRef, Keys, NodeRecord, SystemRecord, TenantRecord, WaveRecord,
+    ApprovalRecord, JournalEntry, KeyRef, Keys, NodeRecord, SessionRecord, SystemRecord, TenantRecord, WaveRecord,
 };
 
 use crate::auth::Scope;
@@ -82,6 +82,8 @@ pub struct Index {
     pub journal: HashMap<String, BTreeMap<u64, Shared<JournalEntry>>>,
     /// Approvals by `systemId`.
     pub approvals: HashMap<String, Shared<ApprovalRecord>>,
+    /// Console sessions by the hash of their id.
+    pub sessions: HashMap<String, Shared<SessionRecord>>,
     /// Revision of the latest revocation (deletion) of each system's approval.
     pub approval_deletions: HashMap<String, i64>,
     /// Changes of nodes by region.
@@ -218,6 +220,17 @@ impl Index {
                 Some(entry) => drop(self.approvals.insert(id.to_owned(), entry)),
                 None => self.remove_approval(id, revision),
             },
+            // A session's key is the hash of its id, which the record does not repeat.
+            Some(KeyRef::Session(hash)) => match serde_json::from_slice::<SessionRecord>(value) {
+                Ok(record) => {
+                    let entry = Arc::new(Entry { record, json: Bytes::copy_from_slice(value), revision });
+                    self.sessions.insert(hash.to_owned(), entry);
+                }
+                Err(e) => {
+                    tracing::warn!(%key, revision, error = %e, "ignoring a console session that does not parse");
+                    self.sessions.remove(hash);
+                }
+            },
             Some(KeyRef::Leader) | None => {}
         }
     }
@@ -242,6 +255,7 @@ impl Index {
                 }
             }
             Some(KeyRef::Approval(id)) => self.remove_approval(id, revision),
+            Some(KeyRef::Session(hash)) => drop(self.sessions.remove(hash)),
             Some(KeyRef::Leader) | None => {}
         }
     }
@@ -307,6 +321,25 @@ impl Index {
             }
         }
         self.wave_revisions.insert(name.to_owned(), revisions);
+    }
+
+    /// The waves `scope` sees: those with systems of its regions (a wave with none of them is
+    /// not the scope's business).
+    pub fn waves_in<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a Shared<WaveRecord>> + 'a {
+        self.waves.values().filter(move |w| {
+            w.record
+                .counts_by_region
+                .iter()
+                .any(|(region, counts)| scope.covers(region) && counts.values().any(|n| *n > 0))
+        })
+    }
+
+    /// The latest change of `scope`'s share of the waves it sees: their counts of its regions
+    /// and their common fields.
+    pub fn waves_revision(&self, scope: &Scope) -> i64 {
+        self.waves_in(scope)
+            .map(|w| self.wave_revision(&w.record.name, scope))
+            .fold(self.wave_regions.in_scope(scope), i64::max)
     }
 
     /// The revision of a wave as `scope` sees it: its own for the province; for a region,

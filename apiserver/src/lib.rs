@@ -19,6 +19,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod index;
 pub mod metrics;
 pub mod openapi;
@@ -56,15 +57,19 @@ pub struct AppState {
     pub allowed_origins: Arc<[String]>,
     /// Per-identity rate limits.
     pub limiter: Arc<ratelimit::RateLimiter>,
+    /// The web console's settings.
+    pub console: console::ConsoleSettings,
 }
 
 use index::Index;
 
 /// The whole HTTPS application: [`api::router`] with the OpenAPI document that
-/// [`openapi::document`] renders from the same route table, rendered once here.
+/// [`openapi::document`] renders from the same route table, rendered once here; and the web
+/// console under `/console/` unless it is switched off.
 pub fn router(state: AppState) -> axum::Router {
     let document = openapi::document().to_string();
-    api::router(state, api::OpenApiDocument(document.into()))
+    let api = api::router(state.clone(), api::OpenApiDocument(document.into()));
+    if state.console.enabled { api.merge(console::router(state.clone()).with_state(state)) } else { api }
 }
 
 impl AppState {
@@ -78,7 +83,14 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::new()),
             allowed_origins: Arc::default(),
             limiter: Arc::new(ratelimit::RateLimiter::new(ratelimit::RateLimit::OFF)),
+            console: console::ConsoleSettings::default(),
         }
+    }
+
+    /// The same state with the console configured by `settings`.
+    pub fn with_console(mut self, settings: console::ConsoleSettings) -> AppState {
+        self.console = settings;
+        self
     }
 
     /// The same state, allowing state-changing requests from these browser origins.
@@ -109,7 +121,8 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
     };
     let state = AppState::new(Keys::new(&config.etcd.prefix), tokens)
         .with_allowed_origins(config.allowed_origins.iter().map(String::as_str))
-        .with_rate_limit(config.rate_limit());
+        .with_rate_limit(config.rate_limit())
+        .with_console(config.console());
     let sync = state.spawn_sync(config.etcd.clone());
     let reloader = state.tokens.spawn_reloader(Duration::from_millis(config.token_reload_ms.max(100)));
     let tls_reloader = tls.spawn_reloader(Duration::from_millis(config.tls_reload_ms.max(100)));
@@ -138,4 +151,44 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
     reloader.abort();
     tls_reloader.abort();
     Ok(())
+}
+
+/// What the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::collections::BTreeMap;
+
+    use suyun_store::readmodel::{Keys, NodeRecord, SystemRecord, TenantRecord, WaveRecord};
+
+    use crate::AppState;
+    use crate::auth::TokenStore;
+
+    /// 苏州 (320500, with 昆山 320583) and 南京 (320100): a node, a tenant and a system each,
+    /// and one wave with systems of both.
+    pub(crate) fn state() -> AppState {
+        let state = AppState::new(Keys::default(), TokenStore::empty());
+        let keys = &state.keys;
+        let mut index = state.index.write().unwrap();
+        for (i, (city, region)) in [("sz", "320583"), ("nj", "320100")].into_iter().enumerate() {
+            let revision = 10 * (i as i64 + 1);
+            let node = NodeRecord { name: city.into(), region_code: region.into(), ..Default::default() };
+            index.put(keys, &keys.node(city), &serde_json::to_vec(&node).unwrap(), revision);
+            let tenant = TenantRecord { name: format!("{city}-gov"), region_code: region.into(), ..Default::default() };
+            index.put(keys, &keys.tenant(&tenant.name), &serde_json::to_vec(&tenant).unwrap(), revision + 1);
+            let system = SystemRecord {
+                system_id: format!("S-{city}"),
+                tenant: format!("{city}-gov"),
+                region_code: region.into(),
+                phase: suyun_store::Phase::Scheduled.as_str().into(),
+                ..Default::default()
+            };
+            index.put(keys, &keys.system(&system.system_id), &serde_json::to_vec(&system).unwrap(), revision + 2);
+        }
+        let counts = ["320583", "320100"].map(|r| (r.to_owned(), BTreeMap::from([("Scheduled".to_owned(), 1)])));
+        let wave = WaveRecord { name: "w".into(), counts_by_region: counts.into(), ..Default::default() };
+        index.put(keys, &keys.wave("w"), &serde_json::to_vec(&wave).unwrap(), 30);
+        drop(index);
+        state.health.mark_current();
+        state
+    }
 }

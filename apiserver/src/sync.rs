@@ -20,6 +20,8 @@ pub struct Health {
     connected: AtomicBool,
     last_contact: Mutex<Instant>,
     client: Mutex<Option<Client>>,
+    /// Counts changes of the index or of its staleness (for live pages to follow).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Health {
@@ -35,6 +37,7 @@ impl Default for Health {
             connected: AtomicBool::new(false),
             last_contact: Mutex::new(Instant::now()),
             client: Mutex::new(None),
+            changes: tokio::sync::watch::Sender::new(0),
         }
     }
 }
@@ -66,6 +69,16 @@ impl Health {
         if self.connected.load(Ordering::Acquire) { self.client.lock().expect("health lock").clone() } else { None }
     }
 
+    /// A receiver told of every change of the index or of its staleness.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Tells the subscribers that the index or its staleness changed.
+    pub(crate) fn notify(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     fn contact(&self) {
         *self.last_contact.lock().expect("health lock") = Instant::now();
     }
@@ -74,7 +87,9 @@ impl Health {
         if connected {
             self.contact();
         }
-        self.connected.store(connected, Ordering::Release);
+        if self.connected.swap(connected, Ordering::AcqRel) != connected {
+            self.notify();
+        }
     }
 }
 
@@ -121,6 +136,7 @@ async fn list_and_watch(
     *health.client.lock().expect("health lock") = Some(client.clone());
     health.loaded.store(true, Ordering::Release);
     health.set_connected(true);
+    health.notify();
     tracing::info!(revision, "status store loaded");
 
     let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1).with_progress_notify();
@@ -136,6 +152,9 @@ async fn list_and_watch(
                 }
                 apply(index, keys, &response);
                 health.set_connected(true);
+                if !response.events().is_empty() {
+                    health.notify();
+                }
             }
             _ = probe.tick() => {
                 // A watch on a dead connection can stay silent: ask etcd directly.

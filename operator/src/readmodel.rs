@@ -132,6 +132,7 @@ pub fn system(
             approved_by: st.approved_by.clone(),
             approved_at: time(&st.approved_at),
         },
+        conditions: summaries(&st.conditions),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Test support: the real control plane started by `tests/cluster/up`, clients for it, the
-//! operator as a child process, manifests from `deploy/examples/`, and polling helpers.
+//! operator as a child process, manifests from `deploy/examples/`, a headless browser for the
+//! web console (`browser`), and polling helpers.
 //!
 //! Every test that needs the cluster calls [`cluster()`]; the first call starts it (building
 //! the binaries on a fresh machine) if `tests/cluster/up` has not been run. Nothing is skipped
@@ -7,6 +8,7 @@
 
 pub mod apiserver;
 pub mod bench;
+pub mod browser;
 pub mod chaos;
 pub mod etcd;
 pub mod fixtures;

@@ -220,7 +220,7 @@ fn wrong_type_for(expected: &'static str) -> impl Strategy<Value = Value> {
 }
 
 fn long_string() -> impl Strategy<Value = String> {
-    (200usize..20_000).prop_map(|n| "长".repeat(n / 3 + 1) + &"x".repeat(n))
+    (200usize..20_000).prop_map(|n| "长".repeat(n / 3 + 1) + "x".repeat(n).as_str())
 }
 
 fn huge_list(prefix: &'static str) -> impl Strategy<Value = Value> {

@@ -768,3 +768,49 @@ fn the_kube_apiserver_accepts_every_rendering() {
         assert_eq!(applied, checkable.len(), "{label}: every object went through:\n{}", out.stdout);
     }
 }
+
+/// The value of environment variable `name` of the apiserver's container in `objects`.
+fn apiserver_env(objects: &[Value], name_wanted: &str) -> Option<String> {
+    let deployment = objects.iter().find(|o| kind(o) == "Deployment" && name(o).ends_with("apiserver"))?;
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    container["env"]
+        .as_sequence()?
+        .iter()
+        .find(|e| e["name"].as_str() == Some(name_wanted))
+        .and_then(|e| e["value"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn the_console_is_on_by_default_and_each_deploy_can_switch_it_off() {
+    for (label, objects) in renderings() {
+        assert_eq!(apiserver_env(&objects, "SUYUN_APISERVER_CONSOLE").as_deref(), Some("true"), "{label}");
+        assert_eq!(
+            apiserver_env(&objects, "SUYUN_APISERVER_CONSOLE_SESSION_MINUTES").as_deref(),
+            Some("480"),
+            "{label}"
+        );
+    }
+    let off = render(&[], &["apiserver.console.enabled=false", "apiserver.console.sessionMinutes=60"]);
+    assert_eq!(apiserver_env(&off, "SUYUN_APISERVER_CONSOLE").as_deref(), Some("false"));
+    assert_eq!(apiserver_env(&off, "SUYUN_APISERVER_CONSOLE_SESSION_MINUTES").as_deref(), Some("60"));
+    // The schema bounds the session's life as the binary does.
+    assert!(helm::template(NAMESPACE, &[], &["apiserver.console.sessionMinutes=0"]).is_err());
+    // kustomize: the component, added to an overlay of the base, switches it off and changes
+    // nothing else.
+    let overlay = repo_root().join("target/kustomize-console-off");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "resources: [../../deploy/kustomize/base]\ncomponents: [../../deploy/kustomize/components/console-off]\n",
+    )
+    .unwrap();
+    let out = helm::run("kubectl", &["kustomize", &overlay.display().to_string()], None, None);
+    assert!(out.success, "{}", out.stderr);
+    let rendered = documents(&out.stdout).unwrap();
+    assert_eq!(apiserver_env(&rendered, "SUYUN_APISERVER_CONSOLE").as_deref(), Some("false"));
+    let base = documents(&helm::kustomize("base").unwrap()).unwrap();
+    assert_eq!(rendered.len(), base.len());
+    let changed: Vec<String> =
+        rendered.iter().zip(&base).filter(|(a, b)| a != b).map(|(a, _)| format!("{} {}", kind(a), name(a))).collect();
+    assert_eq!(changed, ["Deployment suyun-apiserver"], "the component changes only the apiserver");
+}

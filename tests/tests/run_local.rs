@@ -161,6 +161,7 @@ fn ctrl_c_stops_run_local_and_everything_it_started_within_15_seconds() {
     });
     let reachable = reachable.unwrap_or_else(|e| panic!("{e:#}\n{}", text()));
     eprintln!("members reachable: {reachable:?}");
+    console_login_as_printed(&text(), &dir);
     for (name, pid) in &pids {
         assert!(running(*pid), "{name} ({pid}) is not running");
     }
@@ -202,4 +203,45 @@ fn ctrl_c_stops_run_local_and_everything_it_started_within_15_seconds() {
     let warnings = after.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count();
     assert!(warnings <= 2, "{warnings} warnings after Ctrl-C:\n{after}");
     assert_eq!(exit.code(), Some(130), "run-local's exit status after Ctrl-C");
+}
+
+/// The console's address and 南京's token, as run-local prints them, log in: the session sees
+/// 南京's systems and no other city's.
+fn console_login_as_printed(out: &str, dir: &std::path::Path) {
+    let after = |label: &str| -> String {
+        let line = out.lines().find(|l| l.contains(label)).unwrap_or_else(|| panic!("no {label:?} in:\n{out}"));
+        line.split_whitespace().last().unwrap().to_owned()
+    };
+    let url = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.ends_with("/console/"))
+        .unwrap_or_else(|| panic!("no console URL:\n{out}"));
+    let token = after("南京市 operator token:");
+    let addr: std::net::SocketAddr =
+        url.trim_start_matches("https://").trim_end_matches("/console/").parse().expect("a loopback address");
+    let ca = std::fs::read_to_string(dir.join("pki/ca.crt")).unwrap();
+    let caller =
+        suyun_tests::https::Caller { addr, tls: suyun_tests::https::client_config(&ca, None).unwrap(), token: None };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let form = format!("token={token}");
+        let headers = [("content-type", "application/x-www-form-urlencoded")];
+        let login = caller.send(http::Method::POST, "/console/login", &headers, form.into_bytes()).await.unwrap();
+        assert_eq!(login.status, http::StatusCode::SEE_OTHER, "{}", login.text());
+        let cookie = login.header("set-cookie").expect("a session cookie");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("Secure") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+        let page = suyun_tests::eventually(Duration::from_secs(60), || async {
+            let page = caller.get_with("/console/systems", &[("cookie", &cookie)]).await?;
+            anyhow::ensure!(page.status == http::StatusCode::OK, "{} {}", page.status, page.text());
+            anyhow::ensure!(page.text().contains("JS-320100-"), "no 南京 system yet");
+            Ok(page.text())
+        })
+        .await
+        .unwrap();
+        assert!(!page.contains("JS-320500-"), "南京's console shows 苏州's systems");
+    });
 }

@@ -111,8 +111,26 @@ pub(super) async fn approve(
     ApiBody(body): ApiBody,
 ) -> Result<Response, Problem> {
     let request = parse_request(&body)?;
-    staleness(&state)?;
-    let system = writable_system(&state, &identity, &system_id)?;
+    let (record, revision, created) = record_approval(&state, &identity, &system_id, request.reason).await?;
+    Ok(answer(record, revision, created))
+}
+
+/// Records `identity`'s approval of `system_id`'s cutover (the API's and the console's
+/// approvals both come here): the approval in force, its revision, and whether this call
+/// created it. 404 outside the identity's scope, 403 when it is read-only, 409 when the
+/// system needs no approval or is past its cutover, 503 when the store is unreachable.
+pub async fn record_approval(
+    state: &AppState,
+    identity: &Identity,
+    system_id: &str,
+    reason: Option<String>,
+) -> Result<(ApprovalRecord, i64, bool), Problem> {
+    if let Some(reason) = &reason {
+        check_approval_reason(reason).map_err(Problem::bad_request)?;
+    }
+    let reason = reason.filter(|r| !r.trim().is_empty());
+    staleness(state)?;
+    let system = writable_system(state, identity, system_id)?;
     if !system.approval.required {
         return Err(Problem::conflict(format!("system {system_id} does not need a cutover approval")));
     }
@@ -125,16 +143,16 @@ pub(super) async fn approve(
             )));
         }
     }
-    let mut client = store_client(&state)?;
+    let mut client = store_client(state)?;
     let record = ApprovalRecord {
-        system_id: system_id.clone(),
+        system_id: system_id.to_owned(),
         region_code: system.region_code.clone(),
         approved_by: identity.name.clone(),
         scope: identity.scope.as_str().to_owned(),
         time: format!("{:.0}", jiff::Timestamp::now()),
-        reason: request.reason,
+        reason,
     };
-    let key = state.keys.approval(&system_id);
+    let key = state.keys.approval(system_id);
     let value = serde_json::to_vec(&record).map_err(|_| Problem::internal())?;
     // Create only: an approval in force (even one the index has not seen yet) is returned.
     let txn = Txn::new()
@@ -143,14 +161,14 @@ pub(super) async fn approve(
         .or_else([TxnOp::get(key, None)]);
     let response = tokio::time::timeout(STORE_TIMEOUT, client.txn(txn))
         .await
-        .map_err(|_| store_error("approval", &system_id, "timed out"))?
-        .map_err(|e| store_error("approval", &system_id, e))?;
+        .map_err(|_| store_error("approval", system_id, "timed out"))?
+        .map_err(|e| store_error("approval", system_id, e))?;
     if response.succeeded() {
         // The transaction's revision is the revision of the approval it wrote.
         let revision = response.header().map(|h| h.revision()).unwrap_or_default();
         tracing::info!(system = %system_id, by = %identity.name, scope = %identity.scope.as_str(),
             reason = record.reason.as_deref().unwrap_or_default(), "cutover approved");
-        return Ok(answer(record, revision, true));
+        return Ok((record, revision, true));
     }
     // Approved before (or concurrently by someone else): return that approval.
     for op in response.op_responses() {
@@ -158,7 +176,7 @@ pub(super) async fn approve(
             && let Some(kv) = get.kvs().first()
         {
             return match serde_json::from_slice::<ApprovalRecord>(kv.value()) {
-                Ok(existing) => Ok(answer(existing, kv.mod_revision(), false)),
+                Ok(existing) => Ok((existing, kv.mod_revision(), false)),
                 Err(e) => {
                     tracing::error!(system = %system_id, error = %e, "the approval in the store does not parse");
                     Err(Problem::conflict(format!(
@@ -176,22 +194,30 @@ pub(super) async fn revoke(
     identity: Identity,
     ApiPath(system_id): ApiPath<String>,
 ) -> Result<Response, Problem> {
-    staleness(&state)?;
-    let system = writable_system(&state, &identity, &system_id)?;
+    revoke_approval(&state, &identity, &system_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Revokes the approval of `system_id`'s cutover as `identity` (the API's and the console's
+/// revocations both come here), with the rules of [`record_approval`]; 404 also when there is
+/// no approval, 409 when the cutover has started.
+pub async fn revoke_approval(state: &AppState, identity: &Identity, system_id: &str) -> Result<(), Problem> {
+    staleness(state)?;
+    let system = writable_system(state, identity, system_id)?;
     if let Some(phase) = phase_of(&system).filter(|p| CUTOVER_STARTED.contains(p)) {
         return Err(Problem::conflict(format!(
             "system {system_id} is {}: its cutover has started, the approval can no longer be revoked",
             phase.as_str()
         )));
     }
-    let mut client = store_client(&state)?;
-    let key = state.keys.approval(&system_id);
+    let mut client = store_client(state)?;
+    let key = state.keys.approval(system_id);
     let read = tokio::time::timeout(STORE_TIMEOUT, client.get(key.clone(), None))
         .await
-        .map_err(|_| store_error("revocation", &system_id, "timed out"))?
-        .map_err(|e| store_error("revocation", &system_id, e))?;
+        .map_err(|_| store_error("revocation", system_id, "timed out"))?
+        .map_err(|e| store_error("revocation", system_id, e))?;
     let Some(seen) = read.kvs().first().map(|kv| kv.mod_revision()) else {
-        return Err(Problem::not_found("approval of system", &system_id));
+        return Err(Problem::not_found("approval of system", system_id));
     };
     // Delete the approval that was read, not one written since.
     let txn = Txn::new()
@@ -199,15 +225,15 @@ pub(super) async fn revoke(
         .and_then([TxnOp::delete(key, None)]);
     let response = tokio::time::timeout(STORE_TIMEOUT, client.txn(txn))
         .await
-        .map_err(|_| store_error("revocation", &system_id, "timed out"))?
-        .map_err(|e| store_error("revocation", &system_id, e))?;
+        .map_err(|_| store_error("revocation", system_id, "timed out"))?
+        .map_err(|e| store_error("revocation", system_id, e))?;
     if !response.succeeded() {
         return Err(Problem::conflict(format!(
             "the approval of {system_id} changed while it was being revoked; read the history and try again"
         )));
     }
     tracing::info!(system = %system_id, by = %identity.name, scope = %identity.scope.as_str(), "cutover approval revoked");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 fn answer(item: ApprovalRecord, revision: i64, created: bool) -> Response {

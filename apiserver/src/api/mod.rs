@@ -22,9 +22,11 @@ use serde_json::{Value, json};
 use suyun_store::readmodel::{NodeRecord, SystemRecord, TenantRecord, WaveRecord};
 use tower_http::compression::CompressionLayer;
 
-pub use approval::{APPROVABLE, ApprovalRequest, ApprovalRequestResult, CUTOVER_STARTED};
-pub use read::{MAX_LIMIT, SystemHistory, SystemQuery};
-pub use summary::{NodeCapacity, Summary, WaveProgress};
+pub use approval::{
+    APPROVABLE, ApprovalRequest, ApprovalRequestResult, CUTOVER_STARTED, record_approval, revoke_approval,
+};
+pub use read::{MAX_LIMIT, SystemHistory, SystemQuery, system_matches};
+pub use summary::{NodeCapacity, Summary, WaveProgress, summarize};
 
 use crate::AppState;
 use crate::auth::{Identity, Scope};

@@ -222,7 +222,9 @@ pub(super) async fn get<C: Collection>(
     Ok(respond(&headers, etag, stale, || item_body(&ResponseMetadata::new(view.revision, stale), &view.json)))
 }
 
-fn matches(system: &SystemRecord, query: &SystemQuery, needle: Option<&str>) -> bool {
+/// Whether `system` passes the filters of `query` (`needle`: its `q`, lower-cased): the one
+/// rule of the API's system list and the console's.
+pub fn system_matches(system: &SystemRecord, query: &SystemQuery, needle: Option<&str>) -> bool {
     let eq = |wanted: &Option<String>, actual: Option<&str>| wanted.as_deref().is_none_or(|w| Some(w) == actual);
     eq(&query.node, system.node.as_deref())
         && eq(&query.tenant, Some(&system.tenant))
@@ -261,7 +263,8 @@ pub(super) async fn list_systems(
     let needle = query.q.as_deref().filter(|q| !q.is_empty()).map(str::to_lowercase);
     let stale = staleness(&state)?;
     let index = read_index(&state)?;
-    let (page, next) = index.systems_page(&scope, after.as_deref(), limit, |s| matches(s, &query, needle.as_deref()));
+    let (page, next) =
+        index.systems_page(&scope, after.as_deref(), limit, |s| system_matches(s, &query, needle.as_deref()));
     let mut views = Vec::with_capacity(page.len());
     for entry in page {
         views.extend(SystemRecord::view(&index, entry, &scope)?);
@@ -351,41 +354,11 @@ mod tests {
     use http::{Request, StatusCode, header};
     use http_body_util::BodyExt;
     use serde_json::{Value, json};
-    use suyun_store::readmodel::Keys;
     use tower::ServiceExt;
 
     use super::*;
-    use crate::auth::{Method, TokenStore};
+    use crate::auth::Method;
     use crate::server::PeerCertificate;
-
-    /// 苏州 (320500, with 昆山 320583) and 南京 (320100): a node, a tenant and a system each,
-    /// and one wave with systems of both.
-    fn state() -> AppState {
-        let state = AppState::new(Keys::default(), TokenStore::empty());
-        let keys = &state.keys;
-        let mut index = state.index.write().unwrap();
-        for (i, (city, region)) in [("sz", "320583"), ("nj", "320100")].into_iter().enumerate() {
-            let revision = 10 * (i as i64 + 1);
-            let node = NodeRecord { name: city.into(), region_code: region.into(), ..Default::default() };
-            index.put(keys, &keys.node(city), &serde_json::to_vec(&node).unwrap(), revision);
-            let tenant = TenantRecord { name: format!("{city}-gov"), region_code: region.into(), ..Default::default() };
-            index.put(keys, &keys.tenant(&tenant.name), &serde_json::to_vec(&tenant).unwrap(), revision + 1);
-            let system = SystemRecord {
-                system_id: format!("S-{city}"),
-                tenant: format!("{city}-gov"),
-                region_code: region.into(),
-                phase: suyun_store::Phase::Scheduled.as_str().into(),
-                ..Default::default()
-            };
-            index.put(keys, &keys.system(&system.system_id), &serde_json::to_vec(&system).unwrap(), revision + 2);
-        }
-        let counts = ["320583", "320100"].map(|r| (r.to_owned(), BTreeMap::from([("Scheduled".to_owned(), 1)])));
-        let wave = WaveRecord { name: "w".into(), counts_by_region: counts.into(), ..Default::default() };
-        index.put(keys, &keys.wave("w"), &serde_json::to_vec(&wave).unwrap(), 30);
-        drop(index);
-        state.health.mark_current();
-        state
-    }
 
     async fn get(state: &AppState, scope: &str, uri: &str, etag: Option<&str>) -> (StatusCode, HeaderMap, Value) {
         let identity = Identity {
@@ -411,7 +384,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_scope_reads_its_own_records_only() {
-        let state = state();
+        let state = crate::fixtures::state();
         for (collection, field, own, other) in [
             ("nodes", "name", "sz", "nj"),
             ("tenants", "name", "sz-gov", "nj-gov"),
@@ -445,7 +418,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wave_shows_each_city_its_own_counts() {
-        let state = state();
+        let state = crate::fixtures::state();
         let (status, _, wave) = get(&state, "320500", "/api/v1/waves/w", None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(wave["item"]["countsByRegion"], json!({ "320583": { "Scheduled": 1 } }));
@@ -463,7 +436,8 @@ mod tests {
 
     #[tokio::test]
     async fn admission_authenticates_then_limits_then_guards_writes() {
-        let limited = state().with_rate_limit(crate::ratelimit::RateLimit { per_second: 0.01, burst: 1 });
+        let limited =
+            crate::fixtures::state().with_rate_limit(crate::ratelimit::RateLimit { per_second: 0.01, burst: 1 });
         assert_eq!(get(&limited, "320500", "/api/v1/nodes", None).await.0, StatusCode::OK);
         let (status, headers, problem) = get(&limited, "320500", "/api/v1/nodes", None).await;
         assert_eq!((status, problem["status"].as_u64()), (StatusCode::TOO_MANY_REQUESTS, Some(429)));
@@ -471,7 +445,7 @@ mod tests {
         // Public routes are not limited.
         assert_eq!(get(&limited, "320500", "/readyz", None).await.0, StatusCode::OK);
 
-        let app = crate::router(state());
+        let app = crate::router(crate::fixtures::state());
         let anonymous = Request::get("/api/v1/nodes").body(Body::empty()).unwrap();
         assert_eq!(app.clone().oneshot(anonymous).await.unwrap().status(), StatusCode::UNAUTHORIZED);
         // A write without a JSON content type is refused before its handler runs.

@@ -15,7 +15,8 @@ use super::extract::ApiQuery;
 use super::read::RegionQuery;
 use super::{effective_scope, read_index, staleness};
 use crate::AppState;
-use crate::auth::Identity;
+use crate::auth::{Identity, Scope};
+use crate::index::Index;
 use crate::response::{EtagHasher, ResponseMetadata, item_body, respond};
 
 /// The state of the migration in one scope.
@@ -85,72 +86,67 @@ pub(super) async fn summary(
     let index = read_index(&state)?;
     // Everything the summary is made of, as the scope sees it: its systems and nodes
     // (deletions included), its share of the waves and their common fields.
-    let revision = [
-        index.system_regions.in_scope(&scope),
-        index.node_regions.in_scope(&scope),
-        index.wave_regions.in_scope(&scope),
-    ]
-    .into_iter()
-    .chain(
-        index
-            .waves
-            .values()
-            .filter(|w| w.record.counts_by_region.iter().any(|(r, c)| scope.covers(r) && c.values().any(|n| *n > 0)))
-            .map(|w| index.wave_revision(&w.record.name, &scope)),
-    )
-    .max()
-    .unwrap_or(0);
+    let revision =
+        [index.system_regions.in_scope(&scope), index.node_regions.in_scope(&scope), index.waves_revision(&scope)]
+            .into_iter()
+            .max()
+            .unwrap_or(0);
     let etag = EtagHasher::default().number(revision).write(scope.as_str().as_bytes()).etag();
     Ok(respond(&headers, etag, stale, || {
-        let mut summary = Summary { scope: scope.as_str().to_owned(), ..Summary::default() };
-        for system in index.systems_in(&scope) {
-            summary.systems += 1;
-            *summary.systems_by_phase.entry(system.record.phase.clone()).or_default() += 1;
-        }
-        let completed = summary.systems_by_phase.get(Phase::Completed.as_str()).copied().unwrap_or(0);
-        if summary.systems > 0 {
-            summary.completed_percent = (completed as f64 * 1000.0 / summary.systems as f64).round() / 10.0;
-        }
-        summary.nodes = index
-            .nodes
-            .values()
-            .filter(|n| scope.covers(&n.record.region_code))
-            .map(|n| NodeCapacity {
-                name: n.record.name.clone(),
-                display_name: n.record.display_name.clone(),
-                region_code: n.record.region_code.clone(),
-                allocatable: n.record.allocatable,
-                allocated: n.record.allocated,
-                utilization: n.record.utilization,
-                ready: n.record.ready,
-            })
-            .collect();
-        for wave in index.waves.values().map(|w| &w.record) {
-            let counts = wave.counts_by_region.iter().filter(|(region, _)| scope.covers(region)).flat_map(|(_, c)| c);
-            let (mut systems, mut completed) = (0, 0);
-            for (phase, n) in counts {
-                // Counts come from the store: a malformed wave must not overflow (and panic).
-                systems = u64::saturating_add(systems, *n);
-                if phase == Phase::Completed.as_str() {
-                    completed = u64::saturating_add(completed, *n);
-                }
-            }
-            if systems == 0 {
-                continue;
-            }
-            // A finished wave's phase has the name of a finished system's.
-            if wave.phase != Phase::Completed.as_str() && wave.eta > summary.eta {
-                summary.eta = wave.eta.clone();
-            }
-            summary.waves.push(WaveProgress {
-                name: wave.name.clone(),
-                phase: wave.phase.clone(),
-                systems,
-                completed,
-                eta: wave.eta.clone(),
-            });
-        }
-        let json = serde_json::to_vec(&summary).unwrap_or_default();
+        let json = serde_json::to_vec(&summarize(&index, &scope)).unwrap_or_default();
         item_body(&ResponseMetadata::new(revision, stale), &json)
     }))
+}
+
+/// The summary of `scope`: what `GET /api/v1/summary` serves and the console's overview shows.
+pub fn summarize(index: &Index, scope: &Scope) -> Summary {
+    let mut summary = Summary { scope: scope.as_str().to_owned(), ..Summary::default() };
+    for system in index.systems_in(scope) {
+        summary.systems += 1;
+        *summary.systems_by_phase.entry(system.record.phase.clone()).or_default() += 1;
+    }
+    let completed = summary.systems_by_phase.get(Phase::Completed.as_str()).copied().unwrap_or(0);
+    if summary.systems > 0 {
+        summary.completed_percent = (completed as f64 * 1000.0 / summary.systems as f64).round() / 10.0;
+    }
+    summary.nodes = index
+        .nodes
+        .values()
+        .filter(|n| scope.covers(&n.record.region_code))
+        .map(|n| NodeCapacity {
+            name: n.record.name.clone(),
+            display_name: n.record.display_name.clone(),
+            region_code: n.record.region_code.clone(),
+            allocatable: n.record.allocatable,
+            allocated: n.record.allocated,
+            utilization: n.record.utilization,
+            ready: n.record.ready,
+        })
+        .collect();
+    for wave in index.waves.values().map(|w| &w.record) {
+        let counts = wave.counts_by_region.iter().filter(|(region, _)| scope.covers(region)).flat_map(|(_, c)| c);
+        let (mut systems, mut completed) = (0, 0);
+        for (phase, n) in counts {
+            // Counts come from the store: a malformed wave must not overflow (and panic).
+            systems = u64::saturating_add(systems, *n);
+            if phase == Phase::Completed.as_str() {
+                completed = u64::saturating_add(completed, *n);
+            }
+        }
+        if systems == 0 {
+            continue;
+        }
+        // A finished wave's phase has the name of a finished system's.
+        if wave.phase != Phase::Completed.as_str() && wave.eta > summary.eta {
+            summary.eta = wave.eta.clone();
+        }
+        summary.waves.push(WaveProgress {
+            name: wave.name.clone(),
+            phase: wave.phase.clone(),
+            systems,
+            completed,
+            eta: wave.eta.clone(),
+        });
+    }
+    summary
 }

@@ -261,6 +261,9 @@ pub struct SystemRecord {
     /// Cutover approval state.
     #[serde(default)]
     pub approval: ApprovalState,
+    /// Status conditions (`Scheduled`, `CutoverApproved`, …), summarised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionSummary>,
 }
 
 /// A migration wave (`waves/<name>`).
@@ -375,6 +378,26 @@ pub fn check_approval_reason(reason: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A console session (`console-sessions/<sha256 of the session id>`), written by the apiserver
+/// at login and deleted at logout; an etcd lease ends it at `expires` in any case. The session id
+/// itself is only in the browser's cookie: the store holds its hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRecord {
+    /// Identity that logged in (for logs and display; authority comes from the credential).
+    pub identity: String,
+    /// Scope of that identity when the session began.
+    pub scope: String,
+    /// SHA-256 (hex) of the bearer token the session was opened with: the session lasts only
+    /// while the token file still lists it. `None` for a client-certificate session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+    /// When it began (RFC 3339).
+    pub created: String,
+    /// When it ends at the latest (RFC 3339).
+    pub expires: String,
+}
+
 /// Value of the leader key: who holds the operator's write fence.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -400,6 +423,8 @@ pub enum KeyRef<'a> {
     Journal(&'a str, u64),
     /// `approvals/<systemId>`
     Approval(&'a str),
+    /// `console-sessions/<sha256 of the session id, hex>`
+    Session(&'a str),
     /// `leader`
     Leader,
 }
@@ -475,6 +500,11 @@ impl Keys {
         format!("{}approvals/{system_id}", self.prefix)
     }
 
+    /// `<prefix>console-sessions/<id hash>`: a console session, kept by the apiserver.
+    pub fn session(&self, id_hash: &str) -> String {
+        format!("{}console-sessions/{id_hash}", self.prefix)
+    }
+
     /// `<prefix>leader`
     pub fn leader(&self) -> String {
         format!("{}leader", self.prefix)
@@ -502,6 +532,7 @@ impl Keys {
             "systems" if !name.contains('/') => Some(KeyRef::System(name)),
             "waves" if !name.contains('/') => Some(KeyRef::Wave(name)),
             "approvals" if !name.contains('/') => Some(KeyRef::Approval(name)),
+            "console-sessions" if !name.contains('/') => Some(KeyRef::Session(name)),
             "journal" => {
                 let (system_id, sequence) = name.split_once('/')?;
                 Some(KeyRef::Journal(system_id, sequence.parse().ok()?))
