@@ -59,6 +59,8 @@ pub struct AppState {
     pub limiter: Arc<ratelimit::RateLimiter>,
     /// The web console's settings.
     pub console: console::ConsoleSettings,
+    /// The console sessions this replica opened for client certificates.
+    pub console_sessions: Arc<console::session::CertificateSessions>,
 }
 
 use index::Index;
@@ -84,6 +86,7 @@ impl AppState {
             allowed_origins: Arc::default(),
             limiter: Arc::new(ratelimit::RateLimiter::new(ratelimit::RateLimit::OFF)),
             console: console::ConsoleSettings::default(),
+            console_sessions: Arc::default(),
         }
     }
 

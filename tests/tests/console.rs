@@ -96,6 +96,18 @@ async fn visit(driver: &WebDriver, server: &TestServer, path: &str, name: &str) 
     body_text(driver).await.unwrap()
 }
 
+/// The status of a POST of the approval form of `id`, sent by the page's own script with the
+/// CSRF token that `csrf` (JavaScript) evaluates to.
+async fn post_approval(driver: &WebDriver, id: &str, csrf: &str) -> serde_json::Value {
+    let script = format!(
+        r#"const done = arguments[arguments.length - 1];
+           fetch('/console/systems/{id}/approve', {{method: 'POST', redirect: 'manual',
+                 body: new URLSearchParams({{csrf: {csrf}, reason: 'forged'}})}})
+             .then(r => done(r.status), e => done(String(e)));"#
+    );
+    driver.execute_async(&script, Vec::new()).await.unwrap().json().clone()
+}
+
 #[tokio::test]
 async fn city_operators_use_the_console_in_a_real_browser() {
     let _guard = CLUSTER_SCOPED.lock().await;
@@ -198,11 +210,17 @@ async fn city_operators_use_the_console_in_a_real_browser() {
     // The other system still waits: a writer sees its approve button.
     open(&nanjing, &server, "/console/systems/JS-320100-0002").await;
     wait_for(&nanjing, "button#approve", WAIT).await.unwrap();
+    // A POST without this session's CSRF token is refused, and nothing is recorded.
+    assert_eq!(post_approval(&nanjing, "JS-320100-0002", "'not-the-token'").await, json!(403));
+    let history = api.get("/api/v1/systems/JS-320100-0002/history").await.unwrap().json();
+    assert!(history["item"]["approval"].is_null(), "an approval without the CSRF token was recorded: {history}");
 
     // English, one click away, back on the same page.
     nanjing.find(By::Css("#lang-switch")).await.unwrap().click().await.unwrap();
     wait_for_text(&nanjing, "h2#h-approval", "Cutover approval", WAIT).await.unwrap();
     assert!(nanjing.current_url().await.unwrap().path().ends_with("/console/systems/JS-320100-0002"));
+    nanjing.find(By::Css("#lang-switch")).await.unwrap().click().await.unwrap();
+    wait_for_text(&nanjing, "h2#h-approval", "割接审批", WAIT).await.unwrap();
     // A tablet: the system list fits without scrolling sideways.
     let tablet = browser.session_sized(820, 1180).await.unwrap();
     tablet.goto(&format!("{}/console/login", base(&server))).await.unwrap();
@@ -225,6 +243,16 @@ async fn city_operators_use_the_console_in_a_real_browser() {
     assert!(foreign.contains("未找到"), "{foreign}");
     assert_eq!(foreign.replace("JS-320100-0002", "JS-320100-9999"), missing);
     assert_accessible(&suzhou, "not found").await.unwrap_or_else(|e| panic!("{e:#}"));
+    // Its token is withdrawn from the token file: the session ends with it.
+    server
+        .write_tokens(&[(NANJING_TOKEN, "wang.fang", "320100", false), (NANJING_READER, "auditor.li", "320100", true)]);
+    eventually(WAIT, || async {
+        open(&suzhou, &server, "/console/systems").await;
+        anyhow::ensure!(suzhou.find(By::Css("input#token")).await.is_ok(), "still signed in");
+        Ok(())
+    })
+    .await
+    .unwrap();
     suzhou.quit().await.unwrap();
 
     // A read-only 南京 identity: no approve button; a forged POST with its own valid CSRF
@@ -233,18 +261,8 @@ async fn city_operators_use_the_console_in_a_real_browser() {
     let text = visit(&reader, &server, "/console/systems/JS-320100-0002", "system-read-only").await;
     assert!(text.contains("只读"), "{text}");
     assert!(reader.find(By::Css("button#approve")).await.is_err(), "a read-only identity sees the approve button");
-    let forged = reader
-        .execute_async(
-            r#"const done = arguments[arguments.length - 1];
-               const csrf = document.querySelector('input[name=csrf]').value;
-               fetch('/console/systems/JS-320100-0002/approve', {method: 'POST',
-                     body: new URLSearchParams({csrf: csrf, reason: 'forged'})})
-                 .then(r => done(r.status), e => done(String(e)));"#,
-            Vec::new(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(forged.json(), &json!(403), "the forged approval was not refused");
+    let forged = post_approval(&reader, "JS-320100-0002", "document.querySelector('input[name=csrf]').value").await;
+    assert_eq!(forged, json!(403), "the forged approval was not refused");
     let waiting = api.get("/api/v1/systems/JS-320100-0002/history").await.unwrap().json();
     assert!(waiting["item"]["approval"].is_null(), "the forged approval was recorded: {waiting}");
 
@@ -261,7 +279,18 @@ async fn city_operators_use_the_console_in_a_real_browser() {
     let key_session = with_key.session().await.unwrap();
     let text = visit(&key_session, &server, "/console/systems", "systems-certificate").await;
     assert!(text.contains("zhang.wei") && text.contains("JS-320100-0001") && !text.contains("JS-320500"), "{text}");
-    key_session.quit().await.unwrap();
+    // The certificate got a session (for its CSRF token); a second browser profile with the
+    // same certificate gets the same one, not another record in the store.
+    let cookie = |driver: WebDriver| async move {
+        let cookies = driver.get_all_cookies().await.unwrap();
+        let value = cookies.iter().find(|c| c.name == "__Host-suyun-session").map(|c| c.value.clone());
+        driver.quit().await.unwrap();
+        value.expect("a session cookie")
+    };
+    let second = with_key.session().await.unwrap();
+    open(&second, &server, "/console/").await;
+    wait_for_text(&second, "#identity", "zhang.wei", WAIT).await.unwrap();
+    assert_eq!(cookie(key_session).await, cookie(second).await);
 
     // The status store stops: the open page shows the stale banner, with a time, by itself.
     open(&nanjing, &server, "/console/").await;
@@ -269,8 +298,8 @@ async fn city_operators_use_the_console_in_a_real_browser() {
     let banner = nanjing.find(By::Css("#stale")).await.unwrap();
     assert!(!banner.is_displayed().await.unwrap(), "a stale banner while the store is up");
     store.kill();
-    // (The page is in English since the switch above.) Hidden text reads as empty.
-    let banner = wait_for_text(&nanjing, "#stale", "as of 20", WAIT).await.unwrap();
+    // Hidden text reads as empty: this waits for the banner to show.
+    let banner = wait_for_text(&nanjing, "#stale", "数据停留在", WAIT).await.unwrap();
     assert!(banner.is_displayed().await.unwrap());
     let since = nanjing.find(By::Css("#stale-since")).await.unwrap().text().await.unwrap();
     assert!(since.len() >= 16 && since.starts_with("20"), "the banner says since when: {since:?}");

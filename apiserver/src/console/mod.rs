@@ -172,7 +172,7 @@ async fn admit(State(state): State<AppState>, mut request: Request, next: Next) 
             // The event stream does not open sessions (the page that opened it did).
             let opens = request.method() == Method::GET && request.uri().path() != "/console/events";
             let session = if opens {
-                match session::open(&state, &cert, None, state.console.session_ttl).await {
+                match state.console_sessions.get_or_open(&state, &cert, state.console.session_ttl).await {
                     Ok((session, cookie)) => {
                         set_cookie = Some(cookie);
                         Some(session)

@@ -40,6 +40,16 @@ pub struct Session {
 }
 
 impl Session {
+    /// The `Set-Cookie` value that carries this session until it expires.
+    fn cookie(&self) -> String {
+        let left = self
+            .record
+            .expires
+            .parse::<jiff::Timestamp>()
+            .map_or(0, |end| end.duration_since(jiff::Timestamp::now()).as_secs().max(0));
+        format!("{COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={left}", self.id)
+    }
+
     /// The CSRF token of this session: forms that change something carry it.
     pub fn csrf(&self) -> String {
         csrf_of(&self.id)
@@ -170,8 +180,42 @@ pub async fn open(
         index.put_kv(&state.keys, &key, &value, revision, revision);
     }
     tracing::info!(identity = %identity.name, scope = %identity.scope.as_str(), "console session opened");
-    let cookie = format!("{COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={ttl_seconds}");
-    Ok((Session { id, hash, record }, cookie))
+    let session = Session { id, hash, record };
+    let cookie = session.cookie();
+    Ok((session, cookie))
+}
+
+/// The sessions this replica opened for client certificates, by identity and scope: a
+/// certificate that comes back without the cookie (another browser, a script that keeps no
+/// cookies) is given the same session again instead of a new one, so a certificate holder
+/// cannot fill the store with sessions. A session is reused only while the store still has it.
+#[derive(Debug, Default)]
+pub struct CertificateSessions(std::sync::Mutex<std::collections::HashMap<String, Session>>);
+
+impl CertificateSessions {
+    /// The session of `identity`'s certificate, and the cookie to set: a live one this replica
+    /// opened before, or a new one.
+    pub async fn get_or_open(
+        &self,
+        state: &AppState,
+        identity: &Identity,
+        ttl: Duration,
+    ) -> Result<(Session, String), Problem> {
+        let key = format!("{}\0{}", identity.name, identity.scope.as_str());
+        let known = self.0.lock().map_err(|_| Problem::internal())?.get(&key).cloned();
+        if let Some(session) = known {
+            let live = state.index.read().is_ok_and(|index| index.sessions.contains_key(&session.hash));
+            if live && !expired(&session.record) {
+                let cookie = session.cookie();
+                return Ok((session, cookie));
+            }
+        }
+        let (session, cookie) = open(state, identity, None, ttl).await?;
+        let mut sessions = self.0.lock().map_err(|_| Problem::internal())?;
+        sessions.retain(|_, s| !expired(&s.record));
+        sessions.insert(key, session.clone());
+        Ok((session, cookie))
+    }
 }
 
 /// Ends `session` everywhere (deleted from the store and the index); returns the `Set-Cookie`
