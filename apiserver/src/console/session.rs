@@ -93,6 +93,10 @@ fn expired(record: &SessionRecord) -> bool {
 /// The session of the request's cookie: from the index, or (opened on another replica an
 /// instant ago, before this one's watch saw it) from the store. `None` when there is no
 /// cookie, or it names no live session.
+///
+/// The store is asked only within the rate limit of one pseudo-identity shared by every
+/// caller: cookies that name no session (forged, or ended) cannot make the apiserver send
+/// etcd a read per request.
 pub async fn find(state: &AppState, headers: &HeaderMap) -> Option<Session> {
     let id = cookie_id(headers)?;
     let hash = hash_of(id);
@@ -100,6 +104,13 @@ pub async fn find(state: &AppState, headers: &HeaderMap) -> Option<Session> {
     let record = match indexed {
         Some(record) => record,
         None => {
+            let lookups = Identity {
+                name: "console session lookups in the store".to_owned(),
+                scope: crate::auth::Scope::Province,
+                read_only: true,
+                method: Method::Token,
+            };
+            state.limiter.check(&lookups).ok()?;
             let mut client = state.health.client()?;
             let key = state.keys.session(&hash);
             let read = tokio::time::timeout(STORE_TIMEOUT, client.get(key, None)).await.ok()?.ok()?;
