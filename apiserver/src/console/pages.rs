@@ -189,7 +189,7 @@ pub struct LoginForm {
 /// `POST /console/login`: a token that the token file lists opens a session.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    peer: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     uri: Uri,
     form: Result<Form<LoginForm>, FormRejection>,
@@ -199,19 +199,16 @@ pub async fn login(
         return refused(lang, StatusCode::FORBIDDEN, "this form was not sent from this console");
     }
     // Guessing tokens costs the guesser the rate limit of its address.
-    let caller = Identity {
-        name: format!("login from {}", peer.ip()),
-        scope: Scope::Province,
-        read_only: true,
-        method: Method::Token,
-    };
+    let peer = peer.map_or_else(|| "an unknown address".to_owned(), |Extension(ConnectInfo(p))| p.ip().to_string());
+    let caller =
+        Identity { name: format!("login from {peer}"), scope: Scope::Province, read_only: true, method: Method::Token };
     if let Some(limited) = crate::ratelimit::over_limit(&state.limiter, &caller) {
         return limited;
     }
     let Ok(Form(form)) = form else { return refused(lang, StatusCode::BAD_REQUEST, "the login form is incomplete") };
     let token = form.token.trim();
     let Some(identity) = state.tokens.lookup(token) else {
-        tracing::info!(peer = %peer.ip(), "console login with an unknown token");
+        tracing::info!(%peer, "console login with an unknown token");
         let page = LoginPage { page: chrome(None, lang, None, lang.texts().login_title.into(), ""), failed: true };
         return render(StatusCode::UNAUTHORIZED, &page);
     };
@@ -262,12 +259,15 @@ pub struct LanguageQuery {
 }
 
 /// `GET /console/lang?to=en&back=/console/...`: keeps the language in a cookie and goes back.
-pub async fn switch_language(Query(query): Query<LanguageQuery>) -> Response {
+pub async fn switch_language(query: Result<Query<LanguageQuery>, QueryRejection>) -> Response {
+    let query = query.map(|q| q.0).unwrap_or(LanguageQuery { to: None, back: None });
     let lang = Lang::from_cookie(query.to.as_deref());
-    // Only back to a page of the console (no open redirect).
+    // Only back to a page of the console (no open redirect), and only printable ASCII (a
+    // `Location` header cannot carry anything else).
     let back = query
         .back
         .filter(|b| b.starts_with("/console/") && !b.contains("//") && !b.contains('\\'))
+        .filter(|b| b.bytes().all(|c| c.is_ascii_graphic()))
         .unwrap_or_else(|| "/console/".to_owned());
     let cookie = format!("{}={}; Path=/console; Secure; SameSite=Strict; Max-Age=31536000", i18n::COOKIE, lang.code());
     with_cookie(Redirect::to(&back).into_response(), &cookie)

@@ -179,8 +179,23 @@ async fn english_is_one_click_away_and_comes_back_to_the_same_page() {
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/console/systems?phase=Blocked");
     assert!(headers[header::SET_COOKIE].to_str().unwrap().starts_with("suyun-lang=en;"));
-    let (_, headers, _) = get(&state, who.clone(), "/console/lang?to=en&back=https://evil.example/").await;
-    assert_eq!(headers[header::LOCATION], "/console/", "an open redirect");
+    for back in ["https://evil.example/", "/console//evil.example", "/console/%0Aset-cookie:x", "/console/%E5%8D%97"] {
+        let (status, headers, _) = get(&state, who.clone(), &format!("/console/lang?to=en&back={back}")).await;
+        assert_eq!(
+            (status, &headers[header::LOCATION]),
+            (StatusCode::SEE_OTHER, &"/console/".parse::<http::HeaderValue>().unwrap()),
+            "{back}"
+        );
+    }
+    // A login without a form, or from another site, is refused (not a 500).
+    let empty = Request::post("/console/login").body(Body::empty()).unwrap();
+    assert_eq!(call(&state, None, empty).await.0, StatusCode::BAD_REQUEST);
+    let cross = Request::post("/console/login")
+        .header(header::ORIGIN, "https://evil.example")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("token=x"))
+        .unwrap();
+    assert_eq!(call(&state, None, cross).await.0, StatusCode::FORBIDDEN);
     let request = Request::get("/console/systems").header(header::COOKIE, "suyun-lang=en").body(Body::empty()).unwrap();
     let (_, _, body) = call(&state, who, request).await;
     assert!(body.contains(r#"<html lang="en">"#) && body.contains("Systems"), "{body}");
