@@ -434,7 +434,8 @@ struct SystemsPage {
     page: Chrome,
     query: SystemsQuery,
     phases: Vec<Choice>,
-    tenants: Vec<Choice>,
+    /// `None` when there are too many to list: the filter is then a text field.
+    tenants: Option<Vec<Choice>>,
     waves: Vec<Choice>,
     nodes: Vec<Choice>,
     sorts: Vec<Choice>,
@@ -443,6 +444,9 @@ struct SystemsPage {
     prev: Option<String>,
     next: Option<String>,
 }
+
+/// Most tenants the tenant filter lists as choices.
+const MAX_CHOICES: usize = 60;
 
 fn phase_rank(phase: &str) -> usize {
     Phase::ALL.iter().position(|p| p.as_str() == phase).unwrap_or(Phase::ALL.len())
@@ -457,11 +461,9 @@ pub fn select<'a>(
 ) -> (Vec<&'a SystemRecord>, usize, usize, usize) {
     let filter = query.filter();
     let needle = filter.q.as_deref().map(str::to_lowercase);
-    let mut selected: Vec<&SystemRecord> = index
-        .systems_in(scope)
-        .map(|s| &s.record)
-        .filter(|s| crate::api::system_matches(s, &filter, needle.as_deref()))
-        .collect();
+    let (page, _) =
+        index.systems_page(scope, None, usize::MAX, |s| crate::api::system_matches(s, &filter, needle.as_deref()));
+    let mut selected: Vec<&SystemRecord> = page.into_iter().map(|s| &s.record).collect();
     match query.sort.as_str() {
         "name" => {
             selected.sort_by(|a, b| a.display_name.cmp(&b.display_name).then_with(|| a.system_id.cmp(&b.system_id)))
@@ -496,12 +498,17 @@ pub async fn systems(
     let phases = std::iter::once(any())
         .chain(Phase::ALL.iter().map(|p| Choice { value: p.as_str().into(), label: i18n::phase(lang, p.as_str()) }))
         .collect();
-    let tenants = std::iter::once(any())
-        .chain(index.tenants.values().filter(|e| scope.covers(&e.record.region_code)).map(|e| Choice {
-            value: e.record.name.clone(),
-            label: format!("{} ({})", e.record.display_name, e.record.name),
-        }))
-        .collect();
+    // A city has a few dozen tenants, the province hundreds: beyond `MAX_CHOICES` the tenant
+    // filter is a text field (a list that long is neither usable nor cheap to send).
+    let in_scope = index.tenants.values().filter(|e| scope.covers(&e.record.region_code));
+    let tenants = (in_scope.clone().count() <= MAX_CHOICES).then(|| {
+        std::iter::once(any())
+            .chain(in_scope.map(|e| Choice {
+                value: e.record.name.clone(),
+                label: format!("{} ({})", e.record.display_name, e.record.name),
+            }))
+            .collect()
+    });
     let waves = std::iter::once(any())
         .chain(index.waves_in(scope).map(|w| Choice { value: w.record.name.clone(), label: w.record.name.clone() }))
         .collect();
