@@ -4,8 +4,8 @@
 //! Each event is `event: state` with `{"revision": N, "staleSince": "…" | null}`. `revision`
 //! follows the scope's own records only (nodes, tenants, systems, its share of the waves and
 //! its approvals), so another city's activity neither wakes the page nor shows in it. The
-//! stream sends the current state at once, then on every change (at most twice a second) and
-//! every 15 s; it ends after 40 s, below the server's idle timeout, and the browser's
+//! stream sends the current state at once, then whenever it changes (at most twice a second)
+//! and every 15 s; it ends after 40 s, below the server's idle timeout, and the browser's
 //! `EventSource` reconnects by itself (`retry: 1000`).
 
 use std::convert::Infallible;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Extension;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -49,44 +49,78 @@ pub fn scope_revision(index: &Index, scope: &Scope) -> i64 {
     .unwrap_or(0)
 }
 
-fn current(state: &AppState, scope: &Scope) -> Event {
-    let revision = state.index.read().map(|index| scope_revision(&index, scope)).unwrap_or(0);
-    let stale_since = state.health.stale_seconds().map(view::seconds_ago);
-    Event::default()
-        .event("state")
-        .retry(Duration::from_secs(1))
-        .data(json!({ "revision": revision, "staleSince": stale_since }).to_string())
+/// What one event says: the scope's change number, and since when the data is stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Said {
+    revision: i64,
+    stale_since: Option<String>,
+}
+
+impl Said {
+    fn now(state: &AppState, scope: &Scope) -> Said {
+        let revision = state.index.read().map(|index| scope_revision(&index, scope)).unwrap_or(0);
+        Said { revision, stale_since: state.health.stale_seconds().map(view::seconds_ago) }
+    }
+
+    /// Whether `self` tells the page something `before` did not.
+    fn news(&self, before: &Said) -> bool {
+        self.revision != before.revision || self.stale_since.is_some() != before.stale_since.is_some()
+    }
+
+    fn event(&self) -> Event {
+        Event::default()
+            .event("state")
+            .retry(Duration::from_secs(1))
+            .data(json!({ "revision": self.revision, "staleSince": self.stale_since }).to_string())
+    }
 }
 
 /// `GET /console/events`.
+///
+/// A change anywhere in the store wakes every stream, but a stream sends only what changed for
+/// its own scope, plus a heartbeat on a fixed schedule: when events come does not tell one city
+/// when another city's records changed.
 pub async fn events(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let scope = viewer.identity.scope.clone();
-    let changes = state.health.subscribe();
-    let end = Instant::now() + LIFETIME;
-    let stream = futures::stream::unfold((state, changes, true), move |(state, mut changes, first)| {
-        let scope = scope.clone();
-        async move {
-            if !first {
-                let now = Instant::now();
-                if now >= end {
-                    return None;
-                }
-                let wait = HEARTBEAT.min(end - now);
-                tokio::select! {
-                    _ = changes.changed() => tokio::time::sleep(COALESCE).await,
-                    () = tokio::time::sleep(wait) => {}
-                }
-                if Instant::now() >= end {
-                    return None;
+    let mut changes = state.health.subscribe();
+    changes.borrow_and_update();
+    let start = Instant::now();
+    let end = start + LIFETIME;
+    let first = Said::now(&state, &scope);
+    let opening = first.event();
+    let followers = futures::stream::unfold(
+        (state, changes, first, start + HEARTBEAT),
+        move |(state, mut changes, mut said, mut beat)| {
+            let scope = scope.clone();
+            async move {
+                loop {
+                    let wake = beat.min(end);
+                    tokio::select! {
+                        _ = changes.changed() => tokio::time::sleep(COALESCE).await,
+                        () = tokio::time::sleep_until(wake) => {}
+                    }
+                    let now = Instant::now();
+                    if now >= end {
+                        return None;
+                    }
+                    changes.borrow_and_update();
+                    let current = Said::now(&state, &scope);
+                    let heartbeat = now >= beat;
+                    if current.news(&said) || heartbeat {
+                        if heartbeat {
+                            beat += HEARTBEAT;
+                        }
+                        let event = current.event();
+                        said = current;
+                        return Some((Ok(event), (state, changes, said, beat)));
+                    }
                 }
             }
-            changes.borrow_and_update();
-            let event = current(&state, &scope);
-            Some((Ok(event), (state, changes, false)))
-        }
-    });
+        },
+    );
+    let stream = futures::stream::once(async move { Ok(opening) }).chain(followers);
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -18,7 +18,7 @@
 
 mod assets;
 mod i18n;
-mod live;
+pub(crate) mod live;
 mod pages;
 pub mod session;
 mod view;

@@ -208,3 +208,32 @@ async fn the_console_can_be_switched_off() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/problem+json"));
 }
+
+#[test]
+fn the_live_change_number_follows_the_scopes_own_records_only() {
+    let state = crate::fixtures::state();
+    let keys = state.keys.clone();
+    let suzhou = Scope::parse("320500").unwrap();
+    let before = live::scope_revision(&state.index.read().unwrap(), &suzhou);
+    let put = |id: &str, region: &str, revision: i64| {
+        let system = suyun_store::readmodel::SystemRecord {
+            system_id: id.into(),
+            tenant: "t".into(),
+            region_code: region.into(),
+            phase: "Completed".into(),
+            ..Default::default()
+        };
+        state.index.write().unwrap().put(&keys, &keys.system(id), &serde_json::to_vec(&system).unwrap(), revision);
+    };
+    put("S-nj", "320100", 500);
+    let approval = suyun_store::readmodel::ApprovalRecord {
+        system_id: "S-nj".into(),
+        region_code: "320100".into(),
+        ..Default::default()
+    };
+    state.index.write().unwrap().put(&keys, &keys.approval("S-nj"), &serde_json::to_vec(&approval).unwrap(), 501);
+    assert_eq!(live::scope_revision(&state.index.read().unwrap(), &suzhou), before, "南京's change moved 苏州's");
+    put("S-sz", "320583", 502);
+    assert_eq!(live::scope_revision(&state.index.read().unwrap(), &suzhou), 502);
+    assert_eq!(live::scope_revision(&state.index.read().unwrap(), &Scope::Province), 502);
+}
