@@ -305,13 +305,22 @@ struct OverviewPage {
     eta: String,
 }
 
-/// Whether `system` waits for an approval `scope` could give: its wave needs one, none is in
-/// force, and its cutover has not started.
+/// Whether an approval of `system`'s cutover is in force: one waiting in the store, or one the
+/// operator has taken (its `CutoverApproved` condition `True`/`Approved`). `approval.approvedBy`
+/// alone does not say it: after a failed cutover it still names the approval that was used up,
+/// and the retry needs a new one.
+fn approval_in_force(index: &Index, system: &SystemRecord) -> bool {
+    index.approvals.contains_key(&system.system_id)
+        || system
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "CutoverApproved" && c.status == "True" && c.reason == "Approved")
+}
+
+/// Whether `system` waits for an approval: its wave needs one, it is at its cutover, and no
+/// approval is in force.
 fn awaits_approval(index: &Index, system: &SystemRecord) -> bool {
-    system.approval.required
-        && system.approval.approved_by.is_none()
-        && !index.approvals.contains_key(&system.system_id)
-        && system.phase == Phase::AwaitingCutover.as_str()
+    system.approval.required && system.phase == Phase::AwaitingCutover.as_str() && !approval_in_force(index, system)
 }
 
 /// `GET /console/`.
@@ -611,7 +620,7 @@ pub async fn system(
         pending: pending.is_some(),
         can_approve: writer
             && s.approval.required
-            && approved.is_none()
+            && !approval_in_force(&index, s)
             && phase.is_some_and(|p| APPROVABLE.contains(&p)),
         can_revoke: writer && pending.is_some() && phase.is_some_and(|p| !CUTOVER_STARTED.contains(&p)),
         approved,

@@ -237,3 +237,35 @@ fn the_live_change_number_follows_the_scopes_own_records_only() {
     assert_eq!(live::scope_revision(&state.index.read().unwrap(), &suzhou), 502);
     assert_eq!(live::scope_revision(&state.index.read().unwrap(), &Scope::Province), 502);
 }
+
+#[tokio::test]
+async fn a_retried_cutover_can_be_approved_again() {
+    let state = crate::fixtures::state();
+    let put = |reason: &str, status: &str| {
+        let keys = state.keys.clone();
+        let mut index = state.index.write().unwrap();
+        let mut system = index.systems["S-sz"].record.clone();
+        system.phase = "AwaitingCutover".into();
+        system.approval.required = true;
+        // The approval the failed attempt used up is still named in the status.
+        system.approval.approved_by = Some("li".into());
+        system.conditions = vec![suyun_store::readmodel::ConditionSummary {
+            type_: "CutoverApproved".into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+        }];
+        index.put(&keys, &keys.system("S-sz"), &serde_json::to_vec(&system).unwrap(), 200);
+    };
+    let who = Some(identity("320500", false));
+    put("NotApproved", "False");
+    let (_, _, body) = get(&state, who.clone(), "/console/systems/S-sz").await;
+    assert!(body.contains(r#"id="approve""#), "the retry cannot be approved: {body}");
+    let (_, _, body) = get(&state, who.clone(), "/console/").await;
+    assert!(body.contains(r#"<p class="big" id="awaiting-count">1</p>"#), "{body}");
+    put("Approved", "True");
+    let (_, _, body) = get(&state, who.clone(), "/console/systems/S-sz").await;
+    assert!(!body.contains(r#"id="approve""#), "an approval in force, and the button is offered again: {body}");
+    let (_, _, body) = get(&state, who, "/console/").await;
+    assert!(body.contains(r#"<p class="big" id="awaiting-count">0</p>"#), "{body}");
+}
