@@ -159,10 +159,9 @@ pub(crate) fn same_origin(headers: &HeaderMap, uri: &http::Uri) -> bool {
 /// without a session of its own gets one on a page load (for its CSRF token). Writes must
 /// come from this origin. The [`Viewer`] goes into the request.
 async fn admit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let headers = request.headers().clone();
-    let lang = language(&headers);
+    let lang = language(request.headers());
     let certificate = certificate(&request);
-    let found = session::find(&state, &headers).await;
+    let found = session::find(&state, request.headers()).await;
     let resolved = found.and_then(|s| session::identity_of(&state, &s, certificate.as_ref()).map(|i| (i, s)));
     let mut set_cookie = None;
     let (identity, session) = match (resolved, certificate) {
@@ -186,11 +185,9 @@ async fn admit(State(state): State<AppState>, mut request: Request, next: Next) 
         }
         (None, None) => {
             if request.method() == Method::GET && request.uri().path() != "/console/events" {
-                let mut response = Redirect::to("/console/login").into_response();
-                if session::cookie_present(&headers)
-                    && let Ok(value) = HeaderValue::from_str(&session::removal())
-                {
-                    response.headers_mut().append(header::SET_COOKIE, value);
+                let response = Redirect::to("/console/login").into_response();
+                if session::cookie_present(request.headers()) {
+                    return pages::with_cookie(response, &session::removal());
                 }
                 return response;
             }
@@ -200,16 +197,16 @@ async fn admit(State(state): State<AppState>, mut request: Request, next: Next) 
     if let Some(limited) = crate::ratelimit::over_limit(&state.limiter, &identity) {
         return limited;
     }
-    if !request.method().is_safe() && !same_origin(&headers, request.uri()) {
+    if !request.method().is_safe() && !same_origin(request.headers(), request.uri()) {
         return pages::refused(lang, StatusCode::FORBIDDEN, "this form was not sent from this console").into_response();
     }
     let here = request.uri().path_and_query().map_or_else(|| "/console/".to_owned(), |p| p.as_str().to_owned());
     request.extensions_mut().insert(Viewer { identity, session, lang, here });
-    let mut response = next.run(request).await;
-    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
+    let response = next.run(request).await;
+    match set_cookie {
+        Some(cookie) => pages::with_cookie(response, &cookie),
+        None => response,
     }
-    response
 }
 
 #[cfg(test)]

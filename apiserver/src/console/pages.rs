@@ -218,7 +218,8 @@ pub async fn login(
     }
 }
 
-fn with_cookie(mut response: Response, cookie: &str) -> Response {
+/// `response` with `Set-Cookie: cookie` added.
+pub(super) fn with_cookie(mut response: Response, cookie: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
