@@ -11,7 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use suyun_store::readmodel::{
-    ApprovalRecord, JournalEntry, KeyRef, Keys, NodeRecord, SessionRecord, SystemRecord, TenantRecord, WaveRecord,
+    ApprovalRecord, BudgetRecord, JournalEntry, KeyRef, Keys, NodeRecord, SessionRecord, SystemRecord, TenantRecord,
+    WaveRecord,
 };
 
 use crate::auth::Scope;
@@ -78,6 +79,8 @@ pub struct Index {
     systems_by_city: HashMap<String, BTreeMap<String, Shared<SystemRecord>>>,
     /// Waves by name.
     pub waves: BTreeMap<String, Shared<WaveRecord>>,
+    /// City budgets by the city's region code.
+    pub budgets: BTreeMap<String, Shared<BudgetRecord>>,
     /// Journal of each system, by sequence.
     pub journal: HashMap<String, BTreeMap<u64, Shared<JournalEntry>>>,
     /// Approvals by `systemId`.
@@ -92,6 +95,8 @@ pub struct Index {
     pub tenant_regions: RegionRevisions,
     /// Changes of systems by region.
     pub system_regions: RegionRevisions,
+    /// Changes of city budgets by region.
+    pub budget_regions: RegionRevisions,
     /// Changes of wave counts by region (and waves deleted, by the regions they counted).
     pub wave_regions: RegionRevisions,
     /// When the parts of each wave last changed.
@@ -126,6 +131,11 @@ impl Keyed for SystemRecord {
 impl Keyed for WaveRecord {
     fn key_name(&self) -> &str {
         &self.name
+    }
+}
+impl Keyed for BudgetRecord {
+    fn key_name(&self) -> &str {
+        &self.region_code
     }
 }
 impl Keyed for JournalEntry {
@@ -202,6 +212,10 @@ impl Index {
                 let entry = parse(key, name, value, revision);
                 self.set_wave(name, entry, revision, created);
             }
+            Some(KeyRef::Budget(region)) => {
+                let entry = parse(key, region, value, revision);
+                set(&mut self.budgets, &mut self.budget_regions, |b| b.region_code.as_str(), region, entry, revision);
+            }
             Some(KeyRef::System(id)) => {
                 self.remove_system(id, revision);
                 if let Some(entry) = parse::<SystemRecord>(key, id, value, revision) {
@@ -245,6 +259,9 @@ impl Index {
                 set(&mut self.tenants, &mut self.tenant_regions, |t| t.region_code.as_str(), name, None, revision);
             }
             Some(KeyRef::Wave(name)) => self.set_wave(name, None, revision, revision),
+            Some(KeyRef::Budget(region)) => {
+                set(&mut self.budgets, &mut self.budget_regions, |b| b.region_code.as_str(), region, None, revision);
+            }
             Some(KeyRef::System(id)) => self.remove_system(id, revision),
             Some(KeyRef::Journal(id, sequence)) => {
                 if let Some(entries) = self.journal.get_mut(id) {

@@ -26,8 +26,8 @@ pub fn document() -> Value {
             "title": "Suyun (苏云) status API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "City operators' view of the provincial government cloud: nodes, tenants, systems, \
-                            waves, history and cutover approvals. Every caller sees its own scope only. \
-                            See docs/api.md."
+                            waves, city budgets, history and cutover approvals. Every caller sees its own \
+                            scope only. See docs/api.md."
         },
         "servers": [{ "url": "/" }],
         "components": {
@@ -95,11 +95,14 @@ const PAYLOAD_TOO_LARGE: Answer =
     Answer { status: "413", description: "Body larger than the server's limit", content: Content::Problem };
 
 fn operation(route: &Route, problem: &Value, generator: &mut SchemaGenerator) -> Value {
-    let path = route
-        .path
-        .split('/')
-        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(|name| parameter(name, "path", "Object name or systemId", json!({ "type": "string" })));
+    let path =
+        route.path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).map(|name| {
+            let description = match name {
+                "regionCode" => "City region code (GB/T 2260, 6 digits)",
+                _ => "Object name or systemId",
+            };
+            parameter(name, "path", description, json!({ "type": "string" }))
+        });
     let query = route.query.iter().map(|q| parameter(q.name, "query", q.description, (q.schema)()));
     let parameters: Vec<Value> = path.chain(query).collect();
     let authenticated = route.access == Access::Authenticated;

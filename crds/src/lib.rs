@@ -1,4 +1,4 @@
-//! Suyun's API types: the four kinds of `suyun.io/v1alpha1` and what they share.
+//! Suyun's API types: the six kinds of `suyun.io/v1alpha1` and what they share.
 //!
 //! ```text
 //!   CloudNode (cluster)   ◄── homeNode ── Tenant (cluster) ── Namespace <tenant>
@@ -6,6 +6,9 @@
 //!      └── CloudNode ◄── status.node ── GovSystem (namespaced) ┘
 //!                                          ▲ selector
 //!                                  MigrationWave (cluster)
+//!
+//!   CityBudget (cluster)       a city's budget on CloudNodes, shared by the Tenants of its region
+//!   ResidencyPolicy (cluster)  which CloudNodes may hold a GovSystem's data, by classification
 //! ```
 //!
 //! The types carry their admission rules (OpenAPI constraints and CEL) and `///` docs, which
@@ -47,13 +50,15 @@ pub const GROUP: &str = "suyun.io";
 /// The field manager the operator uses for every server-side apply.
 pub const FIELD_MANAGER: &str = "suyun-operator";
 
-/// The four CRDs with the file name each is written to under `crds/manifests/`.
+/// The CRDs of every kind with the file name each is written to under `crds/manifests/`.
 pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         ("cloudnodes.yaml", v1alpha1::CloudNode::crd()),
         ("tenants.yaml", v1alpha1::Tenant::crd()),
         ("govsystems.yaml", v1alpha1::GovSystem::crd()),
         ("migrationwaves.yaml", v1alpha1::MigrationWave::crd()),
+        ("citybudgets.yaml", v1alpha1::CityBudget::crd()),
+        ("residencypolicies.yaml", v1alpha1::ResidencyPolicy::crd()),
     ]
     .into_iter()
     .map(|(file, crd)| (file, reflow_descriptions(crd)))
@@ -98,7 +103,7 @@ pub fn render_crd(crd: &CustomResourceDefinition) -> String {
 mod tests {
     use serde::Serialize;
 
-    use crate::v1alpha1::{Executor, Phase, TenantLevel, Tier, WavePhase};
+    use crate::v1alpha1::{Executor, Phase, ResidencyRegion, TenantLevel, Tier, WavePhase};
 
     fn agree<T: Serialize + Copy>(all: &[T], as_str: fn(T) -> &'static str) {
         for v in all {
@@ -113,5 +118,6 @@ mod tests {
         agree(Executor::ALL, Executor::as_str);
         agree(WavePhase::ALL, WavePhase::as_str);
         agree(&Phase::ALL, Phase::as_str);
+        agree(ResidencyRegion::ALL, ResidencyRegion::as_str);
     }
 }

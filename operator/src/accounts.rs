@@ -35,6 +35,27 @@ pub struct TenantAccount {
     /// The nodes where its systems hold capacity or the plan places them: where its Namespace
     /// and the rest of its children must exist (a member-backed node's cluster included).
     pub nodes: BTreeSet<String>,
+    /// Quota lent to and borrowed from its city's other departments, from the plan (cpu,
+    /// memory, storage), when its city has a budget.
+    pub lending: Option<Lending>,
+}
+
+/// A department's lending, from the plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lending {
+    /// Lent to the city's other departments.
+    pub lent: suyun_planner::model::Resources,
+    /// Borrowed from them.
+    pub borrowed: suyun_planner::model::Resources,
+}
+
+/// Records each department's lending from the plan.
+pub fn add_lending(accounts: &mut Accounts, plan: &suyun_planner::Plan) {
+    for t in plan.tenants.iter().filter(|t| t.budget.is_some()) {
+        if let Some(account) = accounts.tenants.get_mut(&t.name) {
+            account.lending = Some(Lending { lent: t.lent, borrowed: t.borrowed });
+        }
+    }
 }
 
 /// Every account, by node and by tenant name.

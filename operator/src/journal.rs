@@ -45,11 +45,57 @@ pub fn record(before: &GovSystemStatus, after: &mut GovSystemStatus, now: i64) {
         },
         approved_at: if approved_now { after.approved_at.clone() } else { None },
         approval_reason: if approved_now { after.approval_reason.clone() } else { None },
+        note: None,
     };
     after.transitions = before.transitions.clone();
     after.transitions.push(transition);
     let excess = after.transitions.len().saturating_sub(TRANSITIONS_KEPT);
     after.transitions.drain(..excess);
+}
+
+/// Records a change of the system's residency waiver (`spec.residencyWaiver`) since the one
+/// `before` recorded: a transition that keeps the phase, with the reason
+/// `ResidencyWaiverRecorded` (actor: who granted it; note: why) or `ResidencyWaiverWithdrawn`
+/// (actor: the operator; note: whose waiver it was). Runs after [`record`], so a phase change
+/// in the same step comes first.
+pub fn record_waiver(
+    spec: Option<&suyun_crds::v1alpha1::ResidencyWaiver>,
+    before: &GovSystemStatus,
+    after: &mut GovSystemStatus,
+    now: i64,
+) {
+    if spec == before.residency_waiver.as_ref() {
+        return;
+    }
+    let phase = after.phase.unwrap_or_default();
+    let (reason, actor, note) = match spec {
+        Some(w) => ("ResidencyWaiverRecorded", w.granted_by.clone(), w.reason.clone()),
+        None => (
+            "ResidencyWaiverWithdrawn",
+            suyun_crds::FIELD_MANAGER.to_owned(),
+            format!(
+                "the waiver granted by {} was withdrawn",
+                before.residency_waiver.as_ref().map(|w| w.granted_by.as_str()).unwrap_or_default()
+            ),
+        ),
+    };
+    let sequence = after.transitions.last().map_or(0, |t| t.sequence) + 1;
+    after.transitions.push(Transition {
+        sequence,
+        from: phase,
+        to: phase,
+        reason: reason.to_owned(),
+        time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(now).unwrap_or_default(),
+        ),
+        actor,
+        approved_at: None,
+        approval_reason: None,
+        note: Some(note),
+    });
+    let excess = after.transitions.len().saturating_sub(TRANSITIONS_KEPT);
+    after.transitions.drain(..excess);
+    after.residency_waiver = spec.cloned();
 }
 
 /// The last entry of one system's journal, as the publisher needs it to append the next.
@@ -140,6 +186,7 @@ pub fn pending(head: Option<&Head>, source: &Source<'_>, now: i64) -> Vec<Journa
             actor: t.actor.clone(),
             approved_at: t.approved_at.as_ref().map(|a| a.0.to_string()),
             approval_reason: t.approval_reason.clone(),
+            note: t.note.clone(),
             uid: source.uid.to_owned(),
             transition: t.sequence,
             missed: t.sequence - after - 1,
@@ -163,6 +210,7 @@ pub fn closing(head: &Head, system_id: &str, now: i64) -> JournalEntry {
         actor: suyun_crds::FIELD_MANAGER.to_owned(),
         approved_at: None,
         approval_reason: None,
+        note: None,
         uid: head.uid.clone(),
         transition: head.transition,
         missed: 0,

@@ -28,6 +28,7 @@ pub mod error;
 pub mod identity;
 pub mod journal;
 pub mod leader;
+pub mod live;
 pub mod manifests;
 pub mod members;
 pub mod metrics;

@@ -94,6 +94,8 @@ pub fn load_text(path: &Path, text: &str, objects: &mut Objects) -> Result<(), L
             "Tenant" => objects.tenants.push(Arc::new(typed(value).map_err(|m| fail(object, m))?)),
             "GovSystem" => objects.systems.push(Arc::new(typed(value).map_err(|m| fail(object, m))?)),
             "MigrationWave" => objects.waves.push(Arc::new(typed(value).map_err(|m| fail(object, m))?)),
+            "CityBudget" => objects.city_budgets.push(Arc::new(typed(value).map_err(|m| fail(object, m))?)),
+            "ResidencyPolicy" => objects.residency_policies.push(Arc::new(typed(value).map_err(|m| fail(object, m))?)),
             _ => return Err(fail(object, format!("kind: unknown suyun.io/v1alpha1 kind {kind:?}"))),
         }
     }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use suyun_crds::quantity::{self, Milli, QuantityError};
 use suyun_crds::v1alpha1::{
-    self as api, CapacitySource, CloudNode, GovSystem, MigrationWave, SystemArchitecture, Tenant, TenantLevel,
+    self as api, CapacitySource, CityBudget, Classification, CloudNode, GovSystem, MigrationWave, ResidencyPolicy,
+    ResidencyRegion, SystemArchitecture, Tenant, TenantLevel,
 };
 use suyun_planner::model;
 
@@ -27,9 +28,37 @@ pub struct Objects {
     pub systems: Vec<Arc<GovSystem>>,
     /// Waves.
     pub waves: Vec<Arc<MigrationWave>>,
+    /// City budgets.
+    pub city_budgets: Vec<Arc<CityBudget>>,
+    /// Residency policies.
+    pub residency_policies: Vec<Arc<ResidencyPolicy>>,
     /// What the member clusters say about the nodes they back, by CloudNode name (none in a
     /// single-cluster province, or offline).
     pub members: std::collections::HashMap<String, MemberFacts>,
+}
+
+impl Objects {
+    /// Lays `other` over these objects: an object of `other` replaces the one of the same kind
+    /// and name (and Namespace), the rest are added. `suyunctl --from-cluster -f change.yaml`
+    /// plans the cluster as it would be once the change is applied.
+    pub fn overlay(&mut self, other: Objects) {
+        fn merge<K: kube::Resource>(mine: &mut Vec<Arc<K>>, theirs: Vec<Arc<K>>) {
+            for object in theirs {
+                let key = |o: &K| (o.meta().namespace.clone(), o.meta().name.clone());
+                match mine.iter_mut().find(|m| key(m) == key(&object)) {
+                    Some(slot) => *slot = object,
+                    None => mine.push(object),
+                }
+            }
+        }
+        merge(&mut self.cloud_nodes, other.cloud_nodes);
+        merge(&mut self.tenants, other.tenants);
+        merge(&mut self.systems, other.systems);
+        merge(&mut self.waves, other.waves);
+        merge(&mut self.city_budgets, other.city_budgets);
+        merge(&mut self.residency_policies, other.residency_policies);
+        self.members.extend(other.members);
+    }
 }
 
 /// What a member cluster says about the CloudNode it backs, beyond the CloudNode object.
@@ -104,14 +133,17 @@ fn resources(a: Amounts) -> model::Resources {
     }
 }
 
+/// A CloudNode as the planner sees it, without member facts (`suyunctl forecast --what-if
+/// add=FILE`).
+pub fn planner_node(n: &CloudNode) -> Result<model::Node, InputError> {
+    node(n, None)
+}
+
 fn node(n: &CloudNode, member: Option<&MemberFacts>) -> Result<model::Node, InputError> {
     let a = node_allocatable(n)?;
     Ok(model::Node {
         name: n.name_any(),
-        tier: match n.spec.tier {
-            api::Tier::Provincial => model::Tier::Provincial,
-            api::Tier::City => model::Tier::City,
-        },
+        tier: tier(n.spec.tier),
         region_code: n.spec.region_code.clone(),
         display_name: n.spec.display_name.clone(),
         parent: n.spec.parent.clone(),
@@ -212,6 +244,12 @@ fn system(planned: PlannedSystem<'_>) -> Result<model::System, InputError> {
         tenant: namespace,
         display_name: s.spec.display_name.clone(),
         security_level: s.spec.security_level,
+        classification: classification(s.spec.classification),
+        residency_waiver: s
+            .spec
+            .residency_waiver
+            .as_ref()
+            .map(|w| model::Waiver { granted_by: w.granted_by.clone(), reason: w.reason.clone() }),
         architecture: match s.spec.architecture {
             SystemArchitecture::Any => model::ArchitectureRequirement::Any,
             SystemArchitecture::X86_64 => model::ArchitectureRequirement::X86_64,
@@ -255,6 +293,86 @@ fn system(planned: PlannedSystem<'_>) -> Result<model::System, InputError> {
         phase: status.phase.map(phase).unwrap_or_default(),
         node: status.node.clone(),
     })
+}
+
+/// The planner's classification. Classified systems are refused at admission; should one get
+/// through, it is planned as Sensitive, the strictest class the planner knows.
+fn classification(c: Classification) -> model::Classification {
+    match c {
+        Classification::Public => model::Classification::Public,
+        Classification::Internal => model::Classification::Internal,
+        Classification::Sensitive | Classification::Classified => model::Classification::Sensitive,
+    }
+}
+
+fn tier(t: api::Tier) -> model::Tier {
+    match t {
+        api::Tier::Provincial => model::Tier::Provincial,
+        api::Tier::City => model::Tier::City,
+    }
+}
+
+fn city_budget(b: &CityBudget) -> Result<model::CityBudget, InputError> {
+    let name = b.name_any();
+    let mut nodes = Vec::with_capacity(b.spec.nodes.len());
+    for (k, share) in b.spec.nodes.iter().enumerate() {
+        let q = |field: &str, v: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
+            quantity::milli(v).map_err(|e| err("CityBudget", &name, format!("spec.nodes[{k}].{field}"), e))
+        };
+        nodes.push(model::NodeShare {
+            node: share.node.clone(),
+            limit: model::Limit {
+                cpu: Milli(q("cpu", &share.cpu)?).millis(),
+                memory: Milli(q("memory", &share.memory)?).units_down(),
+                storage: Milli(q("storage", &share.storage)?).units_down(),
+            },
+        });
+    }
+    let lending = b
+        .spec
+        .lending
+        .as_ref()
+        .map(|l| model::Lending {
+            lend_percent: l.lend_percent,
+            borrow_percent: l.borrow_percent,
+            departments: l
+                .departments
+                .iter()
+                .map(|d| model::DepartmentLending {
+                    tenant: d.tenant.clone(),
+                    lend_percent: d.lend_percent,
+                    borrow_percent: d.borrow_percent,
+                })
+                .collect(),
+        })
+        .unwrap_or_default();
+    Ok(model::CityBudget {
+        name,
+        region_code: b.spec.region_code.clone(),
+        display_name: b.spec.display_name.clone(),
+        nodes,
+        lending,
+    })
+}
+
+/// The rules of every policy, named `policy/rule`.
+fn residency_rules(policies: &[Arc<ResidencyPolicy>]) -> Vec<model::ResidencyRule> {
+    policies
+        .iter()
+        .flat_map(|p| {
+            let policy = p.name_any();
+            p.spec.rules.iter().map(move |r| model::ResidencyRule {
+                name: format!("{policy}/{}", r.name),
+                classification: classification(r.classification),
+                region: match r.region {
+                    ResidencyRegion::OwnCity => model::RegionScope::OwnCity,
+                    ResidencyRegion::OwnProvince => model::RegionScope::OwnProvince,
+                    ResidencyRegion::Anywhere => model::RegionScope::Anywhere,
+                },
+                tiers: r.tiers.iter().copied().map(tier).collect(),
+            })
+        })
+        .collect()
 }
 
 fn wave(w: &MigrationWave) -> model::Wave {
@@ -305,8 +423,16 @@ pub fn input_of<'a>(
     let tenants = collect_ok(objects.tenants.iter().map(|t| tenant(t)), &mut errors);
     let systems = collect_ok(systems.into_iter().map(system), &mut errors);
     let waves = objects.waves.iter().map(|w| wave(w)).collect();
-    let input =
-        model::PlanInput { settings: model::Settings { now, ..Default::default() }, nodes, tenants, systems, waves };
+    let budgets = collect_ok(objects.city_budgets.iter().map(|b| city_budget(b)), &mut errors);
+    let input = model::PlanInput {
+        settings: model::Settings { now, ..Default::default() },
+        nodes,
+        tenants,
+        systems,
+        waves,
+        budgets,
+        residency: residency_rules(&objects.residency_policies),
+    };
     (input, errors)
 }
 

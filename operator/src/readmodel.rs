@@ -8,9 +8,10 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use suyun_crds::v1alpha1::{CloudNode, GovSystem, GovSystemStatus, Tenant};
 use suyun_planner::Plan;
+use suyun_planner::model::Resources;
 use suyun_store::readmodel::{
-    ApprovalState, ConditionSummary, NodeRecord, QuotaAmounts, Record, ResourceAmounts, SystemRecord, TenantRecord,
-    Utilization, WaveRecord,
+    ApprovalState, BudgetAmounts, BudgetDepartment, BudgetNode, BudgetRecord, BudgetUtilization, ConditionSummary,
+    NodeRecord, QuotaAmounts, Record, ResourceAmounts, SystemRecord, TenantRecord, Utilization, WaveRecord,
 };
 
 use crate::accounts::Accounts;
@@ -98,6 +99,75 @@ fn tenant(t: &Tenant, accounts: &Accounts) -> TenantRecord {
     }
 }
 
+/// cpu, memory and storage of planner amounts (millicores, bytes): a budget does not cover GPUs.
+fn budget_amounts(r: Resources) -> BudgetAmounts {
+    BudgetAmounts { cpu_millis: r.cpu, memory_bytes: r.memory, storage_bytes: r.storage }
+}
+
+/// The record of each city budget the plan enforces (`plan.cities`), with its departments'
+/// accounts (`plan.tenants`) and the display names of its nodes; one per city region code
+/// (the planner enforces one budget per city; should two share a code, the first is kept).
+/// `lendable` is what is still offered: the plan's lendable minus what is borrowed, never
+/// below zero, as the CityBudget's status shows it.
+pub fn budgets(plan: &Plan, nodes: &[Arc<CloudNode>]) -> Vec<BudgetRecord> {
+    let node_names: HashMap<String, &str> =
+        nodes.iter().map(|n| (n.name_any(), n.spec.display_name.as_str())).collect();
+    let tenants: HashMap<&str, &suyun_planner::TenantAccount> =
+        plan.tenants.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut out: BTreeMap<&str, BudgetRecord> = BTreeMap::new();
+    for city in &plan.cities {
+        if out.contains_key(city.region_code.as_str()) {
+            continue;
+        }
+        let mut shares: Vec<BudgetNode> = city
+            .nodes
+            .iter()
+            .map(|share| BudgetNode {
+                node: share.node.clone(),
+                node_display_name: node_names.get(&share.node).map(|name| (*name).to_owned()),
+                budget: budget_amounts(share.budget),
+                used: budget_amounts(share.used),
+                utilization: BudgetUtilization {
+                    cpu: share.utilization.cpu,
+                    memory: share.utilization.memory,
+                    storage: share.utilization.storage,
+                },
+            })
+            .collect();
+        shares.sort_by(|a, b| a.node.cmp(&b.node));
+        let mut departments: Vec<BudgetDepartment> = city
+            .tenants
+            .iter()
+            .filter_map(|name| tenants.get(name.as_str()))
+            .map(|t| BudgetDepartment {
+                tenant: t.name.clone(),
+                display_name: t.display_name.clone(),
+                used: BudgetAmounts {
+                    cpu_millis: t.used.cpu,
+                    memory_bytes: t.used.memory,
+                    storage_bytes: t.used.storage,
+                },
+                lent: budget_amounts(t.lent),
+                borrowed: budget_amounts(t.borrowed),
+            })
+            .collect();
+        departments.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        out.insert(
+            &city.region_code,
+            BudgetRecord {
+                name: city.name.clone(),
+                region_code: city.region_code.clone(),
+                display_name: city.display_name.clone(),
+                nodes: shares,
+                borrowed: budget_amounts(city.borrowed),
+                lendable: budget_amounts(city.lendable.minus(city.borrowed)),
+                departments,
+            },
+        );
+    }
+    out.into_values().collect()
+}
+
 /// The region code of each tenant, by name (a system's Namespace).
 pub fn regions(tenants: &[std::sync::Arc<Tenant>]) -> HashMap<String, String> {
     tenants.iter().map(|t| (t.name_any(), t.spec.region_code.clone())).collect()
@@ -176,8 +246,8 @@ impl SystemInputs {
 pub type PublishedSystems = HashMap<String, SystemInputs>;
 
 /// The read-model's records that differ from what `published` says was built: every node,
-/// tenant and wave record (a few hundred), and the records of the systems whose inputs
-/// changed, with those inputs. `statuses[i]` is the effective status of the snapshot's system
+/// tenant, wave and city budget record (a few hundred), and the records of the systems whose
+/// inputs changed, with those inputs. `statuses[i]` is the effective status of the snapshot's system
 /// `i`; only systems that own their `systemId` (see `identity`) are published: a duplicate
 /// never shadows the owner's record. With an empty `published` these are all the records.
 pub fn records(
@@ -189,9 +259,11 @@ pub fn records(
     published: &PublishedSystems,
 ) -> (Vec<Record>, Vec<(String, SystemInputs)>) {
     let objects = &snapshot.objects;
-    let mut out = Vec::with_capacity(objects.cloud_nodes.len() + objects.tenants.len() + waves.len());
+    let mut out =
+        Vec::with_capacity(objects.cloud_nodes.len() + objects.tenants.len() + waves.len() + plan.cities.len());
     out.extend(objects.cloud_nodes.iter().map(|n| Record::Node(node(n, accounts))));
     out.extend(objects.tenants.iter().map(|t| Record::Tenant(tenant(t, accounts))));
+    out.extend(budgets(plan, &objects.cloud_nodes).into_iter().map(Record::Budget));
     let mut built = Vec::new();
     let mut counts: BTreeMap<&str, BTreeMap<&str, BTreeMap<&'static str, u64>>> = BTreeMap::new();
     for (i, status) in statuses.iter().enumerate().filter(|(i, _)| snapshot.owned[*i]) {
@@ -264,6 +336,19 @@ mod tests {
         Snapshot::take(objects, Vec::new(), &mut Overlay::default(), &BTreeMap::new(), NOW)
     }
 
+    fn budget() -> Arc<suyun_crds::v1alpha1::CityBudget> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "suyun.io/v1alpha1", "kind": "CityBudget", "metadata": {"name": "nanjing-budget"},
+                "spec": {"regionCode": "320100", "displayName": "南京市",
+                         "nodes": [{"node": "nanjing", "cpu": "400", "memory": "4Ti", "storage": "40Ti"},
+                                   {"node": "gone", "cpu": "1", "memory": "1Gi", "storage": "1Gi"}],
+                         "lending": {"lendPercent": 20, "borrowPercent": 10}}
+            }))
+            .unwrap(),
+        )
+    }
+
     fn with_phase(s: &Arc<GovSystem>, phase: Phase) -> Arc<GovSystem> {
         let mut s = GovSystem::clone(s);
         s.status = Some(GovSystemStatus { phase: Some(phase), node: Some("nanjing".into()), ..Default::default() });
@@ -319,5 +404,54 @@ mod tests {
         assert!(systems(&full).contains(&rebuilt[0]));
         assert_eq!(wave_counts(&some), wave_counts(&full));
         assert_eq!(wave_counts(&some)["320100"]["Scheduled"], 3);
+    }
+
+    #[test]
+    fn a_city_budget_is_published_with_the_plans_figures() {
+        let systems: Vec<_> = (1..=3).map(|n| with_phase(&system(n, 100, &[]), Phase::Scheduled)).collect();
+        let objects = Objects {
+            cloud_nodes: vec![node(2)],
+            tenants: vec![tenant()],
+            systems,
+            waves: vec![wave(2)],
+            city_budgets: vec![budget()],
+            ..Default::default()
+        };
+        let snapshot = Snapshot::take(objects, Vec::new(), &mut Overlay::default(), &BTreeMap::new(), NOW);
+        let plan = suyun_planner::plan(&snapshot.plan_input().0);
+        let city = plan.cities.iter().find(|c| c.region_code == "320100").expect("the budget is in force");
+        let (all, _) = build(&snapshot, &PublishedSystems::new());
+        let records: Vec<&BudgetRecord> =
+            all.iter().filter_map(|r| if let Record::Budget(b) = r { Some(b) } else { None }).collect();
+        assert_eq!(records.len(), 1, "{all:?}");
+        let record = records[0];
+        assert_eq!(
+            Record::Budget(record.clone()).key(&suyun_store::readmodel::Keys::default()),
+            "/suyun/v1/budgets/320100"
+        );
+        assert_eq!((record.name.as_str(), record.display_name.as_str()), ("nanjing-budget", "南京市"));
+        let nanjing = record.nodes.iter().find(|n| n.node == "nanjing").unwrap();
+        let share = city.nodes.iter().find(|n| n.node == "nanjing").unwrap();
+        assert_eq!(nanjing.node_display_name.as_deref(), Some("南京"));
+        assert_eq!(
+            nanjing.budget,
+            BudgetAmounts { cpu_millis: 400_000, memory_bytes: 4 << 40, storage_bytes: 40 << 40 }
+        );
+        assert_eq!(nanjing.budget, budget_amounts(share.budget));
+        assert_eq!(nanjing.used, budget_amounts(share.used));
+        assert_eq!(nanjing.used.cpu_millis, 3000, "three systems of one core each");
+        assert_eq!(nanjing.utilization.cpu, share.utilization.cpu);
+        assert_eq!(record.nodes.len(), city.nodes.len(), "a share of each node the plan accounts");
+        let unnamed = budgets(&plan, &[]);
+        assert_eq!(unnamed[0].nodes[0].node_display_name, None, "a node not in the cache has no display name");
+        assert_eq!(record.borrowed, budget_amounts(city.borrowed));
+        assert_eq!(record.lendable, budget_amounts(city.lendable.minus(city.borrowed)));
+        assert_eq!(record.departments.len(), 1);
+        let department = &record.departments[0];
+        let account = plan.tenants.iter().find(|t| t.name == "nj-data").unwrap();
+        assert_eq!((department.tenant.as_str(), department.display_name.as_str()), ("nj-data", "南京市大数据局"));
+        assert_eq!(department.used.cpu_millis, account.used.cpu);
+        assert_eq!(department.lent, budget_amounts(account.lent));
+        assert_eq!(department.borrowed, budget_amounts(account.borrowed));
     }
 }

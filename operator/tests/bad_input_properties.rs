@@ -156,6 +156,7 @@ fn gov_system() -> impl Strategy<Value = GovSystem> {
                         system_id,
                         display_name: "x".into(),
                         classification: Classification::Internal,
+                        residency_waiver: None,
                         security_level,
                         architecture: [
                             SystemArchitecture::Any,

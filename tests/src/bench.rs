@@ -89,9 +89,11 @@ pub async fn provision_namespaces(
 }
 
 /// The resources the operator writes, besides its Lease.
-pub const OPERATOR_WRITES: [&str; 11] = [
+pub const OPERATOR_WRITES: [&str; 13] = [
     "govsystems",
     "migrationwaves",
+    "citybudgets",
+    "residencypolicies",
     "cloudnodes",
     "tenants",
     "namespaces",

@@ -14,7 +14,7 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use suyun_crds::v1alpha1::{CloudNode, GovSystem, MigrationWave, Phase, Tenant};
+use suyun_crds::v1alpha1::{CityBudget, CloudNode, GovSystem, MigrationWave, Phase, ResidencyPolicy, Tenant};
 
 use crate::{WAIT, eventually};
 
@@ -87,7 +87,7 @@ pub async fn simulated_migration(client: &Client, wave: &str, systems: usize, ti
 pub const JOB_RUNNER: &str = "  executor: Job\n  runner: {image: registry.example.gov.cn/suyun/runner:1, command: [/runner], timeoutSeconds: 600}\n";
 
 /// Installs the CRDs, removes every Suyun object and applies `deploy/examples/jiangsu/` (14
-/// CloudNodes, the Tenants, 60 GovSystems, 2 waves).
+/// CloudNodes, the Tenants, 13 CityBudgets, 60 GovSystems, 2 waves).
 pub async fn apply_jiangsu_example(client: &Client) {
     crate::install_crds(client).await.expect("CRDs installed");
     clean(client).await;
@@ -102,6 +102,8 @@ pub async fn clean(client: &Client) {
     let lp = ListParams::default();
     let dp = DeleteParams::background();
     let _ = Api::<MigrationWave>::all(client.clone()).delete_collection(&dp, &lp).await;
+    let _ = Api::<CityBudget>::all(client.clone()).delete_collection(&dp, &lp).await;
+    let _ = Api::<ResidencyPolicy>::all(client.clone()).delete_collection(&dp, &lp).await;
     // Namespaced kinds have no cluster-wide delete-collection: one per Namespace.
     if let Ok(systems) = Api::<GovSystem>::all(client.clone()).list(&lp).await {
         let namespaces: BTreeSet<String> = systems.items.iter().filter_map(|s| s.namespace()).collect();

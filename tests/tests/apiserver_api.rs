@@ -17,7 +17,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn jiangsu() -> (Vec<Record>, suyun_operator::store::Publisher, TestServer) {
     let prefix = unique_prefix("api-jiangsu");
     let endpoint = suyun_tests::cluster().etcd_endpoints.clone();
-    let records = records_from_plan(&suyun_planner::synthetic::jiangsu(7));
+    let mut input = suyun_planner::synthetic::jiangsu(7);
+    // A budget for 苏州 so that every route has something to serve; its shares are too large
+    // to change the plan.
+    let share = |node: &str| suyun_planner::model::NodeShare {
+        node: node.into(),
+        limit: suyun_planner::model::Limit { cpu: u64::MAX / 4, memory: u64::MAX / 4, storage: u64::MAX / 4 },
+    };
+    input.budgets = vec![suyun_planner::model::CityBudget {
+        name: "budget-320500".into(),
+        region_code: "320500".into(),
+        display_name: "苏州市".into(),
+        nodes: vec![share("cn-320500"), share("cn-320000")],
+        lending: Default::default(),
+    }];
+    let mut records = records_from_plan(&input);
+    let plan = suyun_planner::plan(&input);
+    records.extend(suyun_operator::readmodel::budgets(&plan, &[]).into_iter().map(Record::Budget));
     let publisher = publish(&endpoint, &prefix, "operator-a", records.clone()).await.unwrap();
     let server = TestServer::start(&endpoint, &prefix, 1000).await.unwrap();
     (records, publisher, server)
@@ -150,7 +166,7 @@ async fn pagination_filters_etags_gzip_openapi_and_metrics() {
             "POST" | "DELETE" => &approvable.system_id,
             _ => &sample.system_id,
         };
-        let path = route.path.replace("{name}", &name).replace("{systemId}", system);
+        let path = route.path.replace("{name}", &name).replace("{systemId}", system).replace("{regionCode}", "320500");
         // ROUTES lists the POST of an approval before its DELETE: approve, then revoke.
         let reply = match route.method {
             "POST" => province.post(&path).await.unwrap(),

@@ -43,6 +43,7 @@ fn transitions(n: usize) -> Vec<Transition> {
             actor: "suyun-operator".into(),
             approved_at: None,
             approval_reason: None,
+            note: None,
         })
         .collect()
 }

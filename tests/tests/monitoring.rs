@@ -30,6 +30,10 @@ const REQUIRED_ALERTS: [&str; 6] = [
     "SuyunOperatorNoLeader",
 ];
 
+/// The alerts of capacity governance (city budgets, data residency; docs/governance.md).
+const GOVERNANCE_ALERTS: [&str; 3] =
+    ["SuyunCityBudgetNearlyExhausted", "SuyunCityBudgetRunsOutSoon", "SuyunResidencyStranded"];
+
 fn rules_file() -> PathBuf {
     repo_root().join("charts/suyun/files/suyun-alerts.yaml")
 }
@@ -206,6 +210,15 @@ fn every_alert_fires_and_stays_silent_in_some_test_case_and_has_a_runbook() {
             .any(|labels| a.labels.iter().all(|(k, v)| labels.get(k) == Some(v)));
         assert!(fired, "no test case where {} with labels {:?} fires", a.name, a.labels);
         assert!(silent.get(&a.name).is_some_and(|n| *n > 0), "no test case where {} stays silent", a.name);
+    }
+}
+
+#[test]
+fn the_governance_alerts_are_in_the_rules_file_as_warnings() {
+    let alerts = alerts();
+    for name in GOVERNANCE_ALERTS {
+        let alert = alerts.iter().find(|a| a.name == name).unwrap_or_else(|| panic!("alert {name} missing"));
+        assert_eq!(alert.labels.get("severity").map(String::as_str), Some("warning"), "{name}");
     }
 }
 

@@ -19,14 +19,14 @@ use bytes::Bytes;
 use http::{StatusCode, Uri, header};
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Value, json};
-use suyun_store::readmodel::{NodeRecord, SystemRecord, TenantRecord, WaveRecord};
+use suyun_store::readmodel::{BudgetRecord, NodeRecord, SystemRecord, TenantRecord, WaveRecord};
 use tower_http::compression::CompressionLayer;
 
 pub use approval::{
     APPROVABLE, ApprovalRequest, ApprovalRequestResult, CUTOVER_STARTED, record_approval, revoke_approval,
 };
 pub use read::{MAX_LIMIT, SystemHistory, SystemQuery, system_matches};
-pub use summary::{NodeCapacity, Summary, WaveProgress, summarize};
+pub use summary::{BudgetSummary, NodeCapacity, Summary, WaveProgress, summarize};
 
 use crate::AppState;
 use crate::auth::{Identity, Scope};
@@ -257,6 +257,20 @@ pub const ROUTES: &[Route] = &[
     },
     read("/api/v1/waves", "listWaves", || get(read::list_own::<WaveRecord>), &[], ok!(ListResponse<WaveRecord>)),
     read("/api/v1/waves/{name}", "getWave", || get(read::get::<WaveRecord>), &[], ok!(ItemResponse<WaveRecord>)),
+    read(
+        "/api/v1/budgets",
+        "listBudgets",
+        || get(read::list::<BudgetRecord>),
+        &[REGION],
+        ok!(ListResponse<BudgetRecord>),
+    ),
+    read(
+        "/api/v1/budgets/{regionCode}",
+        "getBudget",
+        || get(read::get::<BudgetRecord>),
+        &[],
+        ok!(ItemResponse<BudgetRecord>),
+    ),
     read("/api/v1/summary", "getSummary", || get(summary::summary), &[REGION], ok!(ItemResponse<Summary>)),
     public("/healthz", "healthz", || get(|| async { "ok" }), &[answer("200", "OK", Content::Text)]),
     public(

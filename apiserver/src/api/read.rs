@@ -1,9 +1,11 @@
-//! Read endpoints: nodes, tenants, systems (filtered, paged), system history, waves.
+//! Read endpoints: nodes, tenants, systems (filtered, paged), system history, waves, city
+//! budgets.
 //!
-//! Nodes, tenants, systems and waves are served by one generic list ([`list`], [`list_own`])
-//! and one generic get ([`get`]) over a [`Collection`]; what of a record a scope may see is
-//! decided by [`Collection::view`] alone, so every record these handlers serve (the system
-//! list's pages included) has passed it: a record outside the scope is answered as missing.
+//! Nodes, tenants, systems, waves and budgets are served by one generic list ([`list`],
+//! [`list_own`]) and one generic get ([`get`]) over a [`Collection`]; what of a record a scope
+//! may see is decided by [`Collection::view`] alone, so every record these handlers serve (the
+//! system list's pages included) has passed it: a record outside the scope is answered as
+//! missing.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -15,7 +17,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use suyun_store::readmodel::{ApprovalRecord, JournalEntry, NodeRecord, SystemRecord, TenantRecord, WaveRecord};
+use suyun_store::readmodel::{
+    ApprovalRecord, BudgetRecord, JournalEntry, NodeRecord, SystemRecord, TenantRecord, WaveRecord,
+};
 
 use super::extract::{ApiPath, ApiQuery};
 use super::{effective_scope, read_index, staleness};
@@ -91,6 +95,8 @@ macro_rules! regional_collection {
 regional_collection!(NodeRecord, "node", nodes, node_regions, name);
 regional_collection!(TenantRecord, "tenant", tenants, tenant_regions, name);
 regional_collection!(SystemRecord, "system", systems, system_regions, system_id);
+// A city's budget belongs to the city's own code: the city sees it, its counties do not.
+regional_collection!(BudgetRecord, "budget", budgets, budget_regions, region_code);
 
 /// Waves span the province: a region sees a wave only with systems of its own in it, and
 /// then only its own counts; the province sees it whole.
@@ -432,6 +438,120 @@ mod tests {
         assert_eq!(get(&state, "320200", "/api/v1/waves/w", None).await.0, StatusCode::NOT_FOUND);
         let (_, _, none) = get(&state, "320200", "/api/v1/waves", None).await;
         assert_eq!(none["items"], json!([]));
+    }
+
+    /// A budget of `city` (`region`) on its own node and the provincial one, with one
+    /// department; figures that differ per city.
+    fn budget(city: &str, region: &str, display: &str, scale: u64) -> BudgetRecord {
+        use suyun_store::readmodel::{BudgetAmounts, BudgetDepartment, BudgetNode, BudgetUtilization};
+        let amounts =
+            |cpu: u64| BudgetAmounts { cpu_millis: cpu * scale, memory_bytes: cpu << 30, storage_bytes: cpu << 40 };
+        BudgetRecord {
+            name: format!("{city}-budget"),
+            region_code: region.into(),
+            display_name: display.into(),
+            nodes: vec![BudgetNode {
+                node: city.into(),
+                node_display_name: Some(display.into()),
+                budget: amounts(400_000),
+                used: amounts(100_000),
+                utilization: BudgetUtilization { cpu: 25.0, memory: 25.0, storage: 25.0 },
+            }],
+            borrowed: amounts(2_000),
+            lendable: amounts(8_000),
+            departments: vec![BudgetDepartment {
+                tenant: format!("{city}-gov"),
+                display_name: format!("{display}大数据管理局"),
+                used: amounts(100_000),
+                lent: amounts(0),
+                borrowed: amounts(2_000),
+            }],
+        }
+    }
+
+    fn put_budget(state: &AppState, record: &BudgetRecord, revision: i64) {
+        let keys = &state.keys;
+        let key = keys.budget(&record.region_code);
+        state.index.write().unwrap().put(keys, &key, &serde_json::to_vec(record).unwrap(), revision);
+    }
+
+    /// The fixtures with 南京市's budget (320100) and 苏州市's (320500).
+    fn with_budgets() -> AppState {
+        let state = crate::fixtures::state();
+        put_budget(&state, &budget("nj", "320100", "南京市", 1), 40);
+        put_budget(&state, &budget("sz", "320500", "苏州市", 2), 41);
+        state
+    }
+
+    #[tokio::test]
+    async fn a_city_sees_its_own_budget_only() {
+        let state = with_budgets();
+        let nanjing = serde_json::to_value(budget("nj", "320100", "南京市", 1)).unwrap();
+        let suzhou = serde_json::to_value(budget("sz", "320500", "苏州市", 2)).unwrap();
+        // The list: 南京 its own, 苏州 its own, the province both.
+        let (status, _, list) = get(&state, "320100", "/api/v1/budgets", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["items"], json!([nanjing]), "南京 sees its budget, with its figures, and not 苏州's");
+        let (_, _, list) = get(&state, "320500", "/api/v1/budgets", None).await;
+        assert_eq!(list["items"], json!([suzhou]));
+        let (_, _, all) = get(&state, "province", "/api/v1/budgets", None).await;
+        assert_eq!(all["items"], json!([nanjing, suzhou]));
+        let (_, _, one) = get(&state, "province", "/api/v1/budgets?region=320500", None).await;
+        assert_eq!(one["items"], json!([suzhou]));
+        assert_eq!(get(&state, "320100", "/api/v1/budgets?region=320500", None).await.0, StatusCode::FORBIDDEN);
+        // A county sees the records of its own code only, not its city's budget.
+        let (_, _, county) = get(&state, "320583", "/api/v1/budgets", None).await;
+        assert_eq!(county["items"], json!([]));
+
+        // One budget: its own, 200 with the figures and an ETag; the province sees any.
+        let (status, headers, item) = get(&state, "320100", "/api/v1/budgets/320100", None).await;
+        assert_eq!((status, &item["item"]), (StatusCode::OK, &nanjing));
+        assert_eq!(item["metadata"]["revision"], 40);
+        let etag = headers[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(get(&state, "320100", "/api/v1/budgets/320100", Some(&etag)).await.0, StatusCode::NOT_MODIFIED);
+        assert_eq!(get(&state, "province", "/api/v1/budgets/320500", None).await.2["item"], suzhou);
+
+        // Another city's budget is answered exactly as a missing one: status, headers, body.
+        let (foreign_status, foreign_headers, foreign) = get(&state, "320100", "/api/v1/budgets/320500", None).await;
+        let (missing_status, missing_headers, missing) = get(&state, "320100", "/api/v1/budgets/320900", None).await;
+        assert_eq!((foreign_status, missing_status), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+        assert_eq!(foreign_headers[header::CONTENT_TYPE], crate::problem::PROBLEM_JSON);
+        assert_eq!(foreign_headers[header::CONTENT_TYPE], missing_headers[header::CONTENT_TYPE]);
+        assert!(!foreign_headers.contains_key(header::ETAG) && !missing_headers.contains_key(header::ETAG));
+        assert_eq!(foreign["detail"], "budget \"320500\" not found");
+        let mut renamed = missing.clone();
+        renamed["detail"] = json!(missing["detail"].as_str().unwrap().replace("320900", "320500"));
+        assert_eq!(foreign, renamed);
+        assert_eq!(get(&state, "320583", "/api/v1/budgets/320500", None).await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn another_citys_budget_changes_nothing_a_city_sees() {
+        let state = with_budgets();
+        let (_, headers, list) = get(&state, "320100", "/api/v1/budgets", None).await;
+        let list_etag = headers[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(list["metadata"]["revision"], 40);
+        let (_, headers, summary) = get(&state, "320100", "/api/v1/summary", None).await;
+        let summary_etag = headers[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(summary["item"]["budgets"].as_array().unwrap().len(), 1);
+        assert_eq!(summary["item"]["budgets"][0]["regionCode"], "320100");
+        assert_eq!(summary["item"]["budgets"][0]["departments"], 1);
+        assert_eq!(summary["item"]["budgets"][0]["lendable"]["cpuMillis"], 8_000);
+
+        // 苏州's budget changes, then goes: 南京's answers stay 304.
+        put_budget(&state, &budget("sz", "320500", "苏州市", 3), 50);
+        let keys = state.keys.clone();
+        state.index.write().unwrap().delete(&keys, &keys.budget("320500"), 51);
+        assert_eq!(get(&state, "320100", "/api/v1/budgets", Some(&list_etag)).await.0, StatusCode::NOT_MODIFIED);
+        assert_eq!(get(&state, "320100", "/api/v1/summary", Some(&summary_etag)).await.0, StatusCode::NOT_MODIFIED);
+        // 南京's own changes: a new answer.
+        put_budget(&state, &budget("nj", "320100", "南京市", 5), 52);
+        let (status, _, list) = get(&state, "320100", "/api/v1/budgets", Some(&list_etag)).await;
+        assert_eq!((status, &list["metadata"]["revision"]), (StatusCode::OK, &json!(52)));
+        assert_eq!(list["items"][0]["borrowed"]["cpuMillis"], 10_000);
+        assert_eq!(get(&state, "320100", "/api/v1/summary", Some(&summary_etag)).await.0, StatusCode::OK);
+        let (_, _, all) = get(&state, "province", "/api/v1/summary", None).await;
+        assert_eq!(all["item"]["budgets"].as_array().unwrap().len(), 1, "苏州's is gone");
     }
 
     #[tokio::test]

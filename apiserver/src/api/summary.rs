@@ -1,5 +1,5 @@
-//! `GET /api/v1/summary`: systems by phase, capacity by node and progress of waves, for the
-//! caller's scope.
+//! `GET /api/v1/summary`: systems by phase, capacity by node, city budgets and progress of
+//! waves, for the caller's scope.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use http::HeaderMap;
 use schemars::JsonSchema;
 use serde::Serialize;
 use suyun_store::Phase;
-use suyun_store::readmodel::{ResourceAmounts, Utilization};
+use suyun_store::readmodel::{BudgetAmounts, BudgetNode, ResourceAmounts, Utilization};
 
 use super::extract::ApiQuery;
 use super::read::RegionQuery;
@@ -33,6 +33,9 @@ pub struct Summary {
     pub completed_percent: f64,
     /// Capacity of each node in scope.
     pub nodes: Vec<NodeCapacity>,
+    /// The city budgets in scope (a city's own; every city's for the province), by region
+    /// code.
+    pub budgets: Vec<BudgetSummary>,
     /// Waves with systems in scope.
     pub waves: Vec<WaveProgress>,
     /// Latest ETA of the unfinished waves with systems in scope (RFC 3339).
@@ -57,6 +60,27 @@ pub struct NodeCapacity {
     pub utilization: Utilization,
     /// Whether the node is Ready.
     pub ready: bool,
+}
+
+/// A city budget at a glance: its use of each node and the lending between its departments
+/// (the whole record is `GET /api/v1/budgets/{regionCode}`).
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetSummary {
+    /// CityBudget name.
+    pub name: String,
+    /// City region code.
+    pub region_code: String,
+    /// Human name of the city.
+    pub display_name: String,
+    /// Budget, use and utilization of each node.
+    pub nodes: Vec<BudgetNode>,
+    /// Borrowed between the city's departments in total.
+    pub borrowed: BudgetAmounts,
+    /// Still offered for lending and not borrowed.
+    pub lendable: BudgetAmounts,
+    /// Number of the city's departments.
+    pub departments: u64,
 }
 
 /// A wave's progress within the scope.
@@ -84,13 +108,17 @@ pub(super) async fn summary(
     let scope = effective_scope(&identity, query.region.as_deref())?;
     let stale = staleness(&state)?;
     let index = read_index(&state)?;
-    // Everything the summary is made of, as the scope sees it: its systems and nodes
+    // Everything the summary is made of, as the scope sees it: its systems, nodes and budgets
     // (deletions included), its share of the waves and their common fields.
-    let revision =
-        [index.system_regions.in_scope(&scope), index.node_regions.in_scope(&scope), index.waves_revision(&scope)]
-            .into_iter()
-            .max()
-            .unwrap_or(0);
+    let revision = [
+        index.system_regions.in_scope(&scope),
+        index.node_regions.in_scope(&scope),
+        index.budget_regions.in_scope(&scope),
+        index.waves_revision(&scope),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
     let etag = EtagHasher::default().number(revision).write(scope.as_str().as_bytes()).etag();
     Ok(respond(&headers, etag, stale, || {
         let json = serde_json::to_vec(&summarize(&index, &scope)).unwrap_or_default();
@@ -121,6 +149,20 @@ pub fn summarize(index: &Index, scope: &Scope) -> Summary {
             allocated: n.record.allocated,
             utilization: n.record.utilization,
             ready: n.record.ready,
+        })
+        .collect();
+    summary.budgets = index
+        .budgets
+        .values()
+        .filter(|b| scope.covers(&b.record.region_code))
+        .map(|b| BudgetSummary {
+            name: b.record.name.clone(),
+            region_code: b.record.region_code.clone(),
+            display_name: b.record.display_name.clone(),
+            nodes: b.record.nodes.clone(),
+            borrowed: b.record.borrowed,
+            lendable: b.record.lendable,
+            departments: b.record.departments.len() as u64,
         })
         .collect();
     for wave in index.waves.values().map(|w| &w.record) {

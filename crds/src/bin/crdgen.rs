@@ -1,4 +1,4 @@
-//! Writes the CRD YAML of the four kinds, one file per kind, into `crds/manifests/` and the
+//! Writes the CRD YAML of every kind, one file per kind, into `crds/manifests/` and the
 //! Helm chart's `charts/suyun/crds/` (or only into the directory given as the first argument).
 
 use std::path::PathBuf;

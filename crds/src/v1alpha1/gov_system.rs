@@ -63,8 +63,19 @@ pub struct GovSystemSpec {
     pub display_name: String,
     /// Data classification: Public, Internal or Sensitive. Classified (涉密) systems may not be
     /// placed on the government cloud and are refused at admission.
+    ///
+    /// The classification decides where the system's data may live (data residency, see
+    /// ResidencyPolicy): the system is placed only on a node that every ResidencyPolicy rule
+    /// naming its classification allows; a classification that no rule names keeps the
+    /// built-in default (Sensitive data stays on a node of its own city, Public and Internal
+    /// data only follow locality). `residencyWaiver` records an exception.
     #[x_kube(validation = kube::core::Rule::new("self != 'Classified'").message("classification: Classified (涉密) systems may not be placed on the government cloud; allowed: Public, Internal, Sensitive"))]
     pub classification: Classification,
+    /// A recorded exception to the residency policy: the system may be placed where its
+    /// classification's rules would refuse it. Names who granted it and why; the operator
+    /// records it in the system's journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency_waiver: Option<ResidencyWaiver>,
     /// 等保 (MLPS 2.0) level of the system, 1 to 3. Level 4 systems are not hosted on this
     /// cloud.
     #[schemars(range(min = 1))]
@@ -124,6 +135,18 @@ pub enum Classification {
     Sensitive,
     /// Classified (涉密): never allowed on the government cloud; refused at admission.
     Classified,
+}
+
+/// A recorded exception to the residency policy for one system.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResidencyWaiver {
+    /// Who granted the waiver: a person or office, e.g. 江苏省大数据管理中心 张三.
+    #[schemars(length(min = 1, max = 128))]
+    pub granted_by: String,
+    /// Why the waiver was granted, or the approval document or change ticket it rests on.
+    #[schemars(length(min = 1, max = 512))]
+    pub reason: String,
 }
 
 /// CPU architecture a system requires.
@@ -251,6 +274,10 @@ pub struct GovSystemStatus {
     /// status store can be completed from here after an outage of the store or a failover.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transitions: Vec<Transition>,
+    /// The residency waiver recorded in the system's journal: `spec.residencyWaiver` as the
+    /// operator last journaled it (a change or withdrawal is journaled and copied here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency_waiver: Option<ResidencyWaiver>,
 }
 
 /// How many transitions a GovSystem's status keeps: a migration without retries makes about
@@ -280,4 +307,8 @@ pub struct Transition {
     /// For a cutover that was approved: the reason or ticket reference given with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_reason: Option<String>,
+    /// For an entry that records something other than a phase change (`from` = `to`): what it
+    /// says, e.g. the reason of a residency waiver recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }

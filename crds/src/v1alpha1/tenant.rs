@@ -7,6 +7,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::common::ResourceAmounts;
+
 /// Desired state of a Tenant.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
@@ -142,6 +144,13 @@ pub struct TenantUsage {
     /// Systems placed.
     #[serde(default)]
     pub systems: u32,
+    /// Quota lent to the city's other departments (CityBudget lending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lent: Option<ResourceAmounts>,
+    /// Quota borrowed from the city's other departments (CityBudget lending), on top of
+    /// `spec.quota`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub borrowed: Option<ResourceAmounts>,
 }
 
 wire_names!(TenantLevel { Provincial, City, County });

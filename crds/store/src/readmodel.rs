@@ -12,6 +12,7 @@
 //! <prefix>tenants/<name>                        TenantRecord      written by the operator
 //! <prefix>systems/<systemId>                    SystemRecord      written by the operator
 //! <prefix>waves/<name>                          WaveRecord        written by the operator
+//! <prefix>budgets/<regionCode>                  BudgetRecord      written by the operator
 //! <prefix>journal/<systemId>/<sequence:020>     JournalEntry      appended by the operator
 //! <prefix>approvals/<systemId>                  ApprovalRecord    written by the apiserver
 //! <prefix>leader                                LeaderRecord      the operator's fence key
@@ -289,6 +290,99 @@ pub struct WaveRecord {
     pub eta: Option<String>,
 }
 
+/// Amounts of the resources a city budget covers (no GPUs), in integer units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BudgetAmounts {
+    /// CPU in millicores (1000 = one core).
+    pub cpu_millis: u64,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// Storage in bytes.
+    pub storage_bytes: u64,
+}
+
+/// Share of each budgeted resource in use, in percent of the budget (one decimal; may pass
+/// 100).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BudgetUtilization {
+    /// CPU, percent of the budget.
+    pub cpu: f64,
+    /// Memory, percent of the budget.
+    pub memory: f64,
+    /// Storage, percent of the budget.
+    pub storage: f64,
+}
+
+/// A city's budget on one cloud node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetNode {
+    /// CloudNode name.
+    pub node: String,
+    /// The node's human name, e.g. `南京市`, when the node exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_display_name: Option<String>,
+    /// What the city's departments may use of the node together.
+    #[serde(default)]
+    pub budget: BudgetAmounts,
+    /// What their placed systems use of it.
+    #[serde(default)]
+    pub used: BudgetAmounts,
+    /// `used` as a share of `budget`.
+    #[serde(default)]
+    pub utilization: BudgetUtilization,
+}
+
+/// One department (tenant) of a city budget: its use, and what it lends and borrows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetDepartment {
+    /// Tenant name.
+    pub tenant: String,
+    /// Human name, e.g. `南京市公安局`.
+    #[serde(default)]
+    pub display_name: String,
+    /// What its placed systems use.
+    #[serde(default)]
+    pub used: BudgetAmounts,
+    /// Of its unused quota, what the city's other departments borrow.
+    #[serde(default)]
+    pub lent: BudgetAmounts,
+    /// Its use beyond its own quota, borrowed from the city's other departments.
+    #[serde(default)]
+    pub borrowed: BudgetAmounts,
+}
+
+/// A city's budget (`budgets/<regionCode>`): what the city's departments may use of which
+/// nodes together, what they use, and what they lend each other. One per city, keyed by the
+/// city's region code.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetRecord {
+    /// CityBudget name.
+    pub name: String,
+    /// GB/T 2260 code of the city (`xxxx00`); scopes the record and names its key.
+    pub region_code: String,
+    /// Human name of the city, e.g. `南京市`.
+    #[serde(default)]
+    pub display_name: String,
+    /// The city's budget on each node, by node name.
+    #[serde(default)]
+    pub nodes: Vec<BudgetNode>,
+    /// What the city's departments borrow from each other in total (equal to what they lend).
+    #[serde(default)]
+    pub borrowed: BudgetAmounts,
+    /// What the departments could still borrow from each other: what is offered for lending
+    /// and not yet borrowed (offered − `borrowed`, never below zero).
+    #[serde(default)]
+    pub lendable: BudgetAmounts,
+    /// The city's departments (its City and County tenants), by tenant name.
+    #[serde(default)]
+    pub departments: Vec<BudgetDepartment>,
+}
+
 /// One phase transition of a system (`journal/<systemId>/<sequence>`), append-only.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -317,6 +411,10 @@ pub struct JournalEntry {
     /// For a cutover that was approved: the reason or ticket reference given with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_reason: Option<String>,
+    /// For an entry that records something other than a phase change (`from` = `to`): what it
+    /// says, e.g. a residency waiver's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Uid of the GovSystem object whose transition this is (a `systemId` outlives an object
     /// that is deleted and created again).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -419,6 +517,8 @@ pub enum KeyRef<'a> {
     System(&'a str),
     /// `waves/<name>`
     Wave(&'a str),
+    /// `budgets/<regionCode>`
+    Budget(&'a str),
     /// `journal/<systemId>/<sequence>`
     Journal(&'a str, u64),
     /// `approvals/<systemId>`
@@ -485,6 +585,11 @@ impl Keys {
         format!("{}waves/{name}", self.prefix)
     }
 
+    /// `<prefix>budgets/<regionCode>`: a city's budget.
+    pub fn budget(&self, region_code: &str) -> String {
+        format!("{}budgets/{region_code}", self.prefix)
+    }
+
     /// `<prefix>journal/<systemId>/<sequence, 20 digits>`
     pub fn journal(&self, system_id: &str, sequence: u64) -> String {
         format!("{}journal/{system_id}/{sequence:0width$}", self.prefix, width = SEQUENCE_WIDTH)
@@ -510,8 +615,8 @@ impl Keys {
         format!("{}leader", self.prefix)
     }
 
-    /// The prefix of one collection: `nodes`, `tenants`, `systems`, `waves`, `journal` or
-    /// `approvals` (with the trailing `/`).
+    /// The prefix of one collection: `nodes`, `tenants`, `systems`, `waves`, `budgets`,
+    /// `journal` or `approvals` (with the trailing `/`).
     pub fn collection(&self, collection: &str) -> String {
         format!("{}{collection}/", self.prefix)
     }
@@ -531,6 +636,7 @@ impl Keys {
             "tenants" if !name.contains('/') => Some(KeyRef::Tenant(name)),
             "systems" if !name.contains('/') => Some(KeyRef::System(name)),
             "waves" if !name.contains('/') => Some(KeyRef::Wave(name)),
+            "budgets" if !name.contains('/') => Some(KeyRef::Budget(name)),
             "approvals" if !name.contains('/') => Some(KeyRef::Approval(name)),
             "console-sessions" if !name.contains('/') => Some(KeyRef::Session(name)),
             "journal" => {
@@ -553,6 +659,8 @@ pub enum Record {
     System(SystemRecord),
     /// A wave.
     Wave(WaveRecord),
+    /// A city's budget.
+    Budget(BudgetRecord),
 }
 
 impl Record {
@@ -563,6 +671,7 @@ impl Record {
             Record::Tenant(r) => keys.tenant(&r.name),
             Record::System(r) => keys.system(&r.system_id),
             Record::Wave(r) => keys.wave(&r.name),
+            Record::Budget(r) => keys.budget(&r.region_code),
         }
     }
 
@@ -573,6 +682,7 @@ impl Record {
             Record::Tenant(r) => serde_json::to_vec(r),
             Record::System(r) => serde_json::to_vec(r),
             Record::Wave(r) => serde_json::to_vec(r),
+            Record::Budget(r) => serde_json::to_vec(r),
         };
         bytes.expect("read-model records always serialise")
     }
@@ -598,6 +708,9 @@ mod tests {
         assert_eq!(keys.journal("JS-1", 7), "/suyun/test/journal/JS-1/00000000000000000007");
         assert_eq!(keys.parse(&keys.journal("JS-1", 7)), Some(KeyRef::Journal("JS-1", 7)));
         assert_eq!(keys.parse(&keys.leader()), Some(KeyRef::Leader));
+        assert_eq!(keys.budget("320100"), "/suyun/test/budgets/320100");
+        assert_eq!(keys.parse(&keys.budget("320100")), Some(KeyRef::Budget("320100")));
+        assert_eq!(keys.parse("/suyun/test/budgets/3201/00"), None);
         assert_eq!(keys.parse("/suyun/test/nodes/"), None);
         assert_eq!(keys.parse("/suyun/other/nodes/a"), None);
         assert_eq!(keys.parse("/suyun/test/systems/a/b"), None);
@@ -657,5 +770,18 @@ mod tests {
         let json = String::from_utf8(Record::Node(node).to_json()).unwrap();
         assert!(json.contains("\"displayName\":\"苏州市\""), "{json}");
         assert!(json.contains("\"systemsByPhase\""), "{json}");
+        let budget = BudgetRecord {
+            name: "nanjing".into(),
+            region_code: "320100".into(),
+            display_name: "南京市".into(),
+            nodes: vec![BudgetNode { node: "cn-320100".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        let record = Record::Budget(budget);
+        assert_eq!(record.key(&Keys::default()), "/suyun/v1/budgets/320100");
+        let json = String::from_utf8(record.to_json()).unwrap();
+        assert!(json.contains("\"displayName\":\"南京市\""), "{json}");
+        assert!(json.contains("\"lendable\":{\"cpuMillis\":0"), "{json}");
+        assert!(!json.contains("nodeDisplayName"), "absent when unknown: {json}");
     }
 }

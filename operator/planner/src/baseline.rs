@@ -10,8 +10,8 @@
 
 use crate::dependencies::Failure;
 use crate::explain::{self, Reason, ResourceKind};
-use crate::index::{Kind, NONE, Problem};
-use crate::model::{Node, PlanInput, Resources, System};
+use crate::index::{Kind, Problem};
+use crate::model::{Node, PlanInput, System};
 use crate::output::{Algorithm, Plan};
 use crate::placement::Placement;
 use crate::plan::assemble;
@@ -28,12 +28,7 @@ pub fn first_fit(input: &PlanInput) -> Plan {
     let mut nodes: Vec<u32> = (0..p.nodes.len() as u32).collect();
     nodes.sort_unstable_by_key(|i| node_position(p.nodes[*i as usize]));
 
-    let mut placement = Placement {
-        node_of: vec![NONE; n],
-        allocated: vec![Resources::default(); p.nodes.len()],
-        tenant_used: vec![Resources::default(); p.tenants.len()],
-        tenant_systems: vec![0; p.tenants.len()],
-    };
+    let mut placement = Placement::empty(&p);
     let mut failure: Vec<Option<Failure>> = vec![None; n];
     let mut work = vec![0i64; p.nodes.len()];
     let fixed = i64::from(p.settings.provisioning_minutes)

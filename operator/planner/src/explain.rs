@@ -46,11 +46,16 @@ pub enum Reason {
     DuplicateSystemId,
     /// Every eligible node has room in total, but no single machine of it can hold the request.
     NoMachineFits,
+    /// Its city's budget (its share of every eligible node) would be exceeded.
+    CityBudgetExceeded,
+    /// The residency rules of its data classification allow none of its eligible nodes, and no
+    /// waiver is recorded.
+    ResidencyViolation,
 }
 
 impl Reason {
     /// Every reason, in declaration order (the metrics' bounded `reason` label values).
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 20] = [
         Reason::InsufficientCapacity,
         Reason::QuotaExceeded,
         Reason::SecurityLevelMismatch,
@@ -69,6 +74,8 @@ impl Reason {
         Reason::WavePaused,
         Reason::DuplicateSystemId,
         Reason::NoMachineFits,
+        Reason::CityBudgetExceeded,
+        Reason::ResidencyViolation,
     ];
 
     /// Position of the reason in [`Reason::ALL`]. The match has no wildcard arm, so a reason
@@ -93,6 +100,8 @@ impl Reason {
             Reason::WavePaused => 15,
             Reason::DuplicateSystemId => 16,
             Reason::NoMachineFits => 17,
+            Reason::CityBudgetExceeded => 18,
+            Reason::ResidencyViolation => 19,
         }
     }
 
@@ -117,6 +126,8 @@ impl Reason {
             Reason::WavePaused => "WavePaused",
             Reason::DuplicateSystemId => "DuplicateSystemId",
             Reason::NoMachineFits => "NoMachineFits",
+            Reason::CityBudgetExceeded => "CityBudgetExceeded",
+            Reason::ResidencyViolation => "ResidencyViolation",
         }
     }
 }

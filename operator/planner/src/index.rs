@@ -4,7 +4,11 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::model::{ArchitectureRequirement, Node, PlanInput, Resources, Settings, System, Tenant, Tier, Wave};
+use crate::model::{
+    ArchitectureRequirement, CityBudget, Classification, Node, PlanInput, Resources, Settings, System, Tenant,
+    TenantLevel, Tier, Wave,
+};
+use crate::residency::Rules;
 
 /// Marks "no index".
 pub const NONE: u32 = u32::MAX;
@@ -119,6 +123,10 @@ pub struct Facts {
     pub architecture: ArchitectureRequirement,
     /// `placement.allowSpillover`.
     pub allow_spillover: bool,
+    /// `classification`.
+    pub classification: Classification,
+    /// A residency waiver is recorded: the residency rules do not restrict it.
+    pub waived: bool,
 }
 
 /// The canonical, indexed problem.
@@ -174,6 +182,21 @@ pub struct Problem<'a> {
     pub unknown_same_node: Vec<(u32, Vec<&'a str>)>,
     /// `antiAffinityWith`, made symmetric, known ids only.
     pub anti_affinity: Csr,
+    /// City budgets sorted by name, one per region code (the first by name is kept).
+    pub budgets: Vec<&'a CityBudget>,
+    /// Per budget: (node index, limit) for each known node it lists, by node index.
+    pub budget_nodes: Vec<Vec<(u32, Resources)>>,
+    /// Per tenant: index of its city's budget, or [`NONE`].
+    pub tenant_budget: Vec<u32>,
+    /// Per tenant: how much of its quota it may lend (zero outside a budget).
+    pub tenant_lend: Vec<Resources>,
+    /// Per tenant: how much it may borrow on top of its quota (zero outside a budget).
+    pub tenant_borrow: Vec<Resources>,
+    /// Per tenant: the region code residency rules measure from (its own, else its home
+    /// node's).
+    pub tenant_region: Vec<&'a str>,
+    /// The residency rules in force, by classification.
+    pub residency: Rules<'a>,
 }
 
 fn dedup_sorted<'a, T: Ord>(
@@ -265,6 +288,8 @@ impl<'a> Problem<'a> {
                 security_level: s.security_level,
                 architecture: s.architecture,
                 allow_spillover: s.placement.allow_spillover,
+                classification: s.classification,
+                waived: s.residency_waiver.is_some(),
             });
             let tenant = match last_tenant {
                 Some((name, t)) if name == s.tenant => t,
@@ -312,6 +337,51 @@ impl<'a> Problem<'a> {
         let anti = resolve(&systems, &system_by_id, |s| &s.anti_affinity_with, &mut ignored);
         let anti_affinity = symmetric(&anti, n);
 
+        let budgets = city_budgets(input, &mut warnings);
+        let budget_nodes = budgets
+            .iter()
+            .map(|b| {
+                let mut list: Vec<(u32, Resources)> = Vec::with_capacity(b.nodes.len());
+                for share in &b.nodes {
+                    match node(&share.node) {
+                        NONE => warnings
+                            .push(format!("city budget {} lists node {}, which does not exist", b.name, share.node)),
+                        n if list.iter().any(|(m, _)| *m == n) => {}
+                        n => list.push((n, share.limit.resources())),
+                    }
+                }
+                list.sort_unstable();
+                list
+            })
+            .collect();
+        let tenant_budget: Vec<u32> = tenants.iter().map(|t| budget_of(t, &budgets)).collect();
+        let (mut tenant_lend, mut tenant_borrow) = (Vec::new(), Vec::new());
+        for (t, b) in tenants.iter().zip(&tenant_budget) {
+            let (lend, borrow) = match budgets.get(*b as usize) {
+                Some(b) => {
+                    let own = b.lending.departments.iter().find(|d| d.tenant == t.name);
+                    let lend = own.and_then(|d| d.lend_percent).unwrap_or(b.lending.lend_percent);
+                    let borrow = own.and_then(|d| d.borrow_percent).unwrap_or(b.lending.borrow_percent);
+                    (percent_of_quota(t, lend), percent_of_quota(t, borrow))
+                }
+                None => (Resources::default(), Resources::default()),
+            };
+            tenant_lend.push(lend);
+            tenant_borrow.push(borrow);
+        }
+        let tenant_region = tenants
+            .iter()
+            .zip(&tenant_home)
+            .map(|(t, home)| {
+                if t.region_code.len() >= 4 || *home == NONE {
+                    t.region_code.as_str()
+                } else {
+                    nodes[*home as usize].region_code.as_str()
+                }
+            })
+            .collect();
+        let residency = Rules::new(&input.residency);
+
         Problem {
             settings: &input.settings,
             nodes,
@@ -338,6 +408,13 @@ impl<'a> Problem<'a> {
             same_node,
             unknown_same_node,
             anti_affinity,
+            budgets,
+            budget_nodes,
+            tenant_budget,
+            tenant_lend,
+            tenant_borrow,
+            tenant_region,
+            residency,
         }
     }
 
@@ -411,4 +488,40 @@ fn spill_target_of(node: &Node, nodes: &[&Node], by_name: &FastMap<'_>) -> u32 {
         .find(|i| prefix.is_some() && nodes[*i as usize].region_code.get(..2) == prefix)
         .or(if provincial.len() == 1 { Some(provincial[0]) } else { None })
         .unwrap_or(NONE)
+}
+
+/// The budgets sorted by name; of several for one region code, the first by name is kept.
+fn city_budgets<'a>(input: &'a PlanInput, warnings: &mut Vec<String>) -> Vec<&'a CityBudget> {
+    let mut budgets = dedup_sorted(input.budgets.iter().collect(), |b| &b.name, "city budget", warnings);
+    let mut seen: Vec<&str> = Vec::new();
+    budgets.retain(|b| {
+        if seen.contains(&b.region_code.as_str()) {
+            warnings.push(format!(
+                "city budget {} is ignored: another budget (first by name) already covers region {}",
+                b.name, b.region_code
+            ));
+            false
+        } else {
+            seen.push(&b.region_code);
+            true
+        }
+    });
+    budgets
+}
+
+/// The budget whose departments include `t`: City tenants of its region code, County tenants
+/// sharing its first four digits; never a Provincial tenant.
+fn budget_of(t: &Tenant, budgets: &[&CityBudget]) -> u32 {
+    let found = budgets.iter().position(|b| match t.level {
+        TenantLevel::Provincial => false,
+        TenantLevel::City => t.region_code == b.region_code,
+        TenantLevel::County => t.region_code.len() == 6 && t.region_code.get(..4) == b.region_code.get(..4),
+    });
+    found.map_or(NONE, |k| k as u32)
+}
+
+/// `percent` % of a tenant's cpu, memory and storage quota, rounded down.
+fn percent_of_quota(t: &Tenant, percent: u32) -> Resources {
+    let part = |q: u64| (u128::from(q) * u128::from(percent.min(100)) / 100) as u64;
+    Resources { cpu: part(t.quota.cpu), memory: part(t.quota.memory), storage: part(t.quota.storage), gpu: 0 }
 }

@@ -21,11 +21,13 @@
 mod baseline;
 mod dependencies;
 pub mod explain;
+pub mod forecast;
 mod index;
 pub mod model;
 mod output;
 mod placement;
 mod plan;
+mod residency;
 mod schedule;
 #[cfg(test)]
 mod stage_timing;
@@ -36,8 +38,8 @@ pub mod windows;
 pub use baseline::first_fit;
 pub use explain::Reason;
 pub use output::{
-    Algorithm, Assignment, Interval, NodeAccount, NotMigrated, Plan, TenantAccount, TenantUsage, Unplaceable,
-    Utilization, WaveSummary,
+    Algorithm, Assignment, CityAccount, Interval, NodeAccount, NotMigrated, Plan, ResidencyFinding, ResidencyReport,
+    ShareAccount, TenantAccount, TenantUsage, Unplaceable, Utilization, WaveSummary,
 };
 pub use plan::plan;
 pub use schedule::replication_seconds;

@@ -28,6 +28,14 @@ pub struct PlanInput {
     /// Migration waves.
     #[serde(default)]
     pub waves: Vec<Wave>,
+    /// City budgets: how much of which nodes a city's departments may use together, and how
+    /// they lend unused quota to each other. A city without one is not limited at city level.
+    #[serde(default)]
+    pub budgets: Vec<CityBudget>,
+    /// Residency rules: where data of each classification may live. A classification no rule
+    /// names keeps the built-in default ([`ResidencyRule::builtin`]).
+    #[serde(default)]
+    pub residency: Vec<ResidencyRule>,
 }
 
 /// Planner settings. "Now" is an input: the planner never reads a clock.
@@ -346,6 +354,40 @@ impl Phase {
     }
 }
 
+/// How sensitive a system's data is (Classified data is never on this cloud).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Classification {
+    /// Public information.
+    Public,
+    /// Internal working information.
+    #[default]
+    Internal,
+    /// Sensitive (敏感) information.
+    Sensitive,
+}
+
+impl Classification {
+    /// The name as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Classification::Public => "Public",
+            Classification::Internal => "Internal",
+            Classification::Sensitive => "Sensitive",
+        }
+    }
+}
+
+/// A recorded exception to the residency rules for one system.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Waiver {
+    /// Who granted it.
+    pub granted_by: String,
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// One legacy system to move.
 ///
 /// `system_id` is the first field so that the derived order sorts by it.
@@ -365,6 +407,12 @@ pub struct System {
     /// 等保 level (1–3).
     #[serde(default = "default_system_level")]
     pub security_level: u8,
+    /// Data classification: decides where its data may live ([`ResidencyRule`]).
+    #[serde(default)]
+    pub classification: Classification,
+    /// A recorded exception: the residency rules do not restrict this system.
+    #[serde(default)]
+    pub residency_waiver: Option<Waiver>,
     /// Architecture needed.
     #[serde(default)]
     pub architecture: ArchitectureRequirement,
@@ -425,4 +473,138 @@ pub struct Wave {
     /// Systems of the wave migrating at once; `None` is unlimited, 0 pauses the wave.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
+}
+
+/// Amounts a budget limits: cpu, memory and storage (GPUs and system counts are not budgeted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Limit {
+    /// CPU, millicores.
+    pub cpu: u64,
+    /// Memory, bytes.
+    pub memory: u64,
+    /// Storage, bytes.
+    pub storage: u64,
+}
+
+impl Limit {
+    /// As [`Resources`], no GPU.
+    pub fn resources(self) -> Resources {
+        Resources { cpu: self.cpu, memory: self.memory, storage: self.storage, gpu: 0 }
+    }
+}
+
+/// A city's share of one node.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeShare {
+    /// Node name.
+    pub node: String,
+    /// What the city's departments may use of it together.
+    #[serde(flatten)]
+    pub limit: Limit,
+}
+
+/// Lending limits of one department, overriding the city's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DepartmentLending {
+    /// Tenant name.
+    pub tenant: String,
+    /// Share of its quota it may lend, percent.
+    #[serde(default)]
+    pub lend_percent: Option<u32>,
+    /// Share of its own quota it may borrow on top, percent.
+    #[serde(default)]
+    pub borrow_percent: Option<u32>,
+}
+
+/// How a city's departments lend unused quota to each other.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Lending {
+    /// Share of each department's quota it may lend, percent (0–100).
+    pub lend_percent: u32,
+    /// Share of its own quota each department may borrow on top, percent (0–100).
+    pub borrow_percent: u32,
+    /// Per-department overrides.
+    pub departments: Vec<DepartmentLending>,
+}
+
+/// A city's budget: the nodes its departments may use, how much of each together, and lending.
+///
+/// Its departments are the City tenants of its region code and the County tenants whose code
+/// shares its first four digits. They may use only the nodes listed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CityBudget {
+    /// Unique name (the CityBudget object name).
+    pub name: String,
+    /// City-level region code, e.g. `320100`.
+    pub region_code: String,
+    /// Human name, e.g. `南京市`.
+    #[serde(default)]
+    pub display_name: String,
+    /// The nodes its departments may use, and how much of each.
+    #[serde(default)]
+    pub nodes: Vec<NodeShare>,
+    /// Lending between its departments.
+    #[serde(default)]
+    pub lending: Lending,
+}
+
+/// How far from its tenant's region data may live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RegionScope {
+    /// Nodes whose region code shares the first four digits with the tenant's: a city or
+    /// county department's city node, a provincial department's provincial node.
+    #[default]
+    OwnCity,
+    /// Nodes whose region code shares the first two digits with the tenant's.
+    OwnProvince,
+    /// Any node.
+    Anywhere,
+}
+
+impl RegionScope {
+    /// The name as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionScope::OwnCity => "OwnCity",
+            RegionScope::OwnProvince => "OwnProvince",
+            RegionScope::Anywhere => "Anywhere",
+        }
+    }
+}
+
+/// Where data of one classification may live.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResidencyRule {
+    /// Qualified name, `policy/rule`, used in refusals.
+    pub name: String,
+    /// The classification it governs.
+    pub classification: Classification,
+    /// How far from the tenant's region.
+    #[serde(default)]
+    pub region: RegionScope,
+    /// Node tiers allowed; empty = any.
+    #[serde(default)]
+    pub tiers: Vec<Tier>,
+}
+
+impl ResidencyRule {
+    /// Name of the built-in rule.
+    pub const BUILTIN: &'static str = "builtin/sensitive-stays-in-own-city";
+
+    /// The built-in default, in force while no rule names Sensitive: Sensitive data stays on
+    /// a node of its own city.
+    pub fn builtin() -> ResidencyRule {
+        ResidencyRule {
+            name: Self::BUILTIN.to_owned(),
+            classification: Classification::Sensitive,
+            region: RegionScope::OwnCity,
+            tiers: Vec::new(),
+        }
+    }
 }

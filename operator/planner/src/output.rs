@@ -51,6 +51,10 @@ pub struct Plan {
     pub nodes: Vec<NodeAccount>,
     /// Per tenant, sorted by name.
     pub tenants: Vec<TenantAccount>,
+    /// Per city budget, sorted by name.
+    pub cities: Vec<CityAccount>,
+    /// Systems on a node their residency rules forbid: stranded (no waiver) or waived.
+    pub residency: ResidencyReport,
     /// Per placed system, sorted by systemId.
     pub assignments: Vec<Assignment>,
     /// Input problems that blocked nothing by themselves (duplicates, unknown home nodes…).
@@ -186,6 +190,77 @@ pub struct TenantAccount {
     pub quota: Quota,
     /// Used by its systems with a node in this plan.
     pub used: TenantUsage,
+    /// Name of its city's budget, when it has one.
+    pub budget: Option<String>,
+    /// Use beyond its quota, borrowed from the city's other departments.
+    pub borrowed: Resources,
+    /// Its share of what the city's departments borrow, lent out of its unused quota.
+    pub lent: Resources,
+}
+
+/// One node share of a city budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareAccount {
+    /// Node name.
+    pub node: String,
+    /// What the city's departments may use of it together.
+    pub budget: Resources,
+    /// What they use (pinned and newly placed systems).
+    pub used: Resources,
+    /// `used / budget`, percent.
+    pub utilization: Utilization,
+}
+
+/// A city budget's account: each level's used, lent and borrowed amounts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CityAccount {
+    /// CityBudget name.
+    pub name: String,
+    /// City region code.
+    pub region_code: String,
+    /// Display name.
+    pub display_name: String,
+    /// Its departments (tenant names), sorted.
+    pub tenants: Vec<String>,
+    /// Per node share, by node name.
+    pub nodes: Vec<ShareAccount>,
+    /// What its departments borrow from each other in total (= what is lent).
+    pub borrowed: Resources,
+    /// What its departments could lend in this plan (their lending limits, out of the quota
+    /// their own systems leave unused).
+    pub lendable: Resources,
+}
+
+/// Placed systems whose node their classification's residency rules forbid.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResidencyReport {
+    /// Without a waiver: already on the node (in flight or Completed, never moved by the
+    /// planner) when a rule changed. Sorted by systemId.
+    pub stranded: Vec<ResidencyFinding>,
+    /// With a recorded waiver. Sorted by systemId.
+    pub waived: Vec<ResidencyFinding>,
+}
+
+/// One system on a node a residency rule forbids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResidencyFinding {
+    /// System id.
+    pub system_id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// The node.
+    pub node: String,
+    /// Its phase (input).
+    pub phase: Phase,
+    /// The rule (`policy/rule`).
+    pub rule: String,
+    /// Who granted the waiver (waived systems only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_by: Option<String>,
 }
 
 /// A closed time interval, Unix seconds.

@@ -8,8 +8,8 @@ use crate::explain::Reason;
 use crate::index::{Kind, NONE, Problem};
 use crate::model::{PlanInput, Resources};
 use crate::output::{
-    Algorithm, Assignment, Interval, NodeAccount, NotMigrated, Plan, TenantAccount, TenantUsage, Unplaceable,
-    Utilization, WaveSummary,
+    Algorithm, Assignment, CityAccount, Interval, NodeAccount, NotMigrated, Plan, ResidencyFinding, ResidencyReport,
+    ShareAccount, TenantAccount, TenantUsage, Unplaceable, Utilization, WaveSummary,
 };
 use crate::placement::{self, Placement};
 use crate::schedule::{self, Durations, Times};
@@ -128,6 +128,8 @@ pub(crate) fn assemble(
         lower_bound_hours: hours(lower_bound - now),
         nodes: node_accounts(p, placement, &node_systems, &node_migrations),
         tenants: tenant_accounts(p, placement),
+        cities: city_accounts(p, placement),
+        residency: residency_report(p, placement),
         assignments,
         warnings: p.warnings.clone(),
     }
@@ -185,12 +187,21 @@ fn node_accounts(p: &Problem<'_>, placement: &Placement, systems: &[usize], migr
 }
 
 fn tenant_accounts(p: &Problem<'_>, placement: &Placement) -> Vec<TenantAccount> {
+    let lent = placement::lent_shares(p, placement);
     p.tenants
         .iter()
         .enumerate()
         .map(|(i, t)| {
             let used: Resources = placement.tenant_used[i];
+            let budget = p.budgets.get(p.tenant_budget[i] as usize);
             TenantAccount {
+                budget: budget.map(|b| b.name.clone()),
+                borrowed: if budget.is_some() {
+                    placement::budgeted(used).minus(placement::quota_of(p, i))
+                } else {
+                    Resources::default()
+                },
+                lent: lent[i],
                 name: t.name.clone(),
                 display_name: t.display_name.clone(),
                 home_node: t.home_node.clone(),
@@ -204,4 +215,63 @@ fn tenant_accounts(p: &Problem<'_>, placement: &Placement) -> Vec<TenantAccount>
             }
         })
         .collect()
+}
+
+fn city_accounts(p: &Problem<'_>, placement: &Placement) -> Vec<CityAccount> {
+    p.budgets
+        .iter()
+        .enumerate()
+        .map(|(b, budget)| {
+            let mut nodes: Vec<ShareAccount> = p.budget_nodes[b]
+                .iter()
+                .zip(&placement.budget_used[b])
+                .map(|((n, limit), used)| ShareAccount {
+                    node: p.nodes[*n as usize].name.clone(),
+                    budget: *limit,
+                    used: *used,
+                    utilization: Utilization::of(used, limit),
+                })
+                .collect();
+            nodes.sort_by(|x, y| x.node.cmp(&y.node));
+            CityAccount {
+                name: budget.name.clone(),
+                region_code: budget.region_code.clone(),
+                display_name: budget.display_name.clone(),
+                tenants: (0..p.tenants.len())
+                    .filter(|t| p.tenant_budget[*t] == b as u32)
+                    .map(|t| p.tenants[t].name.clone())
+                    .collect(),
+                nodes,
+                borrowed: placement.city_borrowed[b],
+                lendable: placement.city_pool[b],
+            }
+        })
+        .collect()
+}
+
+/// Placed systems on a node their residency rules forbid: with a waiver, or stranded (pinned
+/// there before a rule changed: placement never puts a system there without one).
+fn residency_report(p: &Problem<'_>, placement: &Placement) -> ResidencyReport {
+    let mut report = ResidencyReport::default();
+    for (i, s) in p.systems.iter().enumerate() {
+        let node = placement.node_of[i];
+        let t = p.tenant_of[i];
+        if node == NONE || t == NONE {
+            continue;
+        }
+        let Some(rule) = p.residency.refusing(s.classification, p.tenant_region[t as usize], p.nodes[node as usize])
+        else {
+            continue;
+        };
+        let finding = ResidencyFinding {
+            system_id: s.system_id.clone(),
+            tenant: s.tenant.clone(),
+            node: p.nodes[node as usize].name.clone(),
+            phase: s.phase,
+            rule: rule.name.clone(),
+            granted_by: s.residency_waiver.as_ref().map(|w| w.granted_by.clone()),
+        };
+        if finding.granted_by.is_some() { report.waived.push(finding) } else { report.stranded.push(finding) }
+    }
+    report
 }

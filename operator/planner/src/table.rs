@@ -1,5 +1,5 @@
-//! A plain-text rendering of a [`Plan`] for people: summary, per-node utilisation, waves and
-//! the unplaceable list.
+//! A plain-text rendering of a [`Plan`] for people: summary, per-node utilisation, waves, city
+//! budgets, residency findings and the unplaceable list.
 
 use std::fmt::Write;
 
@@ -10,10 +10,15 @@ use crate::output::{Algorithm, Plan};
 const UNPLACEABLE_ROWS: usize = 200;
 
 /// Formats Unix seconds as local `YYYY-MM-DD HH:MM`.
-fn local_time(t: i64, offset_minutes: i32) -> String {
-    let local = t + i64::from(offset_minutes) * 60;
+pub(crate) fn local_time(t: i64, offset_minutes: i32) -> String {
+    let (date, secs) = civil(t, offset_minutes);
+    format!("{date} {:02}:{:02}", secs / 3600, secs % 3600 / 60)
+}
+
+/// The local date (`YYYY-MM-DD`) of Unix seconds `t` and the seconds since local midnight.
+pub(crate) fn civil(t: i64, offset_minutes: i32) -> (String, i64) {
+    let local = t.saturating_add(i64::from(offset_minutes) * 60);
     let days = local.div_euclid(86_400);
-    let secs = local.rem_euclid(86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -24,7 +29,7 @@ fn local_time(t: i64, offset_minutes: i32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", secs / 3600, secs % 3600 / 60)
+    (format!("{year:04}-{month:02}-{day:02}"), local.rem_euclid(86_400))
 }
 
 impl Plan {
@@ -91,6 +96,62 @@ impl Plan {
                     at(w.start),
                     at(w.end)
                 );
+            }
+        }
+
+        if !self.cities.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{:<18} {:<16} {:>10} {:>10} {:>6} {:>11} {:>11} {:>6}  {:>10} {:>10}",
+                "CITY BUDGET",
+                "NODE",
+                "CPU USED",
+                "BUDGET",
+                "CPU%",
+                "MEM USED",
+                "BUDGET",
+                "MEM%",
+                "BORROWED",
+                "LENDABLE"
+            );
+            for c in &self.cities {
+                for (k, share) in c.nodes.iter().enumerate() {
+                    let lending = if k == 0 {
+                        format!(
+                            "{:>10} {:>10}",
+                            explain::cpu(c.borrowed.cpu).trim_end_matches(" cpu"),
+                            explain::cpu(c.lendable.minus(c.borrowed).cpu).trim_end_matches(" cpu")
+                        )
+                    } else {
+                        String::new()
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{:<18} {:<16} {:>10} {:>10} {:>6.1} {:>11} {:>11} {:>6.1}  {lending}",
+                        if k == 0 { format!("{} {}", c.region_code, c.display_name) } else { String::new() },
+                        share.node,
+                        explain::cpu(share.used.cpu).trim_end_matches(" cpu"),
+                        explain::cpu(share.budget.cpu).trim_end_matches(" cpu"),
+                        share.utilization.cpu,
+                        explain::bytes(share.used.memory),
+                        explain::bytes(share.budget.memory),
+                        share.utilization.memory,
+                    );
+                }
+            }
+        }
+
+        for (title, findings) in [
+            ("Residency: stranded (on a node a rule now forbids, no waiver)", &self.residency.stranded),
+            ("Residency: waived (placed outside a rule under a recorded waiver)", &self.residency.waived),
+        ] {
+            if findings.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n{title}: {}", findings.len());
+            for f in findings.iter().take(UNPLACEABLE_ROWS) {
+                let who = f.granted_by.as_deref().map(|g| format!(", granted by {g}")).unwrap_or_default();
+                let _ = writeln!(out, "  {:<18} on {:<16} {:?}  rule {}{who}", f.system_id, f.node, f.phase, f.rule);
             }
         }
 

@@ -19,7 +19,10 @@ fn node_allocatable_limits_placement_and_the_message_has_numbers() {
     assert_eq!(node_of(&plan, "SZ-1"), Some("sz"));
     let (reason, message) = refusal(&plan, "SZ-2").unwrap();
     assert_eq!(reason, Reason::InsufficientCapacity);
-    assert_eq!(message, "needs 6 cpu; the most free is 2 cpu (320500 苏州市); spillover not allowed");
+    assert_eq!(
+        message,
+        "province capacity: needs 6 cpu; the most free is 2 cpu (320500 苏州市), short by 4 cpu; spillover not allowed"
+    );
     let sz_node = plan.nodes.iter().find(|n| n.name == "sz").unwrap();
     assert_eq!(sz_node.allocated.cpu, 6000);
     assert_eq!(sz_node.utilization.cpu, 75.0);

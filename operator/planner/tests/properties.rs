@@ -5,38 +5,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{GI, MONDAY};
+use common::{GI, Gen, MONDAY};
 use proptest::prelude::*;
 use suyun_planner::model::Strategy;
 use suyun_planner::model::*;
 use suyun_planner::{Plan, plan};
-
-/// SplitMix64, to turn one proptest seed into a whole input.
-struct Gen(u64);
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn windows(&mut self) -> Vec<Window> {
-        (0..1 + self.below(2))
-            .map(|_| Window {
-                days: (0..7).filter(|_| self.chance(40)).collect(),
-                start_minute: 30 * self.below(48) as u32,
-                duration_minutes: 60 + 30 * self.below(20) as u32,
-            })
-            .collect()
-    }
-}
 
 fn random_input(seed: u64, systems: usize) -> PlanInput {
     let mut g = Gen(seed);
@@ -151,7 +124,14 @@ fn random_input(seed: u64, systems: usize) -> PlanInput {
             s
         })
         .collect();
-    PlanInput { settings: Settings { now: MONDAY, ..Settings::default() }, nodes, tenants, systems, waves }
+    PlanInput {
+        settings: Settings { now: MONDAY, ..Settings::default() },
+        nodes,
+        tenants,
+        systems,
+        waves,
+        ..PlanInput::default()
+    }
 }
 
 /// Whether local minute-of-week `m` lies in `windows` (the oracle, minute by minute).

@@ -183,6 +183,14 @@ pub struct Metrics {
     wave_failure_budget: StateGauge,
     wave_last_transition: StateGauge,
     planner_unplaceable: StateGauge,
+    city_budget: StateGauge,
+    city_budget_used: StateGauge,
+    city_budget_utilization: StateGauge,
+    city_lending: StateGauge,
+    tenant_borrowed: StateGauge,
+    tenant_lent: StateGauge,
+    residency_stranded: StateGauge,
+    residency_waived: StateGauge,
     member_up: StateGauge,
     member_probe_duration: HistogramVec,
     member_probe_errors: IntCounterVec,
@@ -210,6 +218,7 @@ impl std::fmt::Debug for Metrics {
 
 const NODE_RESOURCE: [&str; 5] = ["node", "region_code", "tier", "resource", "unit"];
 const TENANT_RESOURCE: [&str; 4] = ["tenant", "region_code", "resource", "unit"];
+const CITY_SHARE: [&str; 5] = ["city", "region_code", "node", "resource", "unit"];
 
 impl Metrics {
     /// Registers every metric in a fresh registry; the status-store metrics only when
@@ -302,6 +311,46 @@ impl Metrics {
                 "suyun_planner_unplaceable_systems",
                 "Systems the last planner run could not place, by the planner's reason code",
                 &["reason"],
+            ),
+            city_budget: state(
+                "suyun_city_budget",
+                "What a CityBudget's departments may use of a CloudNode together (its node share)",
+                &CITY_SHARE,
+            ),
+            city_budget_used: state(
+                "suyun_city_budget_used",
+                "What a CityBudget's departments use of its share of a CloudNode (systems holding capacity and newly placed)",
+                &CITY_SHARE,
+            ),
+            city_budget_utilization: state(
+                "suyun_city_budget_utilization_ratio",
+                "Used over budget of a CityBudget's node share (0 for a zero budget nothing uses, 1 for a zero budget something uses; above 1 when running systems exceed a lowered budget)",
+                &["city", "region_code", "node", "resource"],
+            ),
+            city_lending: state(
+                "suyun_city_lending",
+                "A CityBudget's departments in total: what they borrow from each other (kind=borrowed) and what they could lend (kind=lendable)",
+                &["city", "region_code", "resource", "unit", "kind"],
+            ),
+            tenant_borrowed: state(
+                "suyun_tenant_borrowed",
+                "Use of a Tenant in a CityBudget beyond its quota, borrowed from its city's other departments",
+                &TENANT_RESOURCE,
+            ),
+            tenant_lent: state(
+                "suyun_tenant_lent",
+                "Unused quota of a Tenant in a CityBudget lent to its city's other departments",
+                &TENANT_RESOURCE,
+            ),
+            residency_stranded: state(
+                "suyun_residency_stranded_systems",
+                "GovSystems running on a node their data-residency rule forbids, without a waiver, by rule (the built-in rule always listed)",
+                &["rule"],
+            ),
+            residency_waived: state(
+                "suyun_residency_waived_systems",
+                "GovSystems placed outside their data-residency rule under a recorded waiver, by rule (the built-in rule always listed)",
+                &["rule"],
             ),
             member_up: state(
                 "suyun_member_up",
@@ -407,6 +456,14 @@ impl Metrics {
             Arc::new(m.wave_failure_budget.vec.clone()),
             Arc::new(m.wave_last_transition.vec.clone()),
             Arc::new(m.planner_unplaceable.vec.clone()),
+            Arc::new(m.city_budget.vec.clone()),
+            Arc::new(m.city_budget_used.vec.clone()),
+            Arc::new(m.city_budget_utilization.vec.clone()),
+            Arc::new(m.city_lending.vec.clone()),
+            Arc::new(m.tenant_borrowed.vec.clone()),
+            Arc::new(m.tenant_lent.vec.clone()),
+            Arc::new(m.residency_stranded.vec.clone()),
+            Arc::new(m.residency_waived.vec.clone()),
             Arc::new(m.member_up.vec.clone()),
             Arc::new(m.member_probe_duration.clone()),
             Arc::new(m.member_probe_errors.clone()),
@@ -511,7 +568,7 @@ impl Metrics {
         }
     }
 
-    fn state_gauges(&self) -> [&StateGauge; 17] {
+    fn state_gauges(&self) -> [&StateGauge; 25] {
         [
             &self.node_capacity,
             &self.node_allocatable,
@@ -529,6 +586,14 @@ impl Metrics {
             &self.wave_failure_budget,
             &self.wave_last_transition,
             &self.planner_unplaceable,
+            &self.city_budget,
+            &self.city_budget_used,
+            &self.city_budget_utilization,
+            &self.city_lending,
+            &self.tenant_borrowed,
+            &self.tenant_lent,
+            &self.residency_stranded,
+            &self.residency_waived,
             &self.member_up,
         ]
     }
@@ -578,7 +643,8 @@ impl Metrics {
         }
     }
 
-    /// Rewrites the systems, waves and tenants gauges from one migration-loop iteration.
+    /// Rewrites the systems, waves, tenants, city-budget and residency gauges from one
+    /// migration-loop iteration.
     pub fn observe_loop(&self, input: &state::LoopState<'_>) {
         let s = state::of_loop(input);
         self.systems.replace(WHOLE, s.systems);
@@ -591,6 +657,14 @@ impl Metrics {
         self.wave_active.replace(WHOLE, s.wave_active);
         self.wave_failure_budget.replace(WHOLE, s.wave_failure_budget);
         self.wave_last_transition.replace(WHOLE, s.wave_last_transition);
+        self.city_budget.replace(WHOLE, s.city_budget);
+        self.city_budget_used.replace(WHOLE, s.city_budget_used);
+        self.city_budget_utilization.replace(WHOLE, s.city_budget_utilization);
+        self.city_lending.replace(WHOLE, s.city_lending);
+        self.tenant_borrowed.replace(WHOLE, s.tenant_borrowed);
+        self.tenant_lent.replace(WHOLE, s.tenant_lent);
+        self.residency_stranded.replace(WHOLE, s.residency_stranded);
+        self.residency_waived.replace(WHOLE, s.residency_waived);
         // The counters of every wave exist from the start, so that increase() sees the first
         // migration that completes.
         for wave in &s.waves {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 use suyun_crds::v1alpha1::{CloudNode, CloudNodeStatus, GovSystem, GovSystemStatus, Phase, Tenant, Tier, WavePhase};
+use suyun_planner::ResidencyFinding;
 use suyun_planner::explain::Reason;
+use suyun_planner::model::{ResidencyRule, Resources};
 
 use crate::accounts::Accounts;
 use crate::capacity::Amounts;
@@ -59,6 +61,22 @@ pub struct LoopSamples {
     pub wave_failure_budget: Vec<Sample>,
     /// `suyun_wave_last_transition_timestamp_seconds{wave}`.
     pub wave_last_transition: Vec<Sample>,
+    /// `suyun_city_budget{city,region_code,node,resource,unit}`.
+    pub city_budget: Vec<Sample>,
+    /// `suyun_city_budget_used{city,region_code,node,resource,unit}`.
+    pub city_budget_used: Vec<Sample>,
+    /// `suyun_city_budget_utilization_ratio{city,region_code,node,resource}`.
+    pub city_budget_utilization: Vec<Sample>,
+    /// `suyun_city_lending{city,region_code,resource,unit,kind}`.
+    pub city_lending: Vec<Sample>,
+    /// `suyun_tenant_borrowed{tenant,region_code,resource,unit}`.
+    pub tenant_borrowed: Vec<Sample>,
+    /// `suyun_tenant_lent{tenant,region_code,resource,unit}`.
+    pub tenant_lent: Vec<Sample>,
+    /// `suyun_residency_stranded_systems{rule}`.
+    pub residency_stranded: Vec<Sample>,
+    /// `suyun_residency_waived_systems{rule}`.
+    pub residency_waived: Vec<Sample>,
     /// Names of every wave.
     pub waves: Vec<String>,
 }
@@ -96,9 +114,36 @@ fn resources(a: Amounts) -> [(&'static str, &'static str, f64); 3] {
     ]
 }
 
+/// A planner amount (cpu millicores, memory and storage bytes) as [`Amounts`], for [`resources`].
+fn planned(r: &Resources) -> Amounts {
+    let milli = |bytes: u64| i128::from(bytes) * 1000;
+    Amounts { cpu: i128::from(r.cpu), memory: milli(r.memory), storage: milli(r.storage), gpu: milli(r.gpu) }
+}
+
 /// allocated / allocatable, 0 when nothing is allocatable.
 pub fn ratio(allocated: i128, allocatable: i128) -> f64 {
     if allocatable <= 0 { 0.0 } else { allocated as f64 / allocatable as f64 }
+}
+
+/// used / budget of a city's node share: 0 for a zero budget nothing uses, 1 (all of it) for
+/// a zero budget something uses, as the planner's utilisation says; above 1 when running
+/// systems exceed a lowered budget.
+pub fn budget_ratio(used: u64, budget: u64) -> f64 {
+    match (used, budget) {
+        (0, 0) => 0.0,
+        (_, 0) => 1.0,
+        _ => ratio(i128::from(used), i128::from(budget)),
+    }
+}
+
+/// Residency findings counted by rule; the built-in rule is always listed (0 when none), so
+/// that an alert on it sees 0 rather than nothing.
+pub fn per_rule(findings: &[ResidencyFinding]) -> Vec<Sample> {
+    let mut by_rule: BTreeMap<&str, u32> = BTreeMap::from([(ResidencyRule::BUILTIN, 0)]);
+    for f in findings {
+        *by_rule.entry(f.rule.as_str()).or_default() += 1;
+    }
+    by_rule.into_iter().map(|(rule, n)| (vec![rule.to_owned()], f64::from(n))).collect()
 }
 
 fn strings<const N: usize>(values: [&str; N]) -> Vec<String> {
@@ -203,6 +248,53 @@ pub fn of_loop(input: &LoopState<'_>) -> LoopSamples {
             family.extend(resources(amounts).into_iter().map(|(r, unit, v)| (strings([&name, code, r, unit]), v)));
         }
     }
+
+    // City budgets, from the plan: each node share and the lending between departments.
+    for city in &input.plan.cities {
+        let (name, code) = (city.name.as_str(), city.region_code.as_str());
+        for share in &city.nodes {
+            let node = share.node.as_str();
+            for (amounts, family) in [(&share.budget, &mut out.city_budget), (&share.used, &mut out.city_budget_used)] {
+                family.extend(
+                    resources(planned(amounts))
+                        .into_iter()
+                        .map(|(r, unit, v)| (strings([name, code, node, r, unit]), v)),
+                );
+            }
+            let (used, budget) = (&share.used, &share.budget);
+            out.city_budget_utilization.extend(
+                [
+                    ("cpu", used.cpu, budget.cpu),
+                    ("memory", used.memory, budget.memory),
+                    ("storage", used.storage, budget.storage),
+                ]
+                .into_iter()
+                .map(|(r, used, budget)| (strings([name, code, node, r]), budget_ratio(used, budget))),
+            );
+        }
+        for (kind, amounts) in [("borrowed", &city.borrowed), ("lendable", &city.lendable)] {
+            out.city_lending.extend(
+                resources(planned(amounts)).into_iter().map(|(r, unit, v)| (strings([name, code, r, unit, kind]), v)),
+            );
+        }
+    }
+    // Departments' lending: only tenants in a budget; region_code as in suyun_tenant_quota (the
+    // Tenant's), else the city's.
+    let tenant_region: HashMap<String, &str> =
+        input.tenants.iter().map(|t| (t.name_any(), t.spec.region_code.as_str())).collect();
+    let city_region: HashMap<&str, &str> =
+        input.plan.cities.iter().map(|c| (c.name.as_str(), c.region_code.as_str())).collect();
+    for t in &input.plan.tenants {
+        let Some(budget) = &t.budget else { continue };
+        let code = tenant_region.get(&t.name).or_else(|| city_region.get(budget.as_str())).copied().unwrap_or_default();
+        for (amounts, family) in [(&t.borrowed, &mut out.tenant_borrowed), (&t.lent, &mut out.tenant_lent)] {
+            family.extend(
+                resources(planned(amounts)).into_iter().map(|(r, unit, v)| (strings([&t.name, code, r, unit]), v)),
+            );
+        }
+    }
+    out.residency_stranded = per_rule(&input.plan.residency.stranded);
+    out.residency_waived = per_rule(&input.plan.residency.waived);
 
     // Waves.
     let eta: HashMap<&str, i64> = input.plan.waves.iter().filter_map(|w| w.end.map(|e| (w.name.as_str(), e))).collect();

@@ -81,6 +81,14 @@ fn exported_names_cover_the_catalogue_with_histogram_series_and_follow_the_store
         "suyun_planner_run_duration_seconds_bucket",
         "suyun_planner_runs_total",
         "suyun_planner_unplaceable_systems",
+        "suyun_city_budget",
+        "suyun_city_budget_used",
+        "suyun_city_budget_utilization_ratio",
+        "suyun_city_lending",
+        "suyun_tenant_borrowed",
+        "suyun_tenant_lent",
+        "suyun_residency_stranded_systems",
+        "suyun_residency_waived_systems",
         "suyun_member_up",
         "suyun_member_probe_duration_seconds_bucket",
         "suyun_member_probe_errors_total",
@@ -184,6 +192,9 @@ fn reason_labels_are_bounded() {
     assert_eq!(state::blocked_reason("InsufficientCapacity"), "InsufficientCapacity");
     assert_eq!(state::blocked_reason("InvalidSpec"), "InvalidSpec");
     assert_eq!(state::blocked_reason("anything a user could write"), "Other");
+    // The governance reasons come with Reason::ALL.
+    assert_eq!(state::blocked_reason("CityBudgetExceeded"), "CityBudgetExceeded");
+    assert_eq!(state::blocked_reason("ResidencyViolation"), "ResidencyViolation");
     assert_eq!(state::blocked_reasons().count(), Reason::ALL.len() + 3);
 }
 
@@ -192,6 +203,14 @@ fn utilization_is_zero_without_allocatable() {
     assert_eq!(state::ratio(5, 0), 0.0);
     assert_eq!(state::ratio(0, 0), 0.0);
     assert_eq!(state::ratio(1, 4), 0.25);
+}
+
+#[test]
+fn a_zero_city_budget_is_empty_until_something_uses_it() {
+    assert_eq!(state::budget_ratio(0, 0), 0.0);
+    assert_eq!(state::budget_ratio(1, 0), 1.0, "use of a zero budget: all of it, as the planner says");
+    assert_eq!(state::budget_ratio(3, 4), 0.75);
+    assert_eq!(state::budget_ratio(6, 4), 1.5, "running systems above a lowered budget");
 }
 
 #[tokio::test]
@@ -255,8 +274,21 @@ fn observe_loop(
     waves: &[suyun_crds::v1alpha1::MigrationWave],
     eta: Option<i64>,
 ) {
+    observe_loop_with(m, systems, waves, eta, &[("nj-data", "320100")], |_| {});
+}
+
+/// [`observe_loop`] with these Tenants (name, region code), and the plan changed by `edit`.
+fn observe_loop_with(
+    m: &Metrics,
+    systems: &[(suyun_crds::v1alpha1::GovSystem, GovSystemStatus)],
+    waves: &[suyun_crds::v1alpha1::MigrationWave],
+    eta: Option<i64>,
+    tenants: &[(&str, &str)],
+    edit: impl FnOnce(&mut suyun_planner::Plan),
+) {
     let nodes = vec![Arc::new(cloud_node("nanjing", "City", "320100"))];
-    let tenants = vec![Arc::new(tenant("nj-data", "320100"))];
+    let tenants: Vec<Arc<suyun_crds::v1alpha1::Tenant>> =
+        tenants.iter().map(|(name, code)| Arc::new(tenant(name, code))).collect();
     let objects: Vec<Arc<suyun_crds::v1alpha1::GovSystem>> = systems.iter().map(|(s, _)| Arc::new(s.clone())).collect();
     let statuses: Vec<GovSystemStatus> = systems.iter().map(|(_, st)| st.clone()).collect();
     let waves: Vec<Arc<suyun_crds::v1alpha1::MigrationWave>> = waves.iter().cloned().map(Arc::new).collect();
@@ -280,6 +312,7 @@ fn observe_loop(
             end: eta,
         })
         .collect();
+    edit(&mut plan);
     m.observe_loop(&state::LoopState {
         cloud_nodes: &nodes,
         tenants: &tenants,
@@ -350,4 +383,172 @@ fn the_loop_state_counts_systems_blocked_reasons_waves_and_tenants() {
     assert!(!text.contains("suyun_wave_eta_timestamp_seconds{"), "{text}");
     let s = samples(&text);
     assert_eq!(s.iter().filter(|(k, _)| k.starts_with("suyun_systems{")).map(|(_, v)| v).sum::<f64>(), 3.0);
+}
+
+const GI: u64 = 1 << 30;
+
+fn planned(cpu_millis: u64, memory: u64, storage: u64) -> suyun_planner::model::Resources {
+    suyun_planner::model::Resources { cpu: cpu_millis, memory, storage, gpu: 0 }
+}
+
+fn tenant_account(
+    name: &str,
+    budget: Option<&str>,
+    borrowed: suyun_planner::model::Resources,
+    lent: suyun_planner::model::Resources,
+) -> suyun_planner::TenantAccount {
+    suyun_planner::TenantAccount {
+        name: name.into(),
+        display_name: name.into(),
+        home_node: "suzhou".into(),
+        quota: suyun_planner::model::Quota::default(),
+        used: suyun_planner::TenantUsage::default(),
+        budget: budget.map(Into::into),
+        borrowed,
+        lent,
+    }
+}
+
+/// Suzhou's budget: 40 cores, 200 GiB, 2 TiB of its own node, 30 cores and 100 GiB used; 10
+/// cores of the provincial node, 12 used (the budget was lowered under running systems), no
+/// memory there, and 1 GiB of storage used of none. sz-data borrows 2.5 cores and 1 GiB from
+/// sz-health; 8 cores, 16 GiB and 100 GiB could be lent.
+fn with_suzhou_budget(plan: &mut suyun_planner::Plan) {
+    let zero = suyun_planner::model::Resources::default();
+    let share = |node: &str, budget, used| suyun_planner::ShareAccount {
+        node: node.into(),
+        budget,
+        used,
+        utilization: suyun_planner::Utilization::default(),
+    };
+    plan.cities = vec![suyun_planner::CityAccount {
+        name: "suzhou".into(),
+        region_code: "320500".into(),
+        display_name: "苏州市".into(),
+        tenants: vec!["sz-data".into(), "sz-health".into()],
+        nodes: vec![
+            share("jiangsu", planned(10_000, 0, 0), planned(12_000, 0, GI)),
+            share("suzhou", planned(40_000, 200 * GI, 2048 * GI), planned(30_000, 100 * GI, 0)),
+        ],
+        borrowed: planned(2_500, GI, 0),
+        lendable: planned(8_000, 16 * GI, 100 * GI),
+    }];
+    plan.tenants = vec![
+        tenant_account("nj-data", None, zero, zero),
+        tenant_account("sz-data", Some("suzhou"), planned(2_500, GI, 0), zero),
+        tenant_account("sz-health", Some("suzhou"), zero, planned(2_500, GI, 0)),
+    ];
+}
+
+#[test]
+fn a_city_budget_gives_its_node_shares_and_lending_and_leaves_with_it() {
+    let m = Metrics::new(false);
+    // sz-data is a Tenant of a district (320505); sz-health has no Tenant object in the loop
+    // and gets its city's code.
+    let tenants = [("nj-data", "320100"), ("sz-data", "320505")];
+    observe_loop_with(&m, &[], &[], None, &tenants, with_suzhou_budget);
+    let s = samples(&m.render());
+    let city = |family: &str, node: &str, resource: &str| {
+        let unit = if resource == "cpu" { "core" } else { "byte" };
+        let key = format!(
+            "{family}{{city=\"suzhou\",node=\"{node}\",region_code=\"320500\",resource=\"{resource}\",unit=\"{unit}\"}}"
+        );
+        *s.get(&key).unwrap_or_else(|| panic!("{key} missing"))
+    };
+    assert_eq!(city("suyun_city_budget", "suzhou", "cpu"), 40.0);
+    assert_eq!(city("suyun_city_budget", "suzhou", "memory"), 214_748_364_800.0);
+    assert_eq!(city("suyun_city_budget", "suzhou", "storage"), 2_199_023_255_552.0);
+    assert_eq!(city("suyun_city_budget_used", "suzhou", "cpu"), 30.0);
+    assert_eq!(city("suyun_city_budget_used", "suzhou", "memory"), 107_374_182_400.0);
+    assert_eq!(city("suyun_city_budget", "jiangsu", "cpu"), 10.0);
+    assert_eq!(city("suyun_city_budget_used", "jiangsu", "cpu"), 12.0);
+    assert_eq!(city("suyun_city_budget_used", "jiangsu", "storage"), 1_073_741_824.0);
+    let ratio = |node: &str, resource: &str| {
+        s[&format!(
+            "suyun_city_budget_utilization_ratio{{city=\"suzhou\",node=\"{node}\",region_code=\"320500\",resource=\"{resource}\"}}"
+        )]
+    };
+    assert_eq!(ratio("suzhou", "cpu"), 0.75);
+    assert_eq!(ratio("suzhou", "memory"), 0.5);
+    assert_eq!(ratio("suzhou", "storage"), 0.0);
+    assert_eq!(ratio("jiangsu", "cpu"), 1.2, "above 1 under a lowered budget");
+    assert_eq!(ratio("jiangsu", "memory"), 0.0, "a zero budget nothing uses");
+    assert_eq!(ratio("jiangsu", "storage"), 1.0, "a zero budget something uses");
+    let lending = |resource: &str, unit: &str, kind: &str| {
+        s[&format!(
+            "suyun_city_lending{{city=\"suzhou\",kind=\"{kind}\",region_code=\"320500\",resource=\"{resource}\",unit=\"{unit}\"}}"
+        )]
+    };
+    assert_eq!(lending("cpu", "core", "borrowed"), 2.5);
+    assert_eq!(lending("memory", "byte", "borrowed"), 1_073_741_824.0);
+    assert_eq!(lending("storage", "byte", "borrowed"), 0.0);
+    assert_eq!(lending("cpu", "core", "lendable"), 8.0);
+    assert_eq!(lending("memory", "byte", "lendable"), 17_179_869_184.0);
+    assert_eq!(lending("storage", "byte", "lendable"), 107_374_182_400.0);
+    let count = |prefix: &str| s.keys().filter(|k| k.starts_with(prefix)).count();
+    assert_eq!(count("suyun_city_budget{"), 6, "2 nodes x 3 resources, no gpu");
+    assert_eq!(count("suyun_city_budget_utilization_ratio{"), 6);
+    assert_eq!(count("suyun_city_lending{"), 6);
+
+    let tenant = |family: &str, name: &str, code: &str, resource: &str, unit: &str| {
+        let key =
+            format!("{family}{{region_code=\"{code}\",resource=\"{resource}\",tenant=\"{name}\",unit=\"{unit}\"}}");
+        *s.get(&key).unwrap_or_else(|| panic!("{key} missing"))
+    };
+    assert_eq!(tenant("suyun_tenant_borrowed", "sz-data", "320505", "cpu", "core"), 2.5);
+    assert_eq!(tenant("suyun_tenant_borrowed", "sz-data", "320505", "memory", "byte"), 1_073_741_824.0);
+    assert_eq!(tenant("suyun_tenant_lent", "sz-data", "320505", "cpu", "core"), 0.0);
+    assert_eq!(tenant("suyun_tenant_lent", "sz-health", "320500", "cpu", "core"), 2.5);
+    assert_eq!(tenant("suyun_tenant_borrowed", "sz-health", "320500", "cpu", "core"), 0.0);
+    assert_eq!(count("suyun_tenant_borrowed{"), 6, "only the tenants in a budget: {s:?}");
+    assert_eq!(count("suyun_tenant_lent{"), 6);
+    assert!(!s.keys().any(|k| k.starts_with("suyun_tenant_lent{") && k.contains("nj-data")), "{s:?}");
+
+    // The budget deleted: its series leave.
+    observe_loop_with(&m, &[], &[], None, &tenants, |_| {});
+    let text = m.render();
+    for family in ["suyun_city_", "suyun_tenant_borrowed{", "suyun_tenant_lent{"] {
+        assert!(!text.lines().any(|l| l.starts_with(family)), "{family} left over:\n{text}");
+    }
+}
+
+fn finding(id: &str, rule: &str, granted_by: Option<&str>) -> suyun_planner::ResidencyFinding {
+    suyun_planner::ResidencyFinding {
+        system_id: id.into(),
+        tenant: "sz-health".into(),
+        node: "jiangsu".into(),
+        phase: suyun_planner::model::Phase::Completed,
+        rule: rule.into(),
+        granted_by: granted_by.map(Into::into),
+    }
+}
+
+#[test]
+fn stranded_and_waived_systems_are_counted_by_rule_with_the_builtin_rule_always_listed() {
+    const BUILTIN: &str = "builtin/sensitive-stays-in-own-city";
+    let medical = "province-residency/medical-in-city";
+    let m = Metrics::new(false);
+    observe_loop_with(&m, &[], &[], None, &[], |plan| {
+        plan.residency.stranded = vec![
+            finding("JS-320500-0007", BUILTIN, None),
+            finding("JS-320500-0011", medical, None),
+            finding("JS-320500-0012", medical, None),
+        ];
+        plan.residency.waived = vec![finding("JS-320500-0020", medical, Some("李明 (苏州市大数据局)"))];
+    });
+    let s = samples(&m.render());
+    let stranded = |rule: &str| s.get(&format!("suyun_residency_stranded_systems{{rule=\"{rule}\"}}")).copied();
+    let waived = |rule: &str| s.get(&format!("suyun_residency_waived_systems{{rule=\"{rule}\"}}")).copied();
+    assert_eq!(stranded(BUILTIN), Some(1.0));
+    assert_eq!(stranded(medical), Some(2.0));
+    assert_eq!(waived(medical), Some(1.0));
+    assert_eq!(waived(BUILTIN), Some(0.0));
+
+    // Migrated or waived since: the built-in rule stays at 0, the other leaves.
+    observe_loop_with(&m, &[], &[], None, &[], |_| {});
+    let s = samples(&m.render());
+    let stranded = |rule: &str| s.get(&format!("suyun_residency_stranded_systems{{rule=\"{rule}\"}}")).copied();
+    assert_eq!(stranded(BUILTIN), Some(0.0), "an alert on > 0 sees 0, not nothing");
+    assert_eq!(stranded(medical), None);
+    assert!(!s.keys().any(|k| k.contains(medical)), "{s:?}");
 }

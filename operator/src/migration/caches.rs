@@ -1,5 +1,5 @@
-//! The loop's caches: reflector stores of every GovSystem, MigrationWave and Tenant and of the
-//! operator's Jobs; every change wakes the loop.
+//! The loop's caches: reflector stores of every GovSystem, MigrationWave, Tenant, CityBudget and
+//! ResidencyPolicy and of the operator's Jobs; every change wakes the loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,9 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use suyun_crds::v1alpha1::{GovSystem, MANAGED_BY, MANAGED_BY_LABEL, MigrationWave, Tenant};
+use suyun_crds::v1alpha1::{
+    CityBudget, GovSystem, MANAGED_BY, MANAGED_BY_LABEL, MigrationWave, ResidencyPolicy, Tenant,
+};
 use tokio::sync::Notify;
 use tracing::warn;
 
@@ -25,6 +27,10 @@ pub struct Caches {
     pub tenants: Store<Tenant>,
     /// Jobs the operator created.
     pub jobs: Store<Job>,
+    /// Every CityBudget.
+    pub city_budgets: Store<CityBudget>,
+    /// Every ResidencyPolicy.
+    pub residency_policies: Store<ResidencyPolicy>,
 }
 
 impl std::fmt::Debug for Caches {
@@ -84,8 +90,11 @@ pub fn watch(client: &kube::Client, notify: Arc<Notify>) -> (Caches, Vec<tokio::
     let (systems, a) = spawn(Api::<GovSystem>::all(client.clone()), watcher::Config::default(), notify.clone());
     let (waves, b) = spawn(Api::<MigrationWave>::all(client.clone()), watcher::Config::default(), notify.clone());
     let (tenants, c) = spawn(Api::<Tenant>::all(client.clone()), watcher::Config::default(), notify.clone());
-    let (jobs, d) = spawn(Api::<Job>::all(client.clone()), managed, notify);
-    (Caches { systems, waves, tenants, jobs }, vec![a, b, c, d])
+    let (jobs, d) = spawn(Api::<Job>::all(client.clone()), managed, notify.clone());
+    let (city_budgets, e) = spawn(Api::<CityBudget>::all(client.clone()), watcher::Config::default(), notify.clone());
+    let (residency_policies, f) =
+        spawn(Api::<ResidencyPolicy>::all(client.clone()), watcher::Config::default(), notify);
+    (Caches { systems, waves, tenants, jobs, city_budgets, residency_policies }, vec![a, b, c, d, e, f])
 }
 
 /// Whether `store` holds its first complete list already (waits at most a moment).

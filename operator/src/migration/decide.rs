@@ -121,6 +121,7 @@ pub fn decide(
             refused_approval: snapshot.approvals.refused.get(&i).cloned(),
             backoff_base,
             paused: snapshot.paused(i),
+            waiver: system.spec.residency_waiver.clone(),
         };
         let outcome = step::step(&system.name_any(), status, &facts);
         if outcome.started {

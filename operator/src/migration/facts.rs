@@ -105,6 +105,8 @@ pub struct Facts {
     /// Why the system's migration must pause now (its node's member cluster cannot be
     /// reached), if it must.
     pub paused: Option<String>,
+    /// Its `spec.residencyWaiver`: a change is journaled.
+    pub waiver: Option<suyun_crds::v1alpha1::ResidencyWaiver>,
 }
 
 /// The planner's verdict for every system, by systemId.

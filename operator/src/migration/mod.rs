@@ -22,6 +22,7 @@ pub mod facts;
 pub mod fencing;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod governance;
 pub mod jobs;
 mod report;
 pub mod snapshot;
@@ -38,9 +39,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::Api;
-use suyun_crds::v1alpha1::{GovSystem, GovSystemStatus, MigrationWave};
+use suyun_crds::v1alpha1::{CityBudget, GovSystem, GovSystemStatus, MigrationWave, ResidencyPolicy};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
@@ -138,6 +140,10 @@ impl MigrationLoop {
         ready("Tenant");
         cache_ready(&self.caches.jobs).await;
         ready("Job");
+        cache_ready(&self.caches.city_budgets).await;
+        ready("CityBudget");
+        cache_ready(&self.caches.residency_policies).await;
+        ready("ResidencyPolicy");
         cache_ready(&self.ctx.cloud_nodes).await;
         ready("CloudNode");
         // (A single-cluster province has nothing to wait for.)
@@ -203,6 +209,8 @@ impl MigrationLoop {
             tenants: self.caches.tenants.state(),
             systems: self.caches.systems.state(),
             waves: self.caches.waves.state(),
+            city_budgets: self.caches.city_budgets.state(),
+            residency_policies: self.caches.residency_policies.state(),
             members: crate::members::facts(&self.ctx.cloud_nodes.state(), &self.ctx.members),
         };
         let store_approvals = self.approvals.as_ref().map(|m| m.snapshot()).unwrap_or_default();
@@ -281,6 +289,12 @@ impl MigrationLoop {
         let event_count = events.len();
         self.events.post(&snapshot.objects.systems, events);
         failures += writes::wave_statuses(&self.ctx, &reported.waves, &plan, now, &self.lease).await;
+        let now_time = Time(k8s_openapi::jiff::Timestamp::from_second(now).unwrap_or_default());
+        let (budgets, policies) =
+            governance::changes(&snapshot.objects, &plan, self.ctx.config.capacity_pressure_threshold, &now_time);
+        failures += writes::patch_statuses(Api::<CityBudget>::all(self.ctx.client.clone()), budgets, &self.lease).await;
+        failures +=
+            writes::patch_statuses(Api::<ResidencyPolicy>::all(self.ctx.client.clone()), policies, &self.lease).await;
         self.ctx.publish_accounts(reported.accounts);
         timer.observe(failures > 0);
         Iteration {

@@ -76,6 +76,7 @@ pub async fn publish(
         let placed = plan.assignments.iter().map(|a| (a.system_id.as_str(), a.node.as_str()));
         accounts::add_planned(&mut accounts, placed, |id| tenant_of.get(id).copied());
     }
+    accounts::add_lending(&mut accounts, plan);
     let metrics = &ctx.metrics;
     metrics.observe_loop(&crate::metrics::state::LoopState {
         cloud_nodes: &objects.cloud_nodes,

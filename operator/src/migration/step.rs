@@ -633,5 +633,6 @@ pub fn step(name: &str, current: &GovSystemStatus, facts: &Facts) -> Outcome {
     let approval = s.usable_approval();
     s.status.conditions = conditions(current, &s.status, facts, approval.as_ref());
     crate::journal::record(current, &mut s.status, facts.now);
+    crate::journal::record_waiver(facts.waiver.as_ref(), current, &mut s.status, facts.now);
     Outcome { status: s.status, actions: s.actions, wake_at: s.wake_at, started: s.started }
 }

@@ -31,6 +31,7 @@ fn facts() -> Facts {
         refused_approval: None,
         backoff_base: 10,
         paused: None,
+        waiver: None,
     }
 }
 
@@ -405,4 +406,31 @@ fn a_migration_onto_an_unreachable_member_pauses_without_failing_and_resumes_wit
     // A system not started yet is the planner's business (it takes nothing new there).
     let o = step("sys", &GovSystemStatus::default(), &Facts { paused: Some("x".into()), ..facts() });
     assert_eq!(phase(&o), Phase::Provisioning);
+}
+
+#[test]
+fn a_residency_waiver_is_journaled_once_and_its_withdrawal_too() {
+    let waiver = suyun_crds::v1alpha1::ResidencyWaiver {
+        granted_by: "江苏省大数据管理局 李明".into(),
+        reason: "灾备副本 CHG-2026-1201".into(),
+    };
+    let f = Facts { waiver: Some(waiver.clone()), ..facts() };
+    let first = step("sys", &GovSystemStatus::default(), &f);
+    let recorded: Vec<_> = first.status.transitions.iter().filter(|t| t.reason == "ResidencyWaiverRecorded").collect();
+    assert_eq!(recorded.len(), 1, "{:?}", first.status.transitions);
+    assert_eq!(recorded[0].actor, waiver.granted_by);
+    assert_eq!(recorded[0].note.as_deref(), Some(waiver.reason.as_str()));
+    assert_eq!(recorded[0].from, recorded[0].to, "a waiver keeps the phase");
+    assert_eq!(first.status.residency_waiver.as_ref(), Some(&waiver));
+    // The next step records nothing new.
+    let again = step("sys", &first.status, &f);
+    assert_eq!(again.status.transitions, first.status.transitions);
+    // Withdrawn: journaled, by the operator, naming whose waiver it was.
+    let withdrawn = step("sys", &again.status, &facts());
+    let last = withdrawn.status.transitions.last().unwrap();
+    assert_eq!(last.reason, "ResidencyWaiverWithdrawn");
+    assert!(last.note.as_deref().unwrap().contains("李明"), "{last:?}");
+    assert_eq!(withdrawn.status.residency_waiver, None);
+    let sequences: Vec<u64> = withdrawn.status.transitions.iter().map(|t| t.sequence).collect();
+    assert!(sequences.windows(2).all(|w| w[1] == w[0] + 1), "{sequences:?}");
 }

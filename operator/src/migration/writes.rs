@@ -300,7 +300,7 @@ pub async fn wave_statuses(
 ) -> usize {
     let now_time = Time(k8s_openapi::jiff::Timestamp::from_second(now).unwrap_or_default());
     let eta: BTreeMap<&str, i64> = plan.waves.iter().filter_map(|w| w.end.map(|e| (w.name.as_str(), e))).collect();
-    let changed: Vec<(String, MigrationWaveStatus, MigrationWaveStatus, Option<String>)> = waves
+    let changed: Vec<StatusChange<MigrationWaveStatus>> = waves
         .iter()
         .filter_map(|(name, state)| {
             let wave = &state.wave;
@@ -315,23 +315,39 @@ pub async fn wave_statuses(
             Some((name.clone(), previous, desired, wave.metadata.resource_version.clone()))
         })
         .collect();
+    patch_statuses(Api::<MigrationWave>::all(ctx.client.clone()), changed, lease).await
+}
+
+/// A cluster-scoped object's status to write: name, status as read, status desired, and the
+/// `resourceVersion` it was computed from.
+pub type StatusChange<S> = (String, S, S, Option<String>);
+
+/// Writes the changed statuses of cluster-scoped objects the loop alone writes (waves,
+/// budgets, residency policies), 32 in flight, each conditional on its `resourceVersion` (a
+/// 409 is computed again next iteration), and only while this replica leads. Returns the
+/// number that failed.
+pub async fn patch_statuses<K, S>(api: Api<K>, changed: Vec<StatusChange<S>>, lease: &LeaseCheck) -> usize
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize,
+{
     if changed.is_empty() || !lease.leads().await {
         return 0;
     }
-    let api = Api::<MigrationWave>::all(ctx.client.clone());
+    let kind = K::kind(&());
     futures::stream::iter(changed)
         .map(|(name, previous, desired, version)| {
-            let api = api.clone();
+            let (api, kind) = (api.clone(), kind.clone());
             async move {
                 let patch = status_patch(&previous, &desired, version.as_deref());
                 match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                     Ok(_) => 0,
                     Err(e) if is_conflict(&e) => {
-                        debug!(wave = %name, "wave changed since its status was computed");
+                        debug!(%kind, %name, "object changed since its status was computed");
                         0
                     }
                     Err(e) => {
-                        warn!(wave = %name, error = %e, "could not write wave status");
+                        warn!(%kind, %name, error = %e, "could not write status");
                         1
                     }
                 }

@@ -26,6 +26,8 @@ pub enum RecordKey {
     System(String),
     /// A wave, by name.
     Wave(String),
+    /// A city's budget, by the city's region code.
+    Budget(String),
 }
 
 /// One change to the read-model.
@@ -157,14 +159,14 @@ impl Publisher {
         Ok(report)
     }
 
-    /// Makes the read-model equal to `snapshot` (every node, tenant, system and wave the
-    /// cluster has): writes what differs from the store, deletes every record not in it and the
-    /// approvals of systems that no longer exist, and reads where each journal ends. Run it on
-    /// becoming leader.
+    /// Makes the read-model equal to `snapshot` (every node, tenant, system, wave and city
+    /// budget the cluster has): writes what differs from the store, deletes every record not in
+    /// it and the approvals of systems that no longer exist, and reads where each journal ends.
+    /// Run it on becoming leader.
     pub async fn reconcile(&mut self, snapshot: Vec<Record>) -> Result<PublishReport, StoreError> {
         let keys = self.fence.keys().clone();
         let mut stored: HashMap<String, Vec<u8>> = HashMap::new();
-        for collection in ["nodes", "tenants", "systems", "waves"] {
+        for collection in ["nodes", "tenants", "systems", "waves", "budgets"] {
             let (kvs, _) = list_prefix(&mut self.client, &keys.collection(collection), 1000, false).await?;
             for kv in kvs {
                 let (key, value) = kv.into_key_value();
@@ -420,6 +422,7 @@ fn delete_ops(keys: &Keys, which: &RecordKey) -> Vec<Op> {
         RecordKey::Node(name) => vec![Op::Delete(keys.node(name))],
         RecordKey::Tenant(name) => vec![Op::Delete(keys.tenant(name))],
         RecordKey::Wave(name) => vec![Op::Delete(keys.wave(name))],
+        RecordKey::Budget(region_code) => vec![Op::Delete(keys.budget(region_code))],
         RecordKey::System(id) => vec![Op::Delete(keys.system(id)), Op::Delete(keys.approval(id))],
     }
 }

@@ -15,7 +15,7 @@ use crate::readmodel::{PublishedSystems, SystemInputs};
 #[allow(missing_debug_implementations)]
 pub struct StoreSink {
     publisher: Publisher,
-    /// The node, tenant and wave records published, by key.
+    /// The node, tenant, wave and budget records published, by key.
     published: HashMap<String, RecordKey>,
     /// What each published system record was built from.
     systems: PublishedSystems,
@@ -63,6 +63,7 @@ impl StoreSink {
             Record::Tenant(t) => RecordKey::Tenant(t.name.clone()),
             Record::System(s) => RecordKey::System(s.system_id.clone()),
             Record::Wave(w) => RecordKey::Wave(w.name.clone()),
+            Record::Budget(b) => RecordKey::Budget(b.region_code.clone()),
         }
     }
 

@@ -18,7 +18,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
+use suyun_crds::quantity;
 use suyun_crds::v1alpha1::{MANAGED_BY, MANAGED_BY_LABEL, OwnerKind, Tenant};
+use suyun_planner::model::Resources;
 
 /// Label on a tenant's Namespace and children: the Tenant's name.
 pub const TENANT_LABEL: &str = "suyun.io/tenant";
@@ -64,15 +66,29 @@ pub fn namespace(tenant: &Tenant) -> Namespace {
     Namespace { metadata: m, ..Default::default() }
 }
 
-/// The ResourceQuota: the tenant's cpu, memory and storage quota as pod requests and limits.
-pub fn resource_quota(tenant: &Tenant) -> ResourceQuota {
+/// The ResourceQuota: the tenant's cpu, memory and storage quota, plus what it borrows from its
+/// city's other departments (the plan places its systems on that too), as pod requests and
+/// limits.
+pub fn resource_quota(tenant: &Tenant, borrowed: Resources) -> ResourceQuota {
     let q = &tenant.spec.quota;
+    let plus = |quota: &Quantity, extra: u64, milli_per_unit: i128, cpu: bool| {
+        if extra == 0 {
+            return quota.clone();
+        }
+        match quantity::milli(quota) {
+            Ok(m) if cpu => quantity::format_cpu(m + i128::from(extra) * milli_per_unit),
+            Ok(m) => quantity::format_bytes(m + i128::from(extra) * milli_per_unit),
+            Err(_) => quota.clone(),
+        }
+    };
+    let cpu = plus(&q.cpu, borrowed.cpu, 1, true);
+    let memory = plus(&q.memory, borrowed.memory, 1000, false);
     let hard = BTreeMap::from([
-        ("requests.cpu".to_owned(), q.cpu.clone()),
-        ("limits.cpu".to_owned(), q.cpu.clone()),
-        ("requests.memory".to_owned(), q.memory.clone()),
-        ("limits.memory".to_owned(), q.memory.clone()),
-        ("requests.storage".to_owned(), q.storage.clone()),
+        ("requests.cpu".to_owned(), cpu.clone()),
+        ("limits.cpu".to_owned(), cpu),
+        ("requests.memory".to_owned(), memory.clone()),
+        ("limits.memory".to_owned(), memory),
+        ("requests.storage".to_owned(), plus(&q.storage, borrowed.storage, 1000, false)),
     ]);
     ResourceQuota {
         metadata: meta(tenant, QUOTA_NAME, Some(&tenant.name_any())),
@@ -183,7 +199,7 @@ spec:
         let t = tenant();
         let metas = [
             namespace(&t).metadata,
-            resource_quota(&t).metadata,
+            resource_quota(&t, Resources::default()).metadata,
             limit_range(&t).metadata,
             network_policy(&t).metadata,
             role_binding(&t).metadata,
@@ -202,7 +218,7 @@ spec:
 
     #[test]
     fn quota_follows_the_tenant_quota() {
-        let hard = resource_quota(&tenant()).spec.unwrap().hard.unwrap();
+        let hard = resource_quota(&tenant(), Resources::default()).spec.unwrap().hard.unwrap();
         assert_eq!(hard["requests.cpu"].0, "200");
         assert_eq!(hard["limits.memory"].0, "800Gi");
         assert_eq!(hard["requests.storage"].0, "100Ti");

@@ -26,6 +26,7 @@ use suyun_crds::quantity;
 use suyun_crds::v1alpha1::{
     CloudNode, MANAGED_BY, MANAGED_BY_LABEL, Tenant, TenantStatus, TenantUsage, condition_types,
 };
+use suyun_planner::model::Resources;
 use tracing::{instrument, warn};
 
 use crate::accounts::TenantAccount;
@@ -101,12 +102,18 @@ pub fn status(
     };
     let q = &tenant.spec.quota;
     let used = account.used;
-    let mut over: Vec<String> =
-        [("cpu", used.cpu, quota.cpu), ("memory", used.memory, quota.memory), ("storage", used.storage, quota.storage)]
-            .into_iter()
-            .filter(|(_, u, l)| u > l)
-            .map(|(r, _, _)| format!("{r} above quota"))
-            .collect();
+    // What it borrows within its city is allowed on top of its quota.
+    let borrowed = account.lending.as_ref().map(|l| l.borrowed).unwrap_or_default();
+    let limit = |q: i128, extra: u64, milli_per_unit: i128| q + i128::from(extra) * milli_per_unit;
+    let mut over: Vec<String> = [
+        ("cpu", used.cpu, limit(quota.cpu, borrowed.cpu, 1)),
+        ("memory", used.memory, limit(quota.memory, borrowed.memory, 1000)),
+        ("storage", used.storage, limit(quota.storage, borrowed.storage, 1000)),
+    ]
+    .into_iter()
+    .filter(|(_, u, l)| u > l)
+    .map(|(r, _, _)| format!("{r} above quota"))
+    .collect();
     if account.systems > q.max_systems {
         over.push(format!("{} systems, above maxSystems {}", account.systems, q.max_systems));
     }
@@ -126,6 +133,8 @@ pub fn status(
             memory: Some(quantity::format_bytes(used.memory)),
             storage: Some(quantity::format_bytes(used.storage)),
             systems: account.systems,
+            lent: account.lending.as_ref().map(|l| crate::migration::governance::amounts(l.lent)),
+            borrowed: account.lending.as_ref().map(|l| crate::migration::governance::amounts(l.borrowed)),
         }),
         conditions: merge_conditions(&previous.conditions, vec![ready, exceeded], tenant.metadata.generation, now),
     }
@@ -313,7 +322,8 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context, children: &Childre
         return Ok(Action::await_change());
     }
     // build + apply the children; a refusal is shown in the status before it is retried.
-    let provisioned = match provision(&tenant, &name, ctx.client.clone(), children, true).await {
+    let borrowed = borrowed_by(ctx, &name);
+    let provisioned = match provision(&tenant, borrowed, &name, ctx.client.clone(), children, true).await {
         Ok(()) => provision_members(&tenant, &name, ctx).await,
         Err(e) => Err(e),
     };
@@ -358,11 +368,26 @@ async fn reconcile_tenant(tenant: Arc<Tenant>, ctx: &Context, children: &Childre
     Ok(Action::requeue(Duration::from_secs(600)))
 }
 
+/// What the tenant borrows from its city's other departments (the plan's), which its
+/// Namespace's ResourceQuota allows on top of its own quota.
+fn borrowed_by(ctx: &Context, name: &str) -> Resources {
+    ctx.accounts()
+        .and_then(|a| a.tenants.get(name).and_then(|t| t.lending.as_ref().map(|l| l.borrowed)))
+        .unwrap_or_default()
+}
+
 /// Applies the tenant's children that differ from the cluster's: the Namespace first, the
 /// rest live in it. In a member cluster (`owned` false) they carry no owner reference: their
 /// owner, the Tenant, lives in the management cluster, and a member's garbage collector would
 /// take the reference for one to a missing owner (the sweep removes them instead).
-async fn provision(tenant: &Tenant, name: &str, client: kube::Client, live: &Children, owned: bool) -> Result<()> {
+async fn provision(
+    tenant: &Tenant,
+    borrowed: Resources,
+    name: &str,
+    client: kube::Client,
+    live: &Children,
+    owned: bool,
+) -> Result<()> {
     fn owner<K: Resource>(mut object: K, owned: bool) -> K {
         if !owned {
             object.meta_mut().owner_references = None;
@@ -370,7 +395,8 @@ async fn provision(tenant: &Tenant, name: &str, client: kube::Client, live: &Chi
         object
     }
     apply(Api::<Namespace>::all(client.clone()), &owner(build::namespace(tenant), owned), &live.namespaces).await?;
-    apply(Api::namespaced(client.clone(), name), &owner(build::resource_quota(tenant), owned), &live.quotas).await?;
+    apply(Api::namespaced(client.clone(), name), &owner(build::resource_quota(tenant, borrowed), owned), &live.quotas)
+        .await?;
     apply(Api::namespaced(client.clone(), name), &owner(build::limit_range(tenant), owned), &live.limits).await?;
     apply(Api::namespaced(client.clone(), name), &owner(build::network_policy(tenant), owned), &live.policies).await?;
     apply(Api::namespaced(client.clone(), name), &owner(build::role_binding(tenant), owned), &live.bindings).await?;
@@ -402,12 +428,14 @@ async fn provision_members(tenant: &Tenant, name: &str, ctx: &Context) -> Result
             tracing::debug!(cloud_node = %node, "member not reachable or not listed yet: its children wait");
             continue;
         }
-        provision(tenant, name, client, &caches.children, false).await.map_err(|e| match e {
-            Error::Apply { child, source } => {
-                Error::Apply { child: format!("{child} in the member cluster of {node}"), source }
-            }
-            other => other,
-        })?;
+        provision(tenant, borrowed_by(ctx, name), name, client, &caches.children, false).await.map_err(
+            |e| match e {
+                Error::Apply { child, source } => {
+                    Error::Apply { child: format!("{child} in the member cluster of {node}"), source }
+                }
+                other => other,
+            },
+        )?;
     }
     Ok(())
 }

@@ -7,6 +7,9 @@
 //! whose dependencies end up unplaced are released again, and the units that failed for lack of
 //! capacity, quota or anti-affinity get further passes over the freed room.
 
+mod budget;
+
+pub(crate) use budget::{budgeted, lent_shares, quota_of};
 mod refusals;
 
 use crate::dependencies::{Failure, propagate};
@@ -26,11 +29,20 @@ pub struct Placement {
     pub tenant_used: Vec<Resources>,
     /// Per tenant: systems counted against `maxSystems`.
     pub tenant_systems: Vec<u64>,
+    /// Per city budget: used of each node share (parallel to `Problem::budget_nodes`).
+    pub budget_used: Vec<Vec<Resources>>,
+    /// Per city budget: what its departments borrow in total (use beyond their quotas).
+    pub city_borrowed: Vec<Resources>,
+    /// Per city budget: what its departments may lend in total.
+    pub city_pool: Vec<Resources>,
+    /// Per tenant: what it may lend.
+    pub tenant_lendable: Vec<Resources>,
 }
 
 /// Stages of the per-node checks; a failure reports the furthest stage any node reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Stage {
+    Residency,
     TakesNothing,
     Security,
     Architecture,
@@ -50,17 +62,13 @@ struct Unit {
 
 /// Places every `New`, unblocked system; records a failure for those it cannot place.
 pub fn place(p: &Problem<'_>, windows: &WindowTable, failure: &mut [Option<Failure>]) -> Placement {
-    let mut state = Placement {
-        node_of: vec![NONE; p.systems.len()],
-        allocated: vec![Resources::default(); p.nodes.len()],
-        tenant_used: vec![Resources::default(); p.tenants.len()],
-        tenant_systems: vec![0; p.tenants.len()],
-    };
+    let mut state = Placement::empty(p);
     for (i, f) in failure.iter().enumerate() {
         if matches!(p.kind[i], Kind::Completed | Kind::InFlight) && f.is_none() {
             state.assign(p, i as u32, p.current_node[i]);
         }
     }
+    state.open_lending(p, budget::waiting(p, failure));
     let (units, members) = build_units(p, failure);
     let mut placer = Placer { p, windows, scratch: Vec::new(), eligible: Vec::new() };
     let mut failed = Vec::new();
@@ -115,6 +123,20 @@ fn deps_placed(p: &Problem<'_>, state: &Placement, group: &[u32]) -> bool {
 }
 
 impl Placement {
+    /// Nothing placed yet.
+    pub(crate) fn empty(p: &Problem<'_>) -> Placement {
+        Placement {
+            node_of: vec![NONE; p.systems.len()],
+            allocated: vec![Resources::default(); p.nodes.len()],
+            tenant_used: vec![Resources::default(); p.tenants.len()],
+            tenant_systems: vec![0; p.tenants.len()],
+            budget_used: p.budget_nodes.iter().map(|b| vec![Resources::default(); b.len()]).collect(),
+            city_borrowed: vec![Resources::default(); p.budgets.len()],
+            city_pool: vec![Resources::default(); p.budgets.len()],
+            tenant_lendable: vec![Resources::default(); p.tenants.len()],
+        }
+    }
+
     pub(crate) fn assign(&mut self, p: &Problem<'_>, s: u32, node: u32) {
         let su = s as usize;
         let r = p.facts[su].resources;
@@ -122,7 +144,8 @@ impl Placement {
         self.allocated[node as usize] = self.allocated[node as usize].plus(r);
         let t = p.tenant_of[su];
         if t != NONE {
-            self.tenant_used[t as usize] = self.tenant_used[t as usize].plus(r);
+            self.account_tenant(p, t as usize, r, true);
+            self.account_city(p, t as usize, node, r, true);
             self.tenant_systems[t as usize] += 1;
         }
     }
@@ -137,7 +160,8 @@ impl Placement {
         self.node_of[su] = NONE;
         self.allocated[node as usize] = self.allocated[node as usize].minus(r);
         let t = p.tenant_of[su] as usize;
-        self.tenant_used[t] = self.tenant_used[t].minus(r);
+        self.account_tenant(p, t, r, false);
+        self.account_city(p, t, node, r, false);
         self.tenant_systems[t] -= 1;
     }
 }
@@ -289,8 +313,11 @@ impl Placer<'_, '_> {
         } else {
             group.iter().fold(Resources::default(), |acc, m| acc.plus(p.facts[*m as usize].resources))
         };
-        let mut best = Stage::TakesNothing;
+        let mut best = Stage::Residency;
         let mut quota_checked = false;
+        // The first city-level refusal, and whether any node got past the city level.
+        let mut city_refusal = None;
+        let mut reached_capacity = false;
         for &node in candidates.iter().filter(eligible) {
             let stage = self.check(state, group, node);
             best = best.max(stage);
@@ -301,6 +328,11 @@ impl Placer<'_, '_> {
                     }
                     quota_checked = true;
                 }
+                if let Some(message) = self.budget_failure(state, group, node) {
+                    city_refusal.get_or_insert(message);
+                    continue;
+                }
+                reached_capacity = true;
                 let free = p.nodes[node as usize].allocatable.minus(state.allocated[node as usize]);
                 if need.fits_in(free) {
                     return Ok(node);
@@ -314,12 +346,19 @@ impl Placer<'_, '_> {
         if best < Stage::Passed {
             return Err(self.stage_failure(state, best, group, &at, &spill));
         }
+        if let (Some(message), false) = (city_refusal, reached_capacity) {
+            return fail(Reason::CityBudgetExceeded, format!("{message}{spill}"), true);
+        }
+        let at: Vec<u32> = at.into_iter().filter(|n| self.budget_failure(state, group, *n).is_none()).collect();
         fail(Reason::InsufficientCapacity, self.capacity_message(state, need, &at, &spill), true)
     }
 
     fn check(&self, state: &Placement, group: &[u32], node: u32) -> Stage {
         let p = self.p;
         let n = p.nodes[node as usize];
+        if group.iter().any(|m| self.residency_refusal(*m as usize, node).is_some()) {
+            return Stage::Residency;
+        }
         let moves_data = group.iter().any(|m| p.facts[*m as usize].data_volume > 0);
         if n.cordoned
             || n.unreachable
@@ -350,6 +389,20 @@ impl Placer<'_, '_> {
             return Stage::Machine;
         }
         Stage::Passed
+    }
+}
+
+impl Placer<'_, '_> {
+    /// The residency rule that keeps system `s` off `node`, unless a waiver is recorded.
+    fn residency_refusal(&self, s: usize, node: u32) -> Option<&crate::model::ResidencyRule> {
+        let p = self.p;
+        let facts = &p.facts[s];
+        if facts.waived {
+            return None;
+        }
+        let t = p.tenant_of[s];
+        let region = if t == NONE { "" } else { p.tenant_region[t as usize] };
+        p.residency.refusing(facts.classification, region, p.nodes[node as usize])
     }
 }
 

@@ -3,62 +3,30 @@
 use super::{Placement, Placer, Stage};
 use crate::dependencies::Failure;
 use crate::explain::{self, Reason, ResourceKind};
+use crate::index::NONE;
 use crate::model::{Architecture, ArchitectureRequirement, Resources, TenantLevel};
+use crate::residency;
 
 impl Placer<'_, '_> {
-    pub(super) fn quota_failure(&self, state: &Placement, group: &[u32]) -> Option<String> {
-        let p = self.p;
-        for (k, &first) in group.iter().enumerate() {
-            let t = p.tenant_of[first as usize];
-            if group[..k].iter().any(|m| p.tenant_of[*m as usize] == t) {
-                continue;
-            }
-            let mut need = Resources::default();
-            let mut count = 0u64;
-            for &m in &group[k..] {
-                if p.tenant_of[m as usize] == t {
-                    need = need.plus(p.facts[m as usize].resources);
-                    count += 1;
-                }
-            }
-            let tenant = p.tenants[t as usize];
-            let q = tenant.quota;
-            let used = state.tenant_used[t as usize];
-            let quota = Resources { cpu: q.cpu, memory: q.memory, storage: q.storage, gpu: u64::MAX };
-            let over_count = state.tenant_systems[t as usize] + count > q.max_systems;
-            let over = |kind: ResourceKind| kind.of(&need) > kind.of(&quota).saturating_sub(kind.of(&used));
-            if !over_count && !ResourceKind::ALL.into_iter().any(over) {
-                continue;
-            }
-            let who = format!("tenant {} ({})", tenant.name, tenant.display_name);
-            if over_count {
-                return Some(format!(
-                    "{who} already has {} of its {} systems",
-                    state.tenant_systems[t as usize], q.max_systems
-                ));
-            }
-            for kind in [ResourceKind::Cpu, ResourceKind::Memory, ResourceKind::Storage] {
-                if over(kind) {
-                    let left = with(kind, kind.of(&quota).saturating_sub(kind.of(&used)));
-                    return Some(format!(
-                        "needs {}; {who} has {} left of its {} quota",
-                        explain::amount(kind, &need),
-                        explain::amount(kind, &left),
-                        explain::amount(kind, &quota)
-                    ));
-                }
-            }
-        }
-        None
-    }
-
     pub(super) fn spill_note(&self, s: usize) -> String {
         let p = self.p;
-        let t = p.tenants[p.tenant_of[s] as usize];
-        if t.level != TenantLevel::Provincial && !p.systems[s].placement.allow_spillover {
-            "; spillover not allowed".to_owned()
-        } else {
-            String::new()
+        let t = p.tenant_of[s] as usize;
+        if p.tenants[t].level == TenantLevel::Provincial {
+            return String::new();
+        }
+        if !p.systems[s].placement.allow_spillover {
+            return "; spillover not allowed".to_owned();
+        }
+        let spill = p.spill_target[p.tenant_home[t] as usize];
+        match (spill != NONE).then(|| self.residency_refusal(s, spill)).flatten() {
+            Some(rule) => format!(
+                "; spillover to {} is refused by residency rule {} ({} data: {})",
+                p.node_label(spill),
+                rule.name,
+                rule.classification.as_str(),
+                residency::describe(rule, p.tenant_region[t])
+            ),
+            None => String::new(),
         }
     }
 
@@ -88,6 +56,36 @@ impl Placer<'_, '_> {
         let p = self.p;
         let labels = |f: &dyn Fn(u32) -> String| at.iter().map(|n| f(*n)).collect::<Vec<_>>().join(", ");
         let (reason, message) = match stage {
+            Stage::Residency => {
+                let m = group
+                    .iter()
+                    .map(|m| *m as usize)
+                    .find(|m| at.iter().any(|n| self.residency_refusal(*m, *n).is_some()))
+                    .unwrap_or(group[0] as usize);
+                let region = p.tenant_region[p.tenant_of[m] as usize];
+                let refusals: Vec<String> = at
+                    .iter()
+                    .filter_map(|n| {
+                        self.residency_refusal(m, *n).map(|rule| {
+                            format!(
+                                "{} by rule {} ({})",
+                                p.node_label(*n),
+                                rule.name,
+                                residency::describe(rule, region)
+                            )
+                        })
+                    })
+                    .collect();
+                (
+                    Reason::ResidencyViolation,
+                    format!(
+                        "{} data of {} may not live on {}; no residency waiver is recorded",
+                        p.facts[m].classification.as_str(),
+                        p.systems[m].system_id,
+                        refusals.join(", ")
+                    ),
+                )
+            }
             Stage::TakesNothing => (
                 Reason::NoEligibleNode,
                 format!(
@@ -208,11 +206,13 @@ impl Placer<'_, '_> {
                 let most = free(best);
                 if kind.of(&need) > kind.of(&most) {
                     let what = if nodes.len() > 1 { "on eligible nodes " } else { "" };
+                    let gap = with(kind, kind.of(&need) - kind.of(&most));
                     return format!(
-                        "needs {}; the most free {what}is {} ({}){spill}",
+                        "province capacity: needs {}; the most free {what}is {} ({}), short by {}{spill}",
                         explain::amount(kind, &need),
                         explain::amount(kind, &most),
-                        p.node_label(best)
+                        p.node_label(best),
+                        explain::amount(kind, &gap)
                     );
                 }
             }
@@ -221,17 +221,22 @@ impl Placer<'_, '_> {
             .iter()
             .map(|n| {
                 let f = free(*n);
+                let gap = need.minus(f);
                 let short: Vec<String> = ResourceKind::ALL
                     .iter()
                     .filter(|k| k.of(&need) > k.of(&f))
-                    .map(|k| explain::amount(*k, &f))
+                    .map(|k| format!("{} (short by {})", explain::amount(*k, &f), explain::amount(*k, &gap)))
                     .collect();
                 format!("{} has {} free", p.node_label(*n), short.join(", "))
             })
             .collect();
         let needs: Vec<String> =
             ResourceKind::ALL.iter().filter(|k| k.of(&need) > 0).map(|k| explain::amount(*k, &need)).collect();
-        format!("needs {}; no eligible node has all of it free: {}{spill}", needs.join(", "), detail.join("; "))
+        format!(
+            "province capacity: needs {}; no eligible node has all of it free: {}{spill}",
+            needs.join(", "),
+            detail.join("; ")
+        )
     }
 }
 

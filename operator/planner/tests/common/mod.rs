@@ -69,7 +69,14 @@ pub fn system(id: &str, tenant: &str, cpu_cores: u64) -> System {
 }
 
 pub fn input(nodes: Vec<Node>, tenants: Vec<Tenant>, systems: Vec<System>) -> PlanInput {
-    PlanInput { settings: Settings { now: MONDAY, ..Settings::default() }, nodes, tenants, systems, waves: vec![] }
+    PlanInput {
+        settings: Settings { now: MONDAY, ..Settings::default() },
+        nodes,
+        tenants,
+        systems,
+        waves: vec![],
+        ..PlanInput::default()
+    }
 }
 
 pub fn window(days: &[u8], start_minute: u32, duration_minutes: u32) -> Window {
@@ -95,4 +102,36 @@ pub fn assignment<'p>(plan: &'p Plan, id: &str) -> &'p suyun_planner::Assignment
         .iter()
         .find(|a| a.system_id == id)
         .unwrap_or_else(|| panic!("{id} is not assigned: {:?}", refusal(plan, id)))
+}
+
+/// SplitMix64, to turn one proptest seed into a whole input.
+pub struct Gen(pub u64);
+
+impl Gen {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// One or two random weekly windows.
+    pub fn windows(&mut self) -> Vec<Window> {
+        (0..1 + self.below(2))
+            .map(|_| Window {
+                days: (0..7).filter(|_| self.chance(40)).collect(),
+                start_minute: 30 * self.below(48) as u32,
+                duration_minutes: 60 + 30 * self.below(20) as u32,
+            })
+            .collect()
+    }
 }
