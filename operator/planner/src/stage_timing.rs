@@ -41,11 +41,13 @@ fn stage_timing() {
     let staged = stages(&input, &mut [Instant::now(); 9]);
     assert!(json(&staged) == json(&crate::plan(&input)), "the stages run one by one plan differently from `plan`");
     let runs: u32 = std::env::var("SUYUN_STAGE_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(1).max(1);
-    let names = ["index", "check", "place", "schedule", "assemble", "drop", "first_fit", "plan"];
-    let mut best = [f64::MAX; 8];
-    let mut total = [0f64; 8];
+    // The same set with city budgets, lending and Sensitive systems: what governance costs.
+    let governed = crate::synthetic::with_governance(input.clone());
+    let names = ["index", "check", "place", "schedule", "assemble", "drop", "first_fit", "plan", "governed"];
+    let mut best = [f64::MAX; 9];
+    let mut total = [0f64; 9];
     for _ in 0..runs {
-        let mut t = [Instant::now(); 9];
+        let mut t = [Instant::now(); 10];
         let plan = stages(&input, &mut t);
         drop(plan);
         t[6] = Instant::now();
@@ -53,13 +55,15 @@ fn stage_timing() {
         t[7] = Instant::now();
         drop(std::hint::black_box(crate::plan(&input)));
         t[8] = Instant::now();
-        for k in 0..8 {
+        drop(std::hint::black_box(crate::plan(&governed)));
+        t[9] = Instant::now();
+        for k in 0..9 {
             let ms = (t[k + 1] - t[k]).as_secs_f64() * 1e3;
             best[k] = best[k].min(ms);
             total[k] += ms;
         }
     }
-    for k in 0..8 {
+    for k in 0..9 {
         eprintln!("{:10} min {:.3} ms  mean {:.3} ms", names[k], best[k], total[k] / f64::from(runs));
     }
 }

@@ -576,3 +576,16 @@ proptest! {
         }
     }
 }
+
+/// At Jiangsu scale, with 13 city budgets, lending and Sensitive systems: every level holds
+/// and residency is kept, as on the small random inputs.
+#[test]
+fn the_jiangsu_set_with_governance_keeps_every_level() {
+    let input = suyun_planner::synthetic::with_governance(suyun_planner::synthetic::jiangsu(1));
+    let plan = plan(&input);
+    check_levels(&input, &plan).unwrap();
+    check_residency(&input, &plan).unwrap();
+    assert_eq!(plan.cities.len(), 13);
+    assert!(plan.reasons.contains_key(&Reason::CityBudgetExceeded), "{:?}", plan.reasons);
+    assert!(plan.cities.iter().any(|c| c.borrowed.cpu > 0), "some department borrows");
+}

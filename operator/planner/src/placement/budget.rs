@@ -73,15 +73,17 @@ impl Placement {
     /// Moves tenant `t`'s usage by `delta` (added or taken away), keeping its city's borrowed
     /// total in step.
     pub(super) fn account_tenant(&mut self, p: &Problem<'_>, t: usize, delta: Resources, add: bool) {
+        let b = p.tenant_budget[t];
+        if b == NONE {
+            self.tenant_used[t] = if add { self.tenant_used[t].plus(delta) } else { self.tenant_used[t].minus(delta) };
+            return;
+        }
         let q = quota_of(p, t);
         let before = budgeted(self.tenant_used[t]).minus(q);
         self.tenant_used[t] = if add { self.tenant_used[t].plus(delta) } else { self.tenant_used[t].minus(delta) };
         let after = budgeted(self.tenant_used[t]).minus(q);
-        let b = p.tenant_budget[t];
-        if b != NONE {
-            let city = &mut self.city_borrowed[b as usize];
-            *city = city.minus(before).plus(after);
-        }
+        let city = &mut self.city_borrowed[b as usize];
+        *city = city.minus(before).plus(after);
     }
 
     /// Moves the city-level usage of tenant `t` on `node` by `delta`.
@@ -120,11 +122,13 @@ impl Placer<'_, '_> {
             }
             let tu = t as usize;
             let tenant = p.tenants[tu];
-            let who = format!("tenant {} ({})", tenant.name, tenant.display_name);
+            // Formatted only on a refusal: this runs for every unit placed.
+            let who = || format!("tenant {} ({})", tenant.name, tenant.display_name);
             let systems = state.tenant_systems[tu];
             if systems + count > tenant.quota.max_systems {
                 return Some(format!(
-                    "department quota: {who} already has {systems} of its {} systems (systems are never lent)",
+                    "department quota: {} already has {systems} of its {} systems (systems are never lent)",
+                    who(),
                     tenant.quota.max_systems
                 ));
             }
@@ -137,8 +141,9 @@ impl Placer<'_, '_> {
             let left = quota.minus(used);
             let first_short = BUDGETED.into_iter().find(|k| k.of(&after) > k.of(&quota)).unwrap_or(ResourceKind::Cpu);
             let head = format!(
-                "department quota: needs {}; {who} has {} left of its {} quota",
+                "department quota: needs {}; {} has {} left of its {} quota",
                 explain::amount(first_short, &need),
+                who(),
                 explain::amount(first_short, &left),
                 explain::amount(first_short, &quota)
             );

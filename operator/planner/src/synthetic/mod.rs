@@ -55,6 +55,61 @@ pub fn national(seed: u64) -> PlanInput {
     input
 }
 
+/// Adds capacity governance to a synthetic set: one city budget per city node (90 % of the
+/// node's allocatable, and a share of its provincial node of 4 % of that node's), with lending
+/// (30 % lent, 20 % borrowed), every fourth city department short of cpu quota (so that it
+/// borrows), and every 12th system Sensitive (the built-in residency rule keeps it in its
+/// city). For benchmarks and tests of the governance checks at scale.
+pub fn with_governance(mut input: PlanInput) -> PlanInput {
+    use crate::model::{CityBudget, Classification, Lending, Limit, NodeShare};
+    let part = |r: Resources, percent: u64| Limit {
+        cpu: r.cpu / 100 * percent,
+        memory: r.memory / 100 * percent,
+        storage: r.storage / 100 * percent,
+    };
+    let provincial: Vec<&Node> = input.nodes.iter().filter(|n| n.tier == Tier::Provincial).collect();
+    let mut budgets = Vec::new();
+    for n in input.nodes.iter().filter(|n| n.tier == Tier::City) {
+        let mut nodes = vec![NodeShare { node: n.name.clone(), limit: part(n.allocatable, 90) }];
+        let parent = provincial.iter().find(|p| p.region_code.get(..2) == n.region_code.get(..2));
+        if let Some(p) = parent {
+            nodes.push(NodeShare { node: p.name.clone(), limit: part(p.allocatable, 4) });
+        }
+        budgets.push(CityBudget {
+            name: format!("budget-{}", n.region_code),
+            region_code: n.region_code.clone(),
+            display_name: n.display_name.clone(),
+            nodes,
+            lending: Lending { lend_percent: 30, borrow_percent: 20, departments: Vec::new() },
+        });
+    }
+    input.budgets = budgets;
+    // Every fourth city department gets a cpu quota of 85 % of what its systems need: it
+    // borrows from the others of its city, within 20 % of its quota.
+    let mut demand: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for s in input.systems.iter().filter(|s| s.strategy.migrates()) {
+        *demand.entry(s.tenant.as_str()).or_default() += s.resources.cpu;
+    }
+    let tight: Vec<(usize, u64)> = input
+        .tenants
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.level != TenantLevel::Provincial)
+        .enumerate()
+        .filter(|(k, _)| k % 4 == 0)
+        .map(|(_, (i, t))| (i, demand.get(t.name.as_str()).copied().unwrap_or(0) / 100 * 85))
+        .collect();
+    for (i, cpu) in tight {
+        input.tenants[i].quota.cpu = cpu;
+    }
+    for (i, s) in input.systems.iter_mut().enumerate() {
+        if i % 12 == 5 {
+            s.classification = Classification::Sensitive;
+        }
+    }
+    input
+}
+
 fn empty() -> PlanInput {
     PlanInput { settings: Settings { now: NOW, ..Settings::default() }, ..PlanInput::default() }
 }
