@@ -272,7 +272,10 @@ pub fn of_loop(input: &LoopState<'_>) -> LoopSamples {
                 .map(|(r, used, budget)| (strings([name, code, node, r]), budget_ratio(used, budget))),
             );
         }
-        for (kind, amounts) in [("borrowed", &city.borrowed), ("lendable", &city.lendable)] {
+        // `lendable`: still offered and not borrowed, as the CityBudget status and the REST API
+        // show it.
+        let offered = city.lendable.minus(city.borrowed);
+        for (kind, amounts) in [("borrowed", &city.borrowed), ("lendable", &offered)] {
             out.city_lending.extend(
                 resources(planned(amounts)).into_iter().map(|(r, unit, v)| (strings([name, code, r, unit, kind]), v)),
             );
