@@ -146,6 +146,7 @@ fn records(keys: &Keys) -> Vec<(String, Vec<u8>)> {
                 reason: "Planned".into(),
                 time: "2025-03-03T08:00:00+08:00".into(),
                 actor: "suyun-operator".into(),
+                ..Default::default()
             };
             records.push((keys.journal(&id, sequence), json(&entry)));
         }

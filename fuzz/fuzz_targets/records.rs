@@ -94,6 +94,7 @@ fn record(collection: &Collection, name: &str, region: &str, text: &str, number:
             reason: text.into(),
             time: text.into(),
             actor: text.into(),
+            ..Default::default()
         }),
         Collection::Approval => serde_json::to_vec(&ApprovalRecord {
             system_id: name.into(),
