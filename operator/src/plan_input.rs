@@ -175,11 +175,7 @@ fn tenant(t: &Tenant) -> Result<model::Tenant, InputError> {
     Ok(model::Tenant {
         name: name.clone(),
         display_name: t.spec.display_name.clone(),
-        level: match t.spec.level {
-            TenantLevel::Provincial => model::TenantLevel::Provincial,
-            TenantLevel::City => model::TenantLevel::City,
-            TenantLevel::County => model::TenantLevel::County,
-        },
+        level: tenant_level(t.spec.level),
         region_code: t.spec.region_code.clone(),
         home_node: t.spec.home_node.clone(),
         quota: model::Quota {
@@ -293,6 +289,15 @@ fn system(planned: PlannedSystem<'_>) -> Result<model::System, InputError> {
         phase: status.phase.map(phase).unwrap_or_default(),
         node: status.node.clone(),
     })
+}
+
+/// The planner's tenant level.
+pub fn tenant_level(level: TenantLevel) -> model::TenantLevel {
+    match level {
+        TenantLevel::Provincial => model::TenantLevel::Provincial,
+        TenantLevel::City => model::TenantLevel::City,
+        TenantLevel::County => model::TenantLevel::County,
+    }
 }
 
 /// The planner's classification. Classified systems are refused at admission; should one get

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::model::{
-    ArchitectureRequirement, CityBudget, Classification, Node, PlanInput, Resources, Settings, System, Tenant,
-    TenantLevel, Tier, Wave,
+    ArchitectureRequirement, CityBudget, Classification, Node, PlanInput, Resources, Settings, System, Tenant, Tier,
+    Wave,
 };
 use crate::residency::Rules;
 
@@ -509,14 +509,9 @@ fn city_budgets<'a>(input: &'a PlanInput, warnings: &mut Vec<String>) -> Vec<&'a
     budgets
 }
 
-/// The budget whose departments include `t`: City tenants of its region code, County tenants
-/// sharing its first four digits; never a Provincial tenant.
+/// The budget whose departments include `t` ([`CityBudget::covers`]).
 fn budget_of(t: &Tenant, budgets: &[&CityBudget]) -> u32 {
-    let found = budgets.iter().position(|b| match t.level {
-        TenantLevel::Provincial => false,
-        TenantLevel::City => t.region_code == b.region_code,
-        TenantLevel::County => t.region_code.len() == 6 && t.region_code.get(..4) == b.region_code.get(..4),
-    });
+    let found = budgets.iter().position(|b| CityBudget::covers(&b.region_code, t.level, &t.region_code));
     found.map_or(NONE, |k| k as u32)
 }
 

@@ -534,7 +534,7 @@ pub struct Lending {
 /// A city's budget: the nodes its departments may use, how much of each together, and lending.
 ///
 /// Its departments are the City tenants of its region code and the County tenants whose code
-/// shares its first four digits. They may use only the nodes listed.
+/// shares its first four digits ([`CityBudget::covers`]). They may use only the nodes listed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CityBudget {
@@ -551,6 +551,19 @@ pub struct CityBudget {
     /// Lending between its departments.
     #[serde(default)]
     pub lending: Lending,
+}
+
+impl CityBudget {
+    /// Whether a tenant of `level` and `region_code` is one of the departments of a budget for
+    /// `city_code`: a City tenant of that code, or a County tenant sharing its first four
+    /// digits; never a Provincial tenant.
+    pub fn covers(city_code: &str, level: TenantLevel, region_code: &str) -> bool {
+        match level {
+            TenantLevel::Provincial => false,
+            TenantLevel::City => region_code == city_code,
+            TenantLevel::County => region_code.len() == 6 && region_code.get(..4) == city_code.get(..4),
+        }
+    }
 }
 
 /// How far from its tenant's region data may live.

@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use suyun_crds::conditions::{DesiredCondition, merge_conditions};
 use suyun_crds::v1alpha1::{
     CityBudget, CityBudgetStatus, CloudNode, DepartmentBudgetStatus, GovSystem, NodeBudgetStatus, ResidencyPolicy,
-    ResidencyPolicyStatus, ResourceAmounts, StrandedSystem, Tenant, TenantLevel,
+    ResidencyPolicyStatus, ResourceAmounts, StrandedSystem, Tenant,
 };
 use suyun_planner::Plan;
 use suyun_planner::model::Resources;
@@ -31,18 +31,15 @@ pub fn amounts(r: Resources) -> ResourceAmounts {
     }
 }
 
-/// Whether `tenant` is one of the departments of a budget for `region` (the planner's rule:
-/// City tenants of the code, County tenants sharing its first four digits).
+/// Whether `tenant` is one of the departments of a budget for `region`: the planner's rule
+/// ([`suyun_planner::model::CityBudget::covers`]).
 pub fn is_department(tenant: &Tenant, region: &str) -> bool {
-    match tenant.spec.level {
-        TenantLevel::Provincial => false,
-        TenantLevel::City => tenant.spec.region_code == region,
-        TenantLevel::County => tenant.spec.region_code.get(..4) == region.get(..4),
-    }
+    let level = crate::plan_input::tenant_level(tenant.spec.level);
+    suyun_planner::model::CityBudget::covers(region, level, &tenant.spec.region_code)
 }
 
-/// The status a CityBudget should show. `in_force` is the planner's account of it (none when
-/// another budget for the same region is in force instead, or its quantities do not parse).
+/// The status a CityBudget should show, from the plan's account of it (absent when another
+/// budget for the same region is in force instead, or its quantities do not parse).
 pub fn budget_status(
     budget: &CityBudget,
     budgets: &[Arc<CityBudget>],
