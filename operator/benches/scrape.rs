@@ -182,6 +182,7 @@ fn observe(metrics: &Metrics, p: &Province, d: &Derived) {
         waves: &d.waves,
         accounts: &d.accounts,
         plan: &p.plan,
+        run_out: &[],
     });
     for (node, status) in p.nodes.iter().zip(&d.node_statuses) {
         metrics.observe_node(node, status);

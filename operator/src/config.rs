@@ -51,6 +51,16 @@ pub struct Config {
     #[arg(long, env = "SUYUN_MEMBER_PROBE_INTERVAL_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub member_probe_interval_seconds: u64,
 
+    /// Growth of what migrated systems use, percent per year, for the run-out date of each
+    /// node the operator computes after every plan (`suyun_node_run_out_timestamp_seconds`,
+    /// the read-model's nodes); `suyunctl forecast --growth` answers the same offline.
+    #[arg(long, env = "SUYUN_FORECAST_GROWTH_PERCENT", default_value_t = 10.0, value_parser = growth)]
+    pub forecast_growth_percent: f64,
+
+    /// How far ahead, in days, the operator looks for a node's run-out date.
+    #[arg(long, env = "SUYUN_FORECAST_HORIZON_DAYS", default_value_t = 730, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub forecast_horizon_days: u32,
+
     /// Plain-HTTP listen address of `/metrics`, `/healthz` and `/readyz`, served by every
     /// replica, leader or standby (port 0 picks a free port, logged at start).
     #[arg(long, env = "SUYUN_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
@@ -86,6 +96,15 @@ fn default_instance() -> String {
 fn threshold(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if (0.0..=100.0).contains(&v) { Ok(v) } else { Err(format!("{v} is not a percentage between 0 and 100")) }
+}
+
+fn growth(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1000.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a growth rate between 0 and 1000 percent"))
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use suyun_planner::Plan;
 use suyun_planner::model::Resources;
 use suyun_store::readmodel::{
     ApprovalState, BudgetAmounts, BudgetDepartment, BudgetNode, BudgetRecord, BudgetUtilization, ConditionSummary,
-    NodeRecord, QuotaAmounts, Record, ResourceAmounts, SystemRecord, TenantRecord, Utilization, WaveRecord,
+    NodeRecord, QuotaAmounts, Record, ResourceAmounts, RunOut, SystemRecord, TenantRecord, Utilization, WaveRecord,
 };
 
 use crate::accounts::Accounts;
@@ -50,7 +50,42 @@ fn ready(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition
     conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-fn node(n: &CloudNode, accounts: &Accounts) -> NodeRecord {
+/// The operator's run-out forecast of every node ([`suyun_planner::forecast::run_out_of`]) and
+/// the settings it was made with.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOuts<'a> {
+    /// Per node.
+    pub nodes: &'a [suyun_planner::forecast::NodeRunOut],
+    /// `--forecast-growth-percent`.
+    pub growth_percent: f64,
+    /// `--forecast-horizon-days`.
+    pub horizon_days: u32,
+}
+
+impl RunOuts<'_> {
+    /// The record of one node's run-out dates; `None` when the plan does not know the node.
+    fn of(&self, node: &str) -> Option<RunOut> {
+        use suyun_planner::forecast::ResourceName;
+        let n = self.nodes.iter().find(|n| n.node == node)?;
+        let at = |name: ResourceName| {
+            n.resources
+                .iter()
+                .find(|r| r.resource == name)
+                .and_then(|r| r.run_out)
+                .and_then(|t| k8s_openapi::jiff::Timestamp::from_second(t).ok())
+                .map(|t| t.to_string())
+        };
+        Some(RunOut {
+            growth_percent_per_year: self.growth_percent,
+            horizon_days: self.horizon_days,
+            cpu: at(ResourceName::Cpu),
+            memory: at(ResourceName::Memory),
+            storage: at(ResourceName::Storage),
+        })
+    }
+}
+
+fn node(n: &CloudNode, accounts: &Accounts, run_outs: &RunOuts<'_>) -> NodeRecord {
     let status = n.status.clone().unwrap_or_default();
     let allocatable = status.allocatable.as_ref().and_then(|a| Amounts::from_amounts(a).ok()).unwrap_or_default();
     let account = accounts.nodes.get(&n.name_any()).cloned().unwrap_or_default();
@@ -67,6 +102,7 @@ fn node(n: &CloudNode, accounts: &Accounts) -> NodeRecord {
         active_migrations: account.active_migrations,
         ready: ready(&status.conditions),
         conditions: summaries(&status.conditions),
+        run_out: run_outs.of(&n.name_any()),
     }
 }
 
@@ -256,12 +292,13 @@ pub fn records(
     accounts: &Accounts,
     waves: &BTreeMap<String, WaveState>,
     plan: &Plan,
+    run_outs: &RunOuts<'_>,
     published: &PublishedSystems,
 ) -> (Vec<Record>, Vec<(String, SystemInputs)>) {
     let objects = &snapshot.objects;
     let mut out =
         Vec::with_capacity(objects.cloud_nodes.len() + objects.tenants.len() + waves.len() + plan.cities.len());
-    out.extend(objects.cloud_nodes.iter().map(|n| Record::Node(node(n, accounts))));
+    out.extend(objects.cloud_nodes.iter().map(|n| Record::Node(node(n, accounts, run_outs))));
     out.extend(objects.tenants.iter().map(|t| Record::Tenant(tenant(t, accounts))));
     out.extend(budgets(plan, &objects.cloud_nodes).into_iter().map(Record::Budget));
     let mut built = Vec::new();
@@ -315,7 +352,7 @@ pub fn records(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use suyun_crds::v1alpha1::Phase;
@@ -361,8 +398,45 @@ mod tests {
             snapshot.objects.systems.iter().map(AsRef::as_ref).zip(&snapshot.statuses),
             &snapshot.objects.tenants,
         );
-        let plan = suyun_planner::plan(&snapshot.plan_input().0);
-        records(snapshot, &snapshot.statuses, &accounts, &waves, &plan, published)
+        let input = snapshot.plan_input().0;
+        let plan = suyun_planner::plan(&input);
+        let run_out = suyun_planner::forecast::run_out_of(&input, &plan, 10.0, 730);
+        let run_outs = RunOuts { nodes: &run_out, growth_percent: 10.0, horizon_days: 730 };
+        records(snapshot, &snapshot.statuses, &accounts, &waves, &plan, &run_outs, published)
+    }
+
+    /// 南京's forecast: cpu runs out at 1,830,000,000 (2027-12-28T13:20:00Z), the other
+    /// resources not within the horizon. Shared with the metrics tests.
+    pub(crate) fn nanjing_run_out() -> Vec<suyun_planner::forecast::NodeRunOut> {
+        use suyun_planner::forecast::{NodeRunOut, ResourceName, ResourceRunOut};
+        let resource = |resource, run_out| ResourceRunOut {
+            resource,
+            allocatable: 100,
+            usage_now: 10,
+            usage_at_completion: 90,
+            run_out,
+            caused_by: None,
+        };
+        vec![NodeRunOut {
+            node: "nanjing".into(),
+            region_code: "320100".into(),
+            display_name: "南京市".into(),
+            allocatable: Default::default(),
+            migration_completes: 0,
+            resources: vec![resource(ResourceName::Cpu, Some(1_830_000_000)), resource(ResourceName::Memory, None)],
+        }]
+    }
+
+    #[test]
+    fn a_node_record_carries_its_forecast_run_out() {
+        let forecast = nanjing_run_out();
+        let run_outs = RunOuts { nodes: &forecast, growth_percent: 12.5, horizon_days: 365 };
+        let got = run_outs.of("nanjing").expect("the node is forecast");
+        assert_eq!(got.growth_percent_per_year, 12.5);
+        assert_eq!(got.horizon_days, 365);
+        assert_eq!(got.cpu.as_deref(), Some("2027-12-28T13:20:00Z"));
+        assert_eq!((got.memory, got.storage), (None, None), "not within the horizon, or not forecast");
+        assert_eq!(run_outs.of("suzhou"), None);
     }
 
     fn systems(records: &[Record]) -> Vec<&SystemRecord> {

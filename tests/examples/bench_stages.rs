@@ -133,20 +133,30 @@ fn main() -> anyhow::Result<()> {
     let snapshot = take();
     let (plan_input, invalid) = snapshot.plan_input();
     let plan = suyun_planner::plan(&plan_input);
+    let run_out = suyun_planner::forecast::run_out_of(&plan_input, &plan, 10.0, 730);
+    let run_outs = readmodel::RunOuts { nodes: &run_out, growth_percent: 10.0, horizon_days: 730 };
     let metrics = Metrics::new(true);
     let waves = snapshot.wave_states(&snapshot.statuses);
     let accounts = suyun_operator::accounts::compute(
         snapshot.objects.systems.iter().map(AsRef::as_ref).zip(&snapshot.statuses),
         &snapshot.objects.tenants,
     );
-    let (_, built) =
-        readmodel::records(&snapshot, &snapshot.statuses, &accounts, &waves, &plan, &PublishedSystems::new());
+    let (_, built) = readmodel::records(
+        &snapshot,
+        &snapshot.statuses,
+        &accounts,
+        &waves,
+        &plan,
+        &run_outs,
+        &PublishedSystems::new(),
+    );
     let published: PublishedSystems = built.into_iter().collect();
     let owned = || (0..snapshot.objects.systems.len()).filter(|i| snapshot.owned[*i]);
 
     stages.time("snapshot: Snapshot::take", take);
     stages.time("snapshot: plan_input", || snapshot.plan_input());
     stages.time("plan", || suyun_planner::plan(&plan_input));
+    stages.time("plan: run-out forecast", || suyun_planner::forecast::run_out_of(&plan_input, &plan, 10.0, 730));
     stages.time("decide", || decide::decide(&snapshot, &plan_input, &plan, &invalid, 10));
     stages.time("report: wave_states", || snapshot.wave_states(&snapshot.statuses));
     stages.time("report: accounts", || {
@@ -165,13 +175,14 @@ fn main() -> anyhow::Result<()> {
             waves: &waves,
             accounts: &accounts,
             plan: &plan,
+            run_out: &run_out,
         })
     });
     stages.time("report: records, nothing published", || {
-        readmodel::records(&snapshot, &snapshot.statuses, &accounts, &waves, &plan, &PublishedSystems::new())
+        readmodel::records(&snapshot, &snapshot.statuses, &accounts, &waves, &plan, &run_outs, &PublishedSystems::new())
     });
     stages.time("report: records, all published", || {
-        readmodel::records(&snapshot, &snapshot.statuses, &accounts, &waves, &plan, &published)
+        readmodel::records(&snapshot, &snapshot.statuses, &accounts, &waves, &plan, &run_outs, &published)
     });
     stages.time("report: journal sources", || {
         let present: std::collections::HashSet<&str> =

@@ -82,6 +82,7 @@ pub fn records_from_plan(input: &PlanInput) -> Vec<Record> {
                 reason: "Accounted".into(),
                 message: String::new(),
             }],
+            run_out: None,
         }));
     }
     for tenant in &input.tenants {

@@ -30,9 +30,14 @@ const REQUIRED_ALERTS: [&str; 6] = [
     "SuyunOperatorNoLeader",
 ];
 
-/// The alerts of capacity governance (city budgets, data residency; docs/governance.md).
-const GOVERNANCE_ALERTS: [&str; 3] =
-    ["SuyunCityBudgetNearlyExhausted", "SuyunCityBudgetRunsOutSoon", "SuyunResidencyStranded"];
+/// The alerts of capacity governance (city budgets, data residency, forecasts;
+/// docs/governance.md).
+const GOVERNANCE_ALERTS: [&str; 4] = [
+    "SuyunCityBudgetNearlyExhausted",
+    "SuyunCityBudgetRunsOutSoon",
+    "SuyunResidencyStranded",
+    "SuyunNodeRunsOutWithinAQuarter",
+];
 
 fn rules_file() -> PathBuf {
     repo_root().join("charts/suyun/files/suyun-alerts.yaml")

@@ -157,6 +157,30 @@ pub struct NodeRecord {
     /// The node's conditions.
     #[serde(default)]
     pub conditions: Vec<ConditionSummary>,
+    /// When the node's use of each resource is forecast to exceed its allocatable, at the
+    /// planned migration pace and the operator's growth rate; absent before the first plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_out: Option<RunOut>,
+}
+
+/// A node's forecast run-out dates (the operator's, after every plan; `suyunctl forecast`
+/// answers the same for any growth rate).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOut {
+    /// Growth of what the systems use once migrated, percent per year (compounded).
+    pub growth_percent_per_year: f64,
+    /// How far ahead the dates were searched, days.
+    pub horizon_days: u32,
+    /// When cpu runs out (RFC 3339); absent: not within the horizon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// When memory runs out (RFC 3339); absent: not within the horizon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// When storage runs out (RFC 3339); absent: not within the horizon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
 }
 
 /// Quota amounts of a tenant.

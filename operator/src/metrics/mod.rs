@@ -191,6 +191,7 @@ pub struct Metrics {
     tenant_lent: StateGauge,
     residency_stranded: StateGauge,
     residency_waived: StateGauge,
+    node_run_out: StateGauge,
     member_up: StateGauge,
     member_probe_duration: HistogramVec,
     member_probe_errors: IntCounterVec,
@@ -352,6 +353,11 @@ impl Metrics {
                 "GovSystems placed outside their data-residency rule under a recorded waiver, by rule (the built-in rule always listed)",
                 &["rule"],
             ),
+            node_run_out: state(
+                "suyun_node_run_out_timestamp_seconds",
+                "Unix time a CloudNode's use of a resource is forecast to exceed its allocatable, at the planned migration pace and --forecast-growth-percent a year (absent when not within --forecast-horizon-days)",
+                &["node", "region_code", "resource"],
+            ),
             member_up: state(
                 "suyun_member_up",
                 "1 while the member cluster behind a CloudNode counts as reachable (its API server answered one of the last 3 probes), else 0",
@@ -464,6 +470,7 @@ impl Metrics {
             Arc::new(m.tenant_lent.vec.clone()),
             Arc::new(m.residency_stranded.vec.clone()),
             Arc::new(m.residency_waived.vec.clone()),
+            Arc::new(m.node_run_out.vec.clone()),
             Arc::new(m.member_up.vec.clone()),
             Arc::new(m.member_probe_duration.clone()),
             Arc::new(m.member_probe_errors.clone()),
@@ -568,7 +575,7 @@ impl Metrics {
         }
     }
 
-    fn state_gauges(&self) -> [&StateGauge; 25] {
+    fn state_gauges(&self) -> [&StateGauge; 26] {
         [
             &self.node_capacity,
             &self.node_allocatable,
@@ -594,6 +601,7 @@ impl Metrics {
             &self.tenant_lent,
             &self.residency_stranded,
             &self.residency_waived,
+            &self.node_run_out,
             &self.member_up,
         ]
     }
@@ -665,6 +673,7 @@ impl Metrics {
         self.tenant_lent.replace(WHOLE, s.tenant_lent);
         self.residency_stranded.replace(WHOLE, s.residency_stranded);
         self.residency_waived.replace(WHOLE, s.residency_waived);
+        self.node_run_out.replace(WHOLE, s.node_run_out);
         // The counters of every wave exist from the start, so that increase() sees the first
         // migration that completes.
         for wave in &s.waves {

@@ -36,6 +36,8 @@ pub struct LoopState<'a> {
     pub accounts: &'a Accounts,
     /// The plan of this iteration.
     pub plan: &'a suyun_planner::Plan,
+    /// Each node's run-out dates, from the plan.
+    pub run_out: &'a [suyun_planner::forecast::NodeRunOut],
 }
 
 /// The samples of every family [`LoopState`] feeds.
@@ -77,6 +79,8 @@ pub struct LoopSamples {
     pub residency_stranded: Vec<Sample>,
     /// `suyun_residency_waived_systems{rule}`.
     pub residency_waived: Vec<Sample>,
+    /// `suyun_node_run_out_timestamp_seconds{node,region_code,resource}`.
+    pub node_run_out: Vec<Sample>,
     /// Names of every wave.
     pub waves: Vec<String>,
 }
@@ -296,6 +300,15 @@ pub fn of_loop(input: &LoopState<'_>) -> LoopSamples {
             );
         }
     }
+    out.node_run_out = input
+        .run_out
+        .iter()
+        .flat_map(|n| {
+            n.resources.iter().filter_map(move |r| {
+                r.run_out.map(|t| (strings([&n.node, &n.region_code, r.resource.as_str()]), t as f64))
+            })
+        })
+        .collect();
     out.residency_stranded = per_rule(&input.plan.residency.stranded);
     out.residency_waived = per_rule(&input.plan.residency.waived);
 

@@ -274,10 +274,11 @@ fn observe_loop(
     waves: &[suyun_crds::v1alpha1::MigrationWave],
     eta: Option<i64>,
 ) {
-    observe_loop_with(m, systems, waves, eta, &[("nj-data", "320100")], |_| {});
+    observe_loop_with(m, systems, waves, eta, &[("nj-data", "320100")], |_| {}, &[]);
 }
 
-/// [`observe_loop`] with these Tenants (name, region code), and the plan changed by `edit`.
+/// [`observe_loop`] with these Tenants (name, region code), the plan changed by `edit`, and
+/// these run-out forecasts.
 fn observe_loop_with(
     m: &Metrics,
     systems: &[(suyun_crds::v1alpha1::GovSystem, GovSystemStatus)],
@@ -285,6 +286,7 @@ fn observe_loop_with(
     eta: Option<i64>,
     tenants: &[(&str, &str)],
     edit: impl FnOnce(&mut suyun_planner::Plan),
+    run_out: &[suyun_planner::forecast::NodeRunOut],
 ) {
     let nodes = vec![Arc::new(cloud_node("nanjing", "City", "320100"))];
     let tenants: Vec<Arc<suyun_crds::v1alpha1::Tenant>> =
@@ -322,7 +324,24 @@ fn observe_loop_with(
         waves: &wave_states,
         accounts: &accounts,
         plan: &plan,
+        run_out,
     });
+}
+
+#[test]
+fn a_nodes_forecast_run_out_is_a_timestamp_per_resource_and_absent_beyond_the_horizon() {
+    let m = Metrics::new(false);
+    let forecast = crate::readmodel::tests::nanjing_run_out();
+    observe_loop_with(&m, &[], &[], None, &[("nj-data", "320100")], |_| {}, &forecast);
+    let s = samples(&m.render());
+    assert_eq!(
+        s["suyun_node_run_out_timestamp_seconds{node=\"nanjing\",region_code=\"320100\",resource=\"cpu\"}"],
+        1_830_000_000.0
+    );
+    assert!(
+        !s.keys().any(|k| k.starts_with("suyun_node_run_out_timestamp_seconds") && k.contains("memory")),
+        "no run-out within the horizon: no series"
+    );
 }
 
 #[test]
@@ -446,7 +465,7 @@ fn a_city_budget_gives_its_node_shares_and_lending_and_leaves_with_it() {
     // sz-data is a Tenant of a district (320505); sz-health has no Tenant object in the loop
     // and gets its city's code.
     let tenants = [("nj-data", "320100"), ("sz-data", "320505")];
-    observe_loop_with(&m, &[], &[], None, &tenants, with_suzhou_budget);
+    observe_loop_with(&m, &[], &[], None, &tenants, with_suzhou_budget, &[]);
     let s = samples(&m.render());
     let city = |family: &str, node: &str, resource: &str| {
         let unit = if resource == "cpu" { "core" } else { "byte" };
@@ -506,7 +525,7 @@ fn a_city_budget_gives_its_node_shares_and_lending_and_leaves_with_it() {
     assert!(!s.keys().any(|k| k.starts_with("suyun_tenant_lent{") && k.contains("nj-data")), "{s:?}");
 
     // The budget deleted: its series leave.
-    observe_loop_with(&m, &[], &[], None, &tenants, |_| {});
+    observe_loop_with(&m, &[], &[], None, &tenants, |_| {}, &[]);
     let text = m.render();
     for family in ["suyun_city_", "suyun_tenant_borrowed{", "suyun_tenant_lent{"] {
         assert!(!text.lines().any(|l| l.starts_with(family)), "{family} left over:\n{text}");
@@ -529,14 +548,22 @@ fn stranded_and_waived_systems_are_counted_by_rule_with_the_builtin_rule_always_
     const BUILTIN: &str = "builtin/sensitive-stays-in-own-city";
     let medical = "province-residency/medical-in-city";
     let m = Metrics::new(false);
-    observe_loop_with(&m, &[], &[], None, &[], |plan| {
-        plan.residency.stranded = vec![
-            finding("JS-320500-0007", BUILTIN, None),
-            finding("JS-320500-0011", medical, None),
-            finding("JS-320500-0012", medical, None),
-        ];
-        plan.residency.waived = vec![finding("JS-320500-0020", medical, Some("李明 (苏州市大数据局)"))];
-    });
+    observe_loop_with(
+        &m,
+        &[],
+        &[],
+        None,
+        &[],
+        |plan| {
+            plan.residency.stranded = vec![
+                finding("JS-320500-0007", BUILTIN, None),
+                finding("JS-320500-0011", medical, None),
+                finding("JS-320500-0012", medical, None),
+            ];
+            plan.residency.waived = vec![finding("JS-320500-0020", medical, Some("李明 (苏州市大数据局)"))];
+        },
+        &[],
+    );
     let s = samples(&m.render());
     let stranded = |rule: &str| s.get(&format!("suyun_residency_stranded_systems{{rule=\"{rule}\"}}")).copied();
     let waived = |rule: &str| s.get(&format!("suyun_residency_waived_systems{{rule=\"{rule}\"}}")).copied();
@@ -546,7 +573,7 @@ fn stranded_and_waived_systems_are_counted_by_rule_with_the_builtin_rule_always_
     assert_eq!(waived(BUILTIN), Some(0.0));
 
     // Migrated or waived since: the built-in rule stays at 0, the other leaves.
-    observe_loop_with(&m, &[], &[], None, &[], |_| {});
+    observe_loop_with(&m, &[], &[], None, &[], |_| {}, &[]);
     let s = samples(&m.render());
     let stranded = |rule: &str| s.get(&format!("suyun_residency_stranded_systems{{rule=\"{rule}\"}}")).copied();
     assert_eq!(stranded(BUILTIN), Some(0.0), "an alert on > 0 sees 0, not nothing");

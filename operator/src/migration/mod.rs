@@ -234,6 +234,13 @@ impl MigrationLoop {
         let planning = std::time::Instant::now();
         let plan = tokio::task::block_in_place(|| suyun_planner::plan(&input));
         let plan_elapsed = planning.elapsed();
+        let config = &self.ctx.config;
+        let run_out = suyun_planner::forecast::run_out_of(
+            &input,
+            &plan,
+            config.forecast_growth_percent,
+            config.forecast_horizon_days,
+        );
         self.ctx.metrics.observe_plan(plan_elapsed, &plan);
         let decision = decide::decide(&snapshot, &input, &plan, &invalid, self.ctx.config.retry_backoff_seconds);
 
@@ -272,7 +279,8 @@ impl MigrationLoop {
 
         // 4. Report.
         let reporting = std::time::Instant::now();
-        let reported = report::publish(&self.ctx, self.store.as_mut(), &snapshot, effective, &plan, started).await;
+        let reported =
+            report::publish(&self.ctx, self.store.as_mut(), &snapshot, effective, &plan, &run_out, started).await;
         self.fenced |= reported.fenced;
         let report_elapsed = reporting.elapsed();
         let published_ms = started.elapsed().as_millis() as u64;

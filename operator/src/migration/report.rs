@@ -62,6 +62,7 @@ pub async fn publish(
     snapshot: &Snapshot,
     effective: &[GovSystemStatus],
     plan: &Plan,
+    run_out: &[suyun_planner::forecast::NodeRunOut],
     started: std::time::Instant,
 ) -> Reported {
     let objects = &snapshot.objects;
@@ -87,6 +88,7 @@ pub async fn publish(
         waves: &waves,
         accounts: &accounts,
         plan,
+        run_out,
     });
     // A deleted node's gauges leave even when no CloudNode is left to reconcile.
     metrics.retain_nodes(&objects.cloud_nodes.iter().map(|n| n.name_any()).collect());
@@ -98,6 +100,11 @@ pub async fn publish(
         &reported.accounts,
         &reported.waves,
         plan,
+        &crate::readmodel::RunOuts {
+            nodes: run_out,
+            growth_percent: ctx.config.forecast_growth_percent,
+            horizon_days: ctx.config.forecast_horizon_days,
+        },
         store.published_systems(),
     );
     let owned = || (0..objects.systems.len()).filter(|i| snapshot.owned[*i]);

@@ -244,6 +244,19 @@ pub fn forecast(input: &PlanInput, request: &ForecastRequest) -> Forecast {
     }
 }
 
+/// Run-out dates only, from a plan already made of `input` (no planning): what the operator
+/// computes after every plan for its metrics and the read-model. `growth_percent_per_year`
+/// as in [`ForecastRequest`] (not finite or ≤ −100 reads as 0).
+pub fn run_out_of(input: &PlanInput, plan: &Plan, growth_percent_per_year: f64, horizon_days: u32) -> Vec<NodeRunOut> {
+    let growth = if growth_percent_per_year.is_finite() && growth_percent_per_year > -100.0 {
+        growth_percent_per_year
+    } else {
+        0.0
+    };
+    let horizon_end = plan.now.saturating_add(i64::from(horizon_days) * 86_400);
+    runout::run_out(plan, &SystemIndex::new(input), growth, horizon_end)
+}
+
 /// The input's systems by id. For a duplicated id, the copy the planner keeps (the first in
 /// canonical order, i.e. the smallest by `Ord`).
 #[derive(Debug)]
